@@ -1,0 +1,59 @@
+# pullgate — `make up` runs it, `make test` runs every test (installing what the
+# tests need on a fresh machine), `make bench` measures it.
+
+GO            ?= go
+K8S_VERSION   := v1.37.2
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN           := $(CURDIR)/bin
+# The embedded kube-apiserver reports the Kubernetes version it was built from, as a
+# release build of kube-apiserver does.
+LDFLAGS := -X pullgate.dev/pullgate/internal/version.Version=$(VERSION) \
+           -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+           -X k8s.io/component-base/version.gitMajor=1 \
+           -X k8s.io/component-base/version.gitMinor=37 \
+           -X k8s.io/component-base/version.gitTreeState=clean
+UP_ARGS       ?=
+TEST_TIMEOUT  ?= 60m
+FUZZTIME      ?= 10s
+
+export PULLGATE_BIN := $(BIN)/pullgate
+export KUBECTL      := $(BIN)/kubectl
+
+.PHONY: all build up test tools unit e2e fuzz vet bench clean
+
+all: build
+
+# go build is incremental: these rules always run and relink only when needed.
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/pullgate ./cmd/pullgate
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl k8s.io/kubernetes/cmd/kubectl
+
+up: build
+	$(BIN)/pullgate up $(UP_ARGS)
+
+## test: everything — tools, vet, unit and end-to-end tests, fuzz targets.
+test: tools build vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) fuzz
+
+tools:
+	@./hack/install-tools.sh
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+
+e2e: build
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/...
+
+fuzz:
+	@./hack/fuzz.sh $(FUZZTIME)
+
+## bench: start-to-ready time, stop time and peak RSS of `pullgate up`, against the goals.
+bench: build
+	$(GO) run ./hack/benchup -bin $(BIN)/pullgate -runs 3
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,65 @@
+// Package app assembles pullgate's cobra commands.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	verbosity int
+	out       io.Writer
+	errOut    io.Writer
+}
+
+func (g *globalOptions) logger() *slog.Logger {
+	level := slog.LevelInfo
+	if g.verbosity >= 2 {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
+}
+
+// NewRootCommand returns the pullgate command tree.
+func NewRootCommand(out, errOut io.Writer) *cobra.Command {
+	g := &globalOptions{out: out, errOut: errOut}
+	root := &cobra.Command{
+		Use:           "pullgate",
+		Short:         "Image pull secrets, the integrated registry and its RBAC, on any Kubernetes cluster",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(out)
+	root.SetErr(errOut)
+	root.PersistentFlags().IntVarP(&g.verbosity, "v", "v", 0, "log verbosity: 0 shows warnings of the embedded components, higher shows more")
+	root.AddCommand(newVersionCommand(g), newUpCommand(g))
+	return root
+}
+
+// Main runs pullgate with args and returns the process exit code. SIGINT and SIGTERM
+// cancel the command's context.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := NewRootCommand(os.Stdout, os.Stderr)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		if !errors.Is(err, errSilentExit) {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+// errSilentExit fails a command whose error has already been reported.
+var errSilentExit = errors.New("already reported")

@@ -1,0 +1,64 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/rest"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+)
+
+// apiServerArgs are the kube-apiserver flags pullgate runs with. They are real flags
+// of the real binary, so `kube-apiserver --help` documents each one.
+func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serviceCIDR string, verbosity int) []string {
+	return []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=" + bindAddress,
+		"--secure-port=" + strconv.Itoa(port),
+		"--tls-cert-file=" + p.serving.CertFile,
+		"--tls-private-key-file=" + p.serving.KeyFile,
+		"--client-ca-file=" + p.caFile,
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file=" + p.saPub,
+		"--service-account-signing-key-file=" + p.saKey,
+		"--service-cluster-ip-range=" + serviceCIDR,
+		"--endpoint-reconciler-type=none",
+		"--allow-privileged=true",
+		"--profiling=false",
+		"--v=" + strconv.Itoa(verbosity),
+	}
+}
+
+// runAPIServer runs the real kube-apiserver in this process until ctx ends. The
+// listener is bound by the caller, so a port in use is reported before anything starts.
+func runAPIServer(ctx context.Context, args []string, listener net.Listener) error {
+	s := options.NewServerRunOptions()
+	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
+	for _, f := range s.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("kube-apiserver flags: %w", err)
+	}
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-apiserver feature gates: %w", err)
+	}
+	// The apiserver's loopback clients should not log the warnings they provoke.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	s.SecureServing.Listener = listener
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver options: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return fmt.Errorf("kube-apiserver options: %w", utilerrors.NewAggregate(errs))
+	}
+	return app.Run(ctx, completed)
+}

@@ -1,0 +1,77 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+)
+
+// DefaultControllers are the kube-controller-manager controllers `pullgate up` runs:
+// what namespaces, service accounts, owner references, RBAC aggregation and the
+// workload APIs need. Node, volume and cloud controllers are left out: pullgate's
+// node agent pulls images and runs no containers.
+var DefaultControllers = []string{
+	"serviceaccount-controller",
+	"serviceaccount-token-controller",
+	"namespace-controller",
+	"garbage-collector-controller",
+	"root-ca-certificate-publisher-controller",
+	"clusterrole-aggregation-controller",
+	"deployment-controller",
+	"replicaset-controller",
+	"statefulset-controller",
+	"daemonset-controller",
+	"job-controller",
+	"cronjob-controller",
+	"ttl-after-finished-controller",
+	"pod-garbage-collector-controller",
+}
+
+// controllerManagerArgs serves the controller manager's /healthz on a loopback port:
+// pullgate waits there until every controller is built before it reports ready.
+func (p *paths) controllerManagerArgs(controllers []string, serviceCIDR string, healthPort int, verbosity int) []string {
+	return []string{
+		"--kubeconfig=" + p.controllerManagerKubeconfig,
+		"--authentication-kubeconfig=" + p.controllerManagerKubeconfig,
+		"--authorization-kubeconfig=" + p.controllerManagerKubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(healthPort),
+		"--controllers=" + strings.Join(controllers, ","),
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + p.saKey,
+		"--root-ca-file=" + p.caFile,
+		"--service-cluster-ip-range=" + serviceCIDR,
+		"--leader-elect=false",
+		"--v=" + strconv.Itoa(verbosity),
+	}
+}
+
+// runControllerManager runs the real kube-controller-manager in this process until ctx ends.
+func runControllerManager(ctx context.Context, args []string) error {
+	s, err := options.NewKubeControllerManagerOptions()
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager options: %w", err)
+	}
+	named := s.Flags(app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases())
+	s.ParsedFlags = &named
+	fs := pflag.NewFlagSet("kube-controller-manager", pflag.ContinueOnError)
+	for _, f := range named.FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("kube-controller-manager flags: %w", err)
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-controller-manager feature gates: %w", err)
+	}
+	c, err := s.Config(ctx, app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases())
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager config: %w", err)
+	}
+	return app.Run(ctx, c.Complete())
+}

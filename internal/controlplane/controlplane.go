@@ -1,0 +1,270 @@
+// Package controlplane owns the embedded Kubernetes control plane of `pullgate up`:
+// one etcd member, the real kube-apiserver and the real kube-controller-manager, all
+// in this process, with their PKI and kubeconfigs under one data directory. It is the
+// only package of pullgate that imports k8s.io/kubernetes.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/kubeconfig"
+	"pullgate.dev/pullgate/internal/pki"
+)
+
+// Config is what `pullgate up` is asked to run.
+type Config struct {
+	DataDir     string
+	APIPort     int
+	BindAddress string
+	// Controllers are the kube-controller-manager controllers to run.
+	Controllers []string
+	// Verbosity raises the embedded components' log level (klog -v).
+	Verbosity int
+	Logger    *slog.Logger
+}
+
+const (
+	serviceCIDR      = "10.96.0.0/12"
+	kubernetesSvcIP  = "10.96.0.1"
+	readyTimeout     = 2 * time.Minute
+	componentStopMax = 7 * time.Second
+	adminUser        = "pullgate-admin"
+)
+
+// Plane is a running control plane.
+type Plane struct {
+	// AdminKubeconfig is the path of a kubeconfig with cluster-admin rights.
+	AdminKubeconfig string
+	// Server is the API server's URL.
+	Server string
+
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	done    chan error
+	stopped chan struct{}
+}
+
+// paths are the files in the data directory that the components are started with.
+type paths struct {
+	caFile                      string
+	serving                     pki.KeyPair
+	saKey, saPub                string
+	admin, controllerManager    pki.KeyPair
+	controllerManagerKubeconfig string
+}
+
+// Start brings the control plane up and returns once every /readyz check passes and
+// the controller manager has provisioned the default service account. Bad input is
+// reported before anything is written: an unwritable data directory, a port in use
+// or an unreadable PKI file.
+func Start(ctx context.Context, cfg Config) (*Plane, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	tameKlog(cfg.Verbosity)
+
+	// The port first: a port in use must not leave a new data directory behind.
+	listener, err := listen(cfg.BindAddress, cfg.APIPort, "--api-port")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := datadir.Open(cfg.DataDir)
+	if err != nil {
+		listener.Close()
+		return nil, err
+	}
+	p, err := preparePKI(dir.Path, cfg.BindAddress)
+	if err != nil {
+		listener.Close()
+		dir.Close()
+		return nil, err
+	}
+	server := "https://" + net.JoinHostPort(clientHost(cfg.BindAddress), strconv.Itoa(cfg.APIPort))
+	plane := &Plane{
+		AdminKubeconfig: filepath.Join(dir.Path, "admin.kubeconfig"),
+		Server:          server,
+		log:             log,
+		done:            make(chan error, 1),
+		stopped:         make(chan struct{}),
+	}
+	if err := writeKubeconfigs(server, p, plane.AdminKubeconfig); err != nil {
+		listener.Close()
+		dir.Close()
+		return nil, err
+	}
+	ports, err := freePorts(3) // etcd client, etcd peer, controller-manager health
+	if err != nil {
+		listener.Close()
+		dir.Close()
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	plane.cancel = cancel
+	started := time.Now()
+	etcd, err := startEtcd(ctx, filepath.Join(dir.Path, "etcd"), ports[0], ports[1], cfg.Verbosity)
+	if err != nil {
+		cancel()
+		listener.Close()
+		dir.Close()
+		return nil, err
+	}
+	log.Info("etcd ready", "dir", filepath.Join(dir.Path, "etcd"), "took", time.Since(started).Round(time.Millisecond))
+
+	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	apiArgs := p.apiServerArgs(etcdURL, cfg.APIPort, cfg.BindAddress, serviceCIDR, cfg.Verbosity)
+	api := goRun("kube-apiserver", func() error { return runAPIServer(runCtx, apiArgs, listener) })
+
+	controllers := cfg.Controllers
+	if len(controllers) == 0 {
+		controllers = DefaultControllers
+	}
+	kcmArgs := p.controllerManagerArgs(controllers, serviceCIDR, ports[2], cfg.Verbosity)
+	var kcm *component
+
+	go func() {
+		<-runCtx.Done()
+		api.waitStopped(log, componentStopMax)
+		kcm.waitStopped(log, componentStopMax)
+		etcd.Close()
+		dir.Close()
+		close(plane.stopped)
+	}()
+
+	readyCtx, readyCancel := context.WithTimeout(ctx, readyTimeout)
+	defer readyCancel()
+	err = waitReady(readyCtx, plane.AdminKubeconfig, ports[2], api, func() *component {
+		kcm = goRun("kube-controller-manager", func() error { return runControllerManager(runCtx, kcmArgs) })
+		return kcm
+	})
+	if err != nil {
+		plane.Stop()
+		return nil, err
+	}
+	go plane.watch(runCtx, api, kcm, etcd.Err())
+	log.Info("control plane ready", "server", server, "took", time.Since(started).Round(time.Millisecond))
+	return plane, nil
+}
+
+// Done reports a component that stopped on its own; the plane is then unusable.
+func (p *Plane) Done() <-chan error { return p.done }
+
+// Stop shuts every component down and waits, within a bound, for them to finish.
+func (p *Plane) Stop() {
+	p.cancel()
+	<-p.stopped
+}
+
+func (p *Plane) watch(ctx context.Context, api, kcm *component, etcdErr <-chan error) {
+	select {
+	case <-api.done:
+		p.done <- api.exitErr()
+	case <-kcm.done:
+		p.done <- kcm.exitErr()
+	case err := <-etcdErr:
+		p.done <- fmt.Errorf("etcd stopped: %w", err)
+	case <-ctx.Done():
+	}
+}
+
+func listen(bindAddress string, port int, flag string) (net.Listener, error) {
+	addr := net.JoinHostPort(bindAddress, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("port %d on %s is not available (%v): stop what holds it or choose another with %s", port, bindAddress, unwrapSyscall(err), flag)
+	}
+	return l, nil
+}
+
+func unwrapSyscall(err error) error {
+	var sys *os.SyscallError
+	if errors.As(err, &sys) {
+		return sys.Err
+	}
+	return err
+}
+
+// freePorts asks the kernel for n unused loopback ports.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free loopback port: %w", err)
+		}
+		listeners = append(listeners, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// clientHost is the host clients use to reach an API server bound to bindAddress.
+func clientHost(bindAddress string) string {
+	if ip := net.ParseIP(bindAddress); ip == nil || ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return bindAddress
+}
+
+func preparePKI(dataDir, bindAddress string) (*paths, error) {
+	ca, err := pki.Open(filepath.Join(dataDir, "pki"))
+	if err != nil {
+		return nil, err
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1", kubernetesSvcIP,
+		"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+	if name, err := os.Hostname(); err == nil && name != "" && name != "localhost" {
+		hosts = append(hosts, name)
+	}
+	if ip := net.ParseIP(bindAddress); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
+		hosts = append(hosts, bindAddress)
+	}
+	serving, err := ca.ServingCert("apiserver", hosts)
+	if err != nil {
+		return nil, err
+	}
+	saKey, saPub, err := ca.ServiceAccountKeys()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := ca.ClientCert("admin", adminUser, "system:masters")
+	if err != nil {
+		return nil, err
+	}
+	kcm, err := ca.ClientCert("controller-manager", "system:kube-controller-manager")
+	if err != nil {
+		return nil, err
+	}
+	return &paths{
+		caFile:                      filepath.Join(ca.Path, pki.CAFile),
+		serving:                     serving,
+		saKey:                       saKey,
+		saPub:                       saPub,
+		admin:                       admin,
+		controllerManager:           kcm,
+		controllerManagerKubeconfig: filepath.Join(dataDir, "controller-manager.kubeconfig"),
+	}, nil
+}
+
+func writeKubeconfigs(server string, p *paths, adminPath string) error {
+	if err := kubeconfig.WriteClientCert(adminPath, "pullgate", server, p.caFile, p.admin); err != nil {
+		return err
+	}
+	return kubeconfig.WriteClientCert(p.controllerManagerKubeconfig, "pullgate", server, p.caFile, p.controllerManager)
+}
