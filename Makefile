@@ -51,9 +51,11 @@ e2e: build
 fuzz:
 	@./hack/fuzz.sh $(FUZZTIME)
 
-## bench: start-to-ready time, stop time and peak RSS of `pullgate up`, against the goals.
+## bench: start-to-ready time, stop time and peak RSS of `pullgate up`, and the Go
+## benchmarks of the library packages, each beside its goal or anchor.
 bench: build
 	$(GO) run ./hack/benchup -bin $(BIN)/pullgate -runs 3
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
 clean:
 	rm -rf $(BIN)

@@ -2,8 +2,9 @@ package credentials
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Match is one credential that applies to an image, with the reason why.
@@ -34,13 +35,15 @@ type Keyring struct {
 }
 
 // layer is one of the kubelet's keyrings: unique normalised keys, each with every
-// credential added under it, indexed by host so that a lookup does not scan them all.
+// credential added under it. Keys are indexed so that a lookup touches only the
+// keys that can match: literal hosts by host[:port] then by path length, globs by
+// label count, port and the literal labels at their right.
 type layer struct {
-	name   string
-	byHost map[string][]*node // exact host[:port] → nodes, key descending
-	globs  map[string][]*node // label count and port → glob nodes, key descending
-	nodes  map[string]*node
-	store  []Entry // credsStore helpers: consulted after every key of the layer
+	name  string
+	hosts map[string]*pathIndex // literal host[:port]
+	globs map[string]*pathIndex // globKey(labels, port, literal suffix)
+	nodes map[string]*node
+	store []Entry // credsStore helpers: consulted after every key of the layer
 }
 
 type node struct {
@@ -49,10 +52,40 @@ type node struct {
 	entries []Entry
 }
 
+// pathIndex holds the keys of one host by path, and the distinct path lengths, so
+// the kubelet's plain string prefix is found with one map look-up per length.
+type pathIndex struct {
+	byPath  map[string][]*node // path → nodes (several for globs of one suffix)
+	lengths []int              // ascending
+}
+
+func (p *pathIndex) add(n *node) {
+	if p.byPath == nil {
+		p.byPath = map[string][]*node{}
+	}
+	p.byPath[n.loc.path] = append(p.byPath[n.loc.path], n)
+	if i, found := slices.BinarySearch(p.lengths, len(n.loc.path)); !found {
+		p.lengths = slices.Insert(p.lengths, i, len(n.loc.path))
+	}
+}
+
+func (p *pathIndex) candidates(path string, out []*node) []*node {
+	if p == nil {
+		return out
+	}
+	for _, l := range p.lengths {
+		if l > len(path) {
+			break
+		}
+		out = append(out, p.byPath[path[:l]]...)
+	}
+	return out
+}
+
 // AddLayer adds a layer made of configs, in order, and returns the errors of keys
 // that are not registry addresses (those keys are skipped, as the kubelet does).
 func (k *Keyring) AddLayer(name string, configs ...*Config) []error {
-	l := &layer{name: name, byHost: map[string][]*node{}, globs: map[string][]*node{}, nodes: map[string]*node{}}
+	l := &layer{name: name, hosts: map[string]*pathIndex{}, globs: map[string]*pathIndex{}, nodes: map[string]*node{}}
 	var errs []error
 	for _, cfg := range configs {
 		if cfg == nil {
@@ -64,38 +97,49 @@ func (k *Keyring) AddLayer(name string, configs ...*Config) []error {
 				errs = append(errs, keyError(e.Source, e.Key, err))
 				continue
 			}
-			key := loc.host + loc.path
-			n := l.nodes[key]
-			if n == nil {
-				n = &node{key: key, loc: loc}
-				l.nodes[key] = n
-				if isGlob(loc.host) {
-					gk := globKey(len(loc.labels), loc.port)
-					l.globs[gk] = append(l.globs[gk], n)
-				} else {
-					l.byHost[loc.host] = append(l.byHost[loc.host], n)
-				}
-			}
-			n.entries = append(n.entries, e)
+			l.add(loc, e)
 		}
 		if cfg.CredsStore != "" {
 			l.store = append(l.store, Entry{Key: "*", Source: cfg.Source, Helper: cfg.CredsStore})
 		}
 	}
-	for _, bucket := range l.byHost {
-		sortDescending(bucket)
-	}
-	for _, bucket := range l.globs {
-		sortDescending(bucket)
-	}
 	k.layers = append(k.layers, l)
 	return errs
 }
 
-func globKey(labels int, port string) string { return strconv.Itoa(labels) + ":" + port }
+func (l *layer) add(loc location, e Entry) {
+	key := loc.host + loc.path
+	n := l.nodes[key]
+	if n == nil {
+		n = &node{key: key, loc: loc}
+		l.nodes[key] = n
+		index := l.hosts
+		indexKey := loc.host
+		if isGlob(loc.host) {
+			index, indexKey = l.globs, globKey(len(loc.labels), loc.port, literalSuffix(loc.labels))
+		}
+		p, ok := index[indexKey]
+		if !ok {
+			p = &pathIndex{}
+			index[indexKey] = p
+		}
+		p.add(n)
+	}
+	n.entries = append(n.entries, e)
+}
 
-func sortDescending(nodes []*node) {
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].key > nodes[j].key })
+// literalSuffix is the labels right of the last label that holds a glob character.
+func literalSuffix(labels []string) string {
+	for i := len(labels) - 1; i >= 0; i-- {
+		if isGlob(labels[i]) {
+			return strings.Join(labels[i+1:], ".")
+		}
+	}
+	return strings.Join(labels, ".")
+}
+
+func globKey(labels int, port, suffix string) string {
+	return strconv.Itoa(labels) + ":" + port + ":" + suffix
 }
 
 // Lookup returns every credential that applies to image, in the order to try them.
@@ -105,24 +149,24 @@ func (k *Keyring) Lookup(image string) ([]Match, error) {
 		return nil, err
 	}
 	var out []Match
+	var scratch []*node
 	for _, l := range k.layers {
-		out = l.lookup(loc, out)
+		out, scratch = l.lookup(loc, out, scratch[:0])
 	}
 	return out, nil
 }
 
-func (l *layer) lookup(img location, out []Match) []Match {
-	exact := l.byHost[img.host]
-	globs := l.globs[globKey(len(img.labels), img.port)]
-	// Merge the two descending lists, keeping the kubelet's single reverse order.
-	i, j := 0, 0
-	for i < len(exact) || j < len(globs) {
-		var n *node
-		if j >= len(globs) || (i < len(exact) && exact[i].key > globs[j].key) {
-			n, i = exact[i], i+1
-		} else {
-			n, j = globs[j], j+1
+func (l *layer) lookup(img location, out []Match, cand []*node) ([]Match, []*node) {
+	cand = l.hosts[img.host].candidates(img.path, cand)
+	if len(l.globs) > 0 {
+		for i := 0; i <= len(img.labels); i++ {
+			suffix := strings.Join(img.labels[i:], ".")
+			cand = l.globs[globKey(len(img.labels), img.port, suffix)].candidates(img.path, cand)
 		}
+	}
+	// The kubelet's order: keys in reverse lexical order.
+	slices.SortFunc(cand, func(a, b *node) int { return strings.Compare(b.key, a.key) })
+	for _, n := range cand {
 		if !n.loc.matches(img) {
 			continue
 		}
@@ -133,7 +177,7 @@ func (l *layer) lookup(img location, out []Match) []Match {
 	for _, e := range l.store {
 		out = append(out, Match{Entry: e, NormalizedKey: img.host, Layer: l.name, Rank: len(out)})
 	}
-	return out
+	return out, cand
 }
 
 // Len is the number of credentials in the keyring.

@@ -307,7 +307,8 @@ func joinPath(path, key string) string {
 func syntaxError(src Source, base int64, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return &ParseError{Source: src, Offset: base + se.Offset, Err: errors.New(se.Error())}
+		// SyntaxError.Offset counts the bytes read, the bad one included.
+		return &ParseError{Source: src, Offset: base + max(se.Offset-1, 0), Err: errors.New(se.Error())}
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
