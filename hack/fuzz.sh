@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every fuzz target in the module for a short time ($1, default 10s each).
+# Runs every fuzz target in the module for a short budget ($1, default 30000x: a
+# count of executions each).
 set -euo pipefail
-fuzztime=${1:-10s}
+fuzztime=${1:-30000x}
 found=0
 for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
