@@ -6,11 +6,11 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"pullgate.dev/pullgate/internal/atomicfile"
 	"pullgate.dev/pullgate/internal/pki"
 )
 
@@ -56,20 +56,5 @@ func Write(path string, cfg *clientcmdapi.Config) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Replace(path, data, 0o600)
 }

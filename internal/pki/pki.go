@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"pullgate.dev/pullgate/internal/atomicfile"
 )
 
 // File names inside the PKI directory.
@@ -324,30 +326,9 @@ func writePublicKey(path string, pub crypto.PublicKey) error {
 	return writeNew(path, pem.EncodeToMemory(&pem.Block{Type: publicKeyPEMType, Bytes: der}), 0o644)
 }
 
-// writeNew writes data to path through a temporary file and a hard link, so that a
-// reader never sees half a file and an existing file is never replaced.
+// writeNew writes a new PKI file; an existing file is never replaced.
 func writeNew(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("pki file %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pki file %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pki file %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pki file %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("pki file %s: %w", path, err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := atomicfile.Create(path, data, mode); err != nil {
 		return fmt.Errorf("pki file %s: %w", path, err)
 	}
 	return nil
