@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine with only Go and apt. Idempotent.
+# kubectl is built from the Kubernetes release pullgate embeds (make build); the
+# registry clients are pinned releases.
 set -euo pipefail
-# Nothing outside Go is needed yet: kubectl is built from the same Kubernetes
-# release pullgate embeds (make build).
-exit 0
+cd "$(dirname "$0")/.."
+bin="$PWD/bin"
+mkdir -p "$bin"
+
+crane_version=v0.22.1
+if ! "$bin/crane" version 2>/dev/null | grep -qx "$crane_version"; then
+  echo "installing crane $crane_version"
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/google/go-containerregistry/cmd/crane@$crane_version"
+fi

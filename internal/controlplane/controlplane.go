@@ -46,6 +46,8 @@ type Plane struct {
 	AdminKubeconfig string
 	// Server is the API server's URL.
 	Server string
+	// DataDir is the absolute data directory.
+	DataDir string
 
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -93,6 +95,7 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 	plane := &Plane{
 		AdminKubeconfig: filepath.Join(dir.Path, "admin.kubeconfig"),
 		Server:          server,
+		DataDir:         dir.Path,
 		log:             log,
 		done:            make(chan error, 1),
 		stopped:         make(chan struct{}),

@@ -37,9 +37,12 @@ const (
 // Env is one running `pullgate up`.
 type Env struct {
 	Bin        string
-	DataDir    string
-	APIPort    int
-	Kubeconfig string
+	DataDir      string
+	APIPort      int
+	RegistryPort int
+	// RegistryHost is the integrated registry, localhost:<port>.
+	RegistryHost string
+	Kubeconfig   string
 	// Admin is a cluster-admin client; AdminConfig its REST config.
 	Admin       kubernetes.Interface
 	AdminConfig *rest.Config
@@ -71,7 +74,15 @@ func Start(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Bin: bin, DataDir: dir, APIPort: port, Kubeconfig: filepath.Join(dir, "admin.kubeconfig"), logPath: filepath.Join(dir, "pullgate.log")}
+	registryPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{
+		Bin: bin, DataDir: dir, APIPort: port, RegistryPort: registryPort,
+		RegistryHost: "localhost:" + strconv.Itoa(registryPort),
+		Kubeconfig:   filepath.Join(dir, "admin.kubeconfig"), logPath: filepath.Join(dir, "pullgate.log"),
+	}
 	if err := e.start(opts.ExtraArgs); err != nil {
 		e.Stop()
 		return nil, err
@@ -81,7 +92,7 @@ func Start(opts Options) (*Env, error) {
 
 // Args are the arguments `pullgate up` was started with.
 func (e *Env) Args(extra ...string) []string {
-	return append([]string{"up", "--data-dir", e.DataDir, "--api-port", strconv.Itoa(e.APIPort)}, extra...)
+	return append([]string{"up", "--data-dir", e.DataDir, "--api-port", strconv.Itoa(e.APIPort), "--registry-port", strconv.Itoa(e.RegistryPort)}, extra...)
 }
 
 func (e *Env) start(extra []string) error {

@@ -146,6 +146,28 @@ func (d *Dir) ServiceAccountKeys() (privPath, pubPath string, err error) {
 	return privPath, pubPath, writePublicKey(pubPath, key.Public())
 }
 
+// SigningKey returns the P-256 key stored as <name>.key, creating it when missing:
+// e.g. the key the token service signs registry tokens with.
+func (d *Dir) SigningKey(name string) (*ecdsa.PrivateKey, error) {
+	path := d.file(name + ".key")
+	if exists(path) {
+		key, err := readKey(path)
+		if err != nil {
+			return nil, err
+		}
+		ec, ok := key.(*ecdsa.PrivateKey)
+		if !ok || ec.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("pki file %s: want a P-256 ECDSA key", path)
+		}
+		return ec, nil
+	}
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	return key, writeKey(path, key)
+}
+
 func (d *Dir) ensureLeaf(name string, fill func(*x509.Certificate)) (KeyPair, error) {
 	kp := KeyPair{CertFile: d.file(name + ".crt"), KeyFile: d.file(name + ".key")}
 	cert, _, err := loadPair(kp.CertFile, kp.KeyFile)

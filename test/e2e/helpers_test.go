@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -34,4 +35,8 @@ func waitForServiceAccount(t *testing.T, ctx context.Context, ns, name string) {
 	}) {
 		t.Fatalf("service account %s/%s was not created", ns, name)
 	}
+}
+
+func runTar(ctx context.Context, out, dir string, files ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, "tar", append([]string{"-C", dir, "-cf", out}, files...)...).CombinedOutput()
 }

@@ -20,7 +20,11 @@ func runUp(t *testing.T, opts harness.RunOptions, args ...string) harness.Result
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := harness.Run(ctx, opts, append([]string{"up"}, args...)...)
+	registryPort, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := harness.Run(ctx, opts, append([]string{"up", "--registry-port", strconv.Itoa(registryPort)}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +68,23 @@ func TestPortInUse(t *testing.T) {
 
 	res := runUp(t, harness.RunOptions{}, "--data-dir", dir, "--api-port", port)
 	assertOneErrorLine(t, res, "port "+port, "--api-port")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("data dir %s was created by a start that failed on its port", dir)
+	}
+}
+
+func TestRegistryPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	apiPort, _ := harness.FreePort()
+	dir := filepath.Join(t.TempDir(), "data")
+
+	res := runUp(t, harness.RunOptions{}, "--data-dir", dir, "--api-port", strconv.Itoa(apiPort), "--registry-port", port)
+	assertOneErrorLine(t, res, "127.0.0.1:"+port, "--registry-port")
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("data dir %s was created by a start that failed on its port", dir)
 	}

@@ -4,21 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"k8s.io/client-go/tools/clientcmd"
 	"pullgate.dev/pullgate/internal/controlplane"
+
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/services"
 )
 
 // upOptions are the flags of `pullgate up`.
 type upOptions struct {
 	*globalOptions
-	dataDir     string
-	apiPort     int
-	bindAddress string
-	controllers []string
+	dataDir      string
+	apiPort      int
+	bindAddress  string
+	controllers  []string
+	registryPort int
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
@@ -41,12 +50,18 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().IntVar(&o.apiPort, "api-port", 6443, "port of the Kubernetes API server")
 	cmd.Flags().StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address the Kubernetes API server listens on")
 	cmd.Flags().StringSliceVar(&o.controllers, "controllers", controlplane.DefaultControllers, "kube-controller-manager controllers to run")
+	cmd.Flags().IntVar(&o.registryPort, "registry-port", 5000, "port of the integrated registry and its token service (plain HTTP on loopback)")
 	return cmd
 }
 
 func (o *upOptions) Validate() error {
-	if o.apiPort < 1 || o.apiPort > 65535 {
-		return fmt.Errorf("--api-port %d: must be between 1 and 65535", o.apiPort)
+	for flag, port := range map[string]int{"--api-port": o.apiPort, "--registry-port": o.registryPort} {
+		if port < 1 || port > 65535 {
+			return fmt.Errorf("%s %d: must be between 1 and 65535", flag, port)
+		}
+	}
+	if o.apiPort == o.registryPort {
+		return fmt.Errorf("--registry-port %d: the API server already uses it", o.registryPort)
 	}
 	if o.dataDir == "" {
 		return errors.New("--data-dir: must not be empty")
@@ -57,6 +72,11 @@ func (o *upOptions) Validate() error {
 func (o *upOptions) Run(ctx context.Context) error {
 	log := o.logger()
 	log.Info("starting pullgate", "data-dir", o.dataDir)
+	registryListener, err := services.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(o.registryPort)), "--registry-port")
+	if err != nil {
+		return err
+	}
+	defer registryListener.Close()
 	plane, err := controlplane.Start(ctx, controlplane.Config{
 		DataDir:     o.dataDir,
 		APIPort:     o.apiPort,
@@ -68,17 +88,42 @@ func (o *upOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	running, err := o.startServices(ctx, plane, registryListener, log)
+	if err != nil {
+		plane.Stop()
+		return err
+	}
 	fmt.Fprintf(o.out, "pullgate is ready: export KUBECONFIG=%s\n", plane.AdminKubeconfig)
 
 	select {
 	case <-ctx.Done():
 		log.Info("stopping")
 		begin := time.Now()
+		running.Stop()
 		plane.Stop()
 		log.Info("stopped", "took", time.Since(begin).Round(time.Millisecond))
 		return nil
 	case err := <-plane.Done():
+		running.Stop()
 		plane.Stop()
 		return err
 	}
+}
+
+func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane, listener net.Listener, log *slog.Logger) (*services.Running, error) {
+	restConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := pki.Open(filepath.Join(plane.DataDir, "pki"))
+	if err != nil {
+		return nil, err
+	}
+	return services.Start(ctx, services.Config{
+		KubeConfig: restConfig,
+		DataDir:    plane.DataDir,
+		PKI:        ca,
+		Verbose:    o.verbosity > 0,
+		Log:        log,
+	}, listener)
 }

@@ -1,0 +1,59 @@
+// Package imageapi owns the ImageStream API (image.pullgate.dev/v1), served by the
+// cluster's own API server as a CustomResourceDefinition: a repository of the
+// integrated registry, its tags and each tag's history of digests.
+package imageapi
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Group is the API group of pullgate's image API; RBAC rules of the registry roles
+// name it, with the resources imagestreams and imagestreams/layers as OpenShift does.
+const (
+	Group    = "image.pullgate.dev"
+	Version  = "v1"
+	Resource = "imagestreams"
+	// LayersSubresource is what RBAC checks for registry access: get is pull,
+	// update is push. It is never served; it exists in rules only, as in OpenShift.
+	LayersSubresource = "layers"
+	Kind              = "ImageStream"
+)
+
+// GVR is the ImageStream resource.
+var GVR = schema.GroupVersionResource{Group: Group, Version: Version, Resource: Resource}
+
+// ImageStream is one repository of the integrated registry, <namespace>/<name>.
+type ImageStream struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ImageStreamSpec   `json:"spec,omitempty"`
+	Status            ImageStreamStatus `json:"status,omitempty"`
+}
+
+// ImageStreamSpec is empty for now: streams are made by pushes.
+type ImageStreamSpec struct{}
+
+// ImageStreamStatus records what the registry holds.
+type ImageStreamStatus struct {
+	// DockerImageRepository is where to pull from, e.g. localhost:5000/project-b/app.
+	DockerImageRepository string `json:"dockerImageRepository,omitempty"`
+	// Tags, each with its history, newest first.
+	Tags []NamedTagEventList `json:"tags,omitempty"`
+}
+
+// NamedTagEventList is one tag's history.
+type NamedTagEventList struct {
+	Tag   string     `json:"tag"`
+	Items []TagEvent `json:"items"`
+}
+
+// TagEvent is one digest a tag pointed at.
+type TagEvent struct {
+	Created   metav1.Time `json:"created"`
+	Digest    string      `json:"digest"`
+	MediaType string      `json:"mediaType,omitempty"`
+}
+
+// MaxTagHistory bounds each tag's history.
+const MaxTagHistory = 10

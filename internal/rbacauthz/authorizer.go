@@ -1,0 +1,214 @@
+// Package rbacauthz answers "may this user do this" from the cluster's RBAC objects,
+// held in informers, with no API round trip per question. It evaluates the same
+// rules the API server's RBAC authorizer does (component-helpers' rule comparison),
+// so the registry and the token service decide exactly as kubectl auth can-i would.
+package rbacauthz
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	rbaclisters "k8s.io/client-go/listers/rbac/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/component-helpers/auth/rbac/validation"
+)
+
+// User is an authenticated identity, as a TokenReview returns it.
+type User struct {
+	Name   string
+	Groups []string
+}
+
+// Request is one thing a user wants to do, in RBAC's terms.
+type Request struct {
+	Verb, Namespace, Group, Resource, Subresource, Name string
+}
+
+func (r Request) String() string {
+	res := r.Resource
+	if r.Subresource != "" {
+		res += "/" + r.Subresource
+	}
+	if r.Group != "" {
+		res += "." + r.Group
+	}
+	s := r.Verb + " " + res
+	if r.Name != "" {
+		s += " " + r.Name
+	}
+	if r.Namespace != "" {
+		s += " in namespace " + r.Namespace
+	}
+	return s
+}
+
+// Authorizer evaluates RBAC from informers.
+type Authorizer struct {
+	roles               rbaclisters.RoleLister
+	clusterRoles        rbaclisters.ClusterRoleLister
+	roleBindings        cache.Indexer
+	clusterRoleBindings cache.Indexer
+	synced              []cache.InformerSynced
+}
+
+const bySubject = "bySubject"
+
+// New builds an Authorizer on factory's RBAC informers; start the factory, then
+// WaitForSync.
+func New(factory informers.SharedInformerFactory) (*Authorizer, error) {
+	rb := factory.Rbac().V1().RoleBindings().Informer()
+	crb := factory.Rbac().V1().ClusterRoleBindings().Informer()
+	if err := rb.AddIndexers(cache.Indexers{bySubject: roleBindingSubjects}); err != nil {
+		return nil, err
+	}
+	if err := crb.AddIndexers(cache.Indexers{bySubject: clusterRoleBindingSubjects}); err != nil {
+		return nil, err
+	}
+	roles := factory.Rbac().V1().Roles()
+	clusterRoles := factory.Rbac().V1().ClusterRoles()
+	return &Authorizer{
+		roles:               roles.Lister(),
+		clusterRoles:        clusterRoles.Lister(),
+		roleBindings:        rb.GetIndexer(),
+		clusterRoleBindings: crb.GetIndexer(),
+		synced:              []cache.InformerSynced{rb.HasSynced, crb.HasSynced, roles.Informer().HasSynced, clusterRoles.Informer().HasSynced},
+	}, nil
+}
+
+// NewForClient starts its own informers on client and waits for them.
+func NewForClient(ctx context.Context, client kubernetes.Interface) (*Authorizer, error) {
+	factory := informers.NewSharedInformerFactory(client, 0)
+	a, err := New(factory)
+	if err != nil {
+		return nil, err
+	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
+		return nil, fmt.Errorf("RBAC informers did not sync: %w", context.Cause(ctx))
+	}
+	return a, nil
+}
+
+// WaitForSync waits until the informers hold the cluster's RBAC objects.
+func (a *Authorizer) WaitForSync(ctx context.Context) bool {
+	return cache.WaitForCacheSync(ctx.Done(), a.synced...)
+}
+
+// Allowed reports whether user may do req, and which binding allows it.
+func (a *Authorizer) Allowed(user User, req Request) (bool, string) {
+	want := []rbacv1.PolicyRule{{Verbs: []string{req.Verb}, APIGroups: []string{req.Group}, Resources: []string{resourcePath(req)}}}
+	if req.Name != "" {
+		want[0].ResourceNames = []string{req.Name}
+	}
+	keys := subjectKeys(user)
+	for _, key := range keys {
+		objs, _ := a.clusterRoleBindings.ByIndex(bySubject, key)
+		for _, obj := range objs {
+			b := obj.(*rbacv1.ClusterRoleBinding)
+			if rules := a.rulesOf(b.RoleRef, ""); covers(rules, want) {
+				return true, fmt.Sprintf("clusterrolebinding %s grants clusterrole %s", b.Name, b.RoleRef.Name)
+			}
+		}
+	}
+	if req.Namespace == "" {
+		return false, ""
+	}
+	for _, key := range keys {
+		objs, _ := a.roleBindings.ByIndex(bySubject, req.Namespace+"|"+key)
+		for _, obj := range objs {
+			b := obj.(*rbacv1.RoleBinding)
+			if rules := a.rulesOf(b.RoleRef, b.Namespace); covers(rules, want) {
+				return true, fmt.Sprintf("rolebinding %s/%s grants %s %s", b.Namespace, b.Name, strings.ToLower(b.RoleRef.Kind), b.RoleRef.Name)
+			}
+		}
+	}
+	return false, ""
+}
+
+func covers(rules, want []rbacv1.PolicyRule) bool {
+	if len(rules) == 0 {
+		return false
+	}
+	ok, _ := validation.Covers(rules, want)
+	return ok
+}
+
+func resourcePath(req Request) string {
+	if req.Subresource != "" {
+		return req.Resource + "/" + req.Subresource
+	}
+	return req.Resource
+}
+
+func (a *Authorizer) rulesOf(ref rbacv1.RoleRef, namespace string) []rbacv1.PolicyRule {
+	switch ref.Kind {
+	case "ClusterRole":
+		if r, err := a.clusterRoles.Get(ref.Name); err == nil {
+			return r.Rules
+		}
+	case "Role":
+		if r, err := a.roles.Roles(namespace).Get(ref.Name); err == nil {
+			return r.Rules
+		}
+	}
+	return nil
+}
+
+// subjectKeys are the index keys under which a binding names user: by user name,
+// by each group, and as a service account.
+func subjectKeys(user User) []string {
+	keys := make([]string, 0, len(user.Groups)+2)
+	keys = append(keys, "User:"+user.Name)
+	for _, g := range user.Groups {
+		keys = append(keys, "Group:"+g)
+	}
+	if rest, ok := strings.CutPrefix(user.Name, "system:serviceaccount:"); ok {
+		if ns, name, ok := strings.Cut(rest, ":"); ok {
+			keys = append(keys, "ServiceAccount:"+ns+"/"+name)
+		}
+	}
+	return keys
+}
+
+func subjectKey(s rbacv1.Subject, bindingNamespace string) string {
+	switch s.Kind {
+	case rbacv1.ServiceAccountKind:
+		ns := s.Namespace
+		if ns == "" {
+			ns = bindingNamespace
+		}
+		return "ServiceAccount:" + ns + "/" + s.Name
+	case rbacv1.GroupKind:
+		return "Group:" + s.Name
+	default:
+		return "User:" + s.Name
+	}
+}
+
+func roleBindingSubjects(obj any) ([]string, error) {
+	b, ok := obj.(*rbacv1.RoleBinding)
+	if !ok {
+		return nil, nil
+	}
+	out := make([]string, 0, len(b.Subjects))
+	for _, s := range b.Subjects {
+		out = append(out, b.Namespace+"|"+subjectKey(s, b.Namespace))
+	}
+	return out, nil
+}
+
+func clusterRoleBindingSubjects(obj any) ([]string, error) {
+	b, ok := obj.(*rbacv1.ClusterRoleBinding)
+	if !ok {
+		return nil, nil
+	}
+	out := make([]string, 0, len(b.Subjects))
+	for _, s := range b.Subjects {
+		out = append(out, subjectKey(s, ""))
+	}
+	return out, nil
+}

@@ -1,0 +1,129 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/distribution/distribution/v3/registry/auth"
+	"github.com/distribution/distribution/v3/registry/auth/token"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// AccessControllerName is the name pullgate's access controller is registered under.
+const AccessControllerName = "pullgate"
+
+func init() {
+	if err := auth.Register(AccessControllerName, newAccessController); err != nil {
+		panic(err)
+	}
+}
+
+// accessController verifies registry tokens offline with distribution's token
+// verifier (issuer, audience, ES256/EdDSA key from the JWKS, expiry, scope) and
+// counts what it refuses.
+type accessController struct {
+	token   auth.AccessController
+	refused *prometheus.CounterVec
+	// realm is the token endpoint; a path alone ("/token") is completed with the
+	// scheme and host of each request, so clients are sent back to the name and port
+	// they used.
+	realm, service string
+}
+
+// accessOptionMetrics is the option key carrying the refusal counter.
+const accessOptionMetrics = "pullgate.metrics"
+
+func newAccessController(options map[string]any) (auth.AccessController, error) {
+	inner, err := auth.GetAccessController("token", options)
+	if err != nil {
+		return nil, fmt.Errorf("registry token verifier: %w", err)
+	}
+	refused, _ := options[accessOptionMetrics].(*prometheus.CounterVec)
+	realm, _ := options["realm"].(string)
+	service, _ := options["service"].(string)
+	return &accessController{token: inner, refused: refused, realm: realm, service: service}, nil
+}
+
+func (a *accessController) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
+	grant, err := a.token.Authorized(r, access...)
+	if err == nil {
+		return grant, nil
+	}
+	if a.refused != nil {
+		a.refused.WithLabelValues(refusalReason(err)).Inc()
+	}
+	if _, ok := err.(auth.Challenge); ok {
+		return nil, &challenge{err: err, realm: a.realm, service: a.service, access: access}
+	}
+	return nil, err
+}
+
+// challenge is the 401's WWW-Authenticate: Bearer realm, service, scope and, for a
+// token that was refused, error="invalid_token" or error="insufficient_scope".
+type challenge struct {
+	err            error
+	realm, service string
+	access         []auth.Access
+}
+
+func (c *challenge) Error() string { return c.err.Error() }
+
+func (c *challenge) SetHeaders(r *http.Request, w http.ResponseWriter) {
+	realm := c.realm
+	if strings.HasPrefix(realm, "/") {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		realm = scheme + "://" + r.Host + realm
+	}
+	value := fmt.Sprintf("Bearer realm=%q,service=%q", realm, c.service)
+	if scope := scopeParam(c.access); scope != "" {
+		value += fmt.Sprintf(",scope=%q", scope)
+	}
+	switch reason := refusalReason(c.err); reason {
+	case "invalid_token", "insufficient_scope":
+		value += fmt.Sprintf(",error=%q", reason)
+	}
+	w.Header().Add("WWW-Authenticate", value)
+}
+
+// scopeParam is "type:name:action,action" per resource, space-separated, in order.
+func scopeParam(access []auth.Access) string {
+	var order []string
+	actions := map[string][]string{}
+	for _, a := range access {
+		key := a.Type + ":" + a.Name
+		if _, seen := actions[key]; !seen {
+			order = append(order, key)
+		}
+		if !slices.Contains(actions[key], a.Action) {
+			actions[key] = append(actions[key], a.Action)
+		}
+	}
+	scopes := make([]string, 0, len(order))
+	for _, key := range order {
+		scopes = append(scopes, key+":"+strings.Join(actions[key], ","))
+	}
+	return strings.Join(scopes, " ")
+}
+
+func refusalReason(err error) string {
+	switch msg := err.Error(); msg {
+	case token.ErrTokenRequired.Error():
+		return "token_required"
+	case token.ErrInsufficientScope.Error():
+		return "insufficient_scope"
+	case token.ErrInvalidToken.Error(), token.ErrMalformedToken.Error():
+		return "invalid_token"
+	default:
+		var ch auth.Challenge
+		if errors.As(err, &ch) {
+			return "challenge"
+		}
+		return "error"
+	}
+}

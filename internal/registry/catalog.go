@@ -1,0 +1,113 @@
+package registry
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/distribution/v3"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/distribution/distribution/v3/registry/auth"
+
+	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/tokenserver"
+)
+
+// catalog serves /v2/_catalog with only the repositories the caller may pull.
+type catalog struct {
+	verifier auth.AccessController
+	repos    distribution.RepositoryEnumerator
+	authz    Authorizer
+}
+
+func (c *catalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	access := auth.Access{Resource: auth.Resource{Type: "registry", Name: "catalog"}, Action: "*"}
+	if _, err := c.verifier.Authorized(r, access); err != nil {
+		if ch, ok := err.(auth.Challenge); ok {
+			ch.SetHeaders(r, w)
+			_ = errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	// The token was verified above; its claims say who the caller is.
+	user := tokenUser(r.Header.Get("Authorization"))
+
+	n := -1
+	if s := r.URL.Query().Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			_ = errcode.ServeJSON(w, errcode.ErrorCodePaginationNumberInvalid.WithMessage("n must be a non-negative integer"))
+			return
+		}
+		n = v
+	}
+	last := r.URL.Query().Get("last")
+
+	var names []string
+	err := c.repos.Enumerate(r.Context(), func(name string) error {
+		if name <= last {
+			return nil
+		}
+		namespace, stream, ok := strings.Cut(name, "/")
+		if !ok {
+			return nil
+		}
+		if allowed, _ := c.authz.Allowed(user, tokenserver.RequestFor("pull", namespace, stream)); allowed {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil && !isPathNotFound(err) {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	sort.Strings(names)
+	if n >= 0 && len(names) > n {
+		names = names[:n]
+		if n > 0 {
+			next := url.URL{Path: "/v2/_catalog", RawQuery: url.Values{"n": {strconv.Itoa(n)}, "last": {names[n-1]}}.Encode()}
+			w.Header().Set("Link", fmt.Sprintf("<%s>; rel=\"next\"", next.String()))
+		}
+	}
+	if names == nil {
+		names = []string{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string][]string{"repositories": names})
+}
+
+func isPathNotFound(err error) bool {
+	return strings.Contains(err.Error(), "Path not found")
+}
+
+// tokenUser reads subject and groups from a bearer token that has been verified.
+func tokenUser(header string) rbacauthz.User {
+	_, raw, _ := strings.Cut(header, " ")
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return tokenserver.Anonymous
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return tokenserver.Anonymous
+	}
+	var claims struct {
+		Subject string   `json:"sub"`
+		Groups  []string `json:"groups"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return tokenserver.Anonymous
+	}
+	return rbacauthz.User{Name: claims.Subject, Groups: claims.Groups}
+}

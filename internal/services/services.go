@@ -1,0 +1,223 @@
+// Package services runs pullgate's own parts against a Kubernetes API — the
+// ImageStream API, the registry's roles and role-binding controller, the token service
+// and the integrated registry — whether that API is `pullgate up`'s embedded one or a
+// real cluster's.
+package services
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"pullgate.dev/pullgate/internal/atomicfile"
+	"pullgate.dev/pullgate/internal/controllers"
+	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registry"
+	"pullgate.dev/pullgate/internal/registryroles"
+	"pullgate.dev/pullgate/internal/tokenserver"
+)
+
+// Registry token names.
+const (
+	Service = "pullgate-registry"
+	Issuer  = "pullgate-token-service"
+)
+
+// Config is what Start runs.
+type Config struct {
+	// KubeConfig reaches the Kubernetes API with the rights pullgate needs.
+	KubeConfig *rest.Config
+	// DataDir holds the registry's storage, its token key and HTTP secret.
+	DataDir string
+	// PKI holds the token signing key.
+	PKI     *pki.Dir
+	Verbose bool
+	Log     *slog.Logger
+}
+
+// Running is the started services.
+type Running struct {
+	// RegistryHost is the host:port clients pull from.
+	RegistryHost string
+	server       *http.Server
+	registry     *registry.Registry
+	cancel       context.CancelFunc
+	done         chan struct{}
+}
+
+// Listen binds the registry's address, so that a port in use is reported before
+// anything else starts.
+func Listen(address, flag string) (net.Listener, error) {
+	l, err := net.Listen("tcp", address)
+	if err != nil {
+		var sys *os.SyscallError
+		if errors.As(err, &sys) {
+			err = sys.Err
+		}
+		return nil, fmt.Errorf("registry address %s is not available (%v): stop what holds it or choose another with %s", address, err, flag)
+	}
+	return l, nil
+}
+
+// Start installs what the registry needs in the cluster (idempotently), then serves
+// the registry and token service on listener, which it closes on failure.
+func Start(ctx context.Context, cfg Config, listener net.Listener) (*Running, error) {
+	r, err := start(ctx, cfg, listener)
+	if err != nil {
+		listener.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, error) {
+	client, err := kubernetes.NewForConfig(cfg.KubeConfig)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg.KubeConfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := imageapi.EnsureCRD(ctx, cfg.KubeConfig); err != nil {
+		return nil, err
+	}
+	if err := registryroles.EnsureClusterRoles(ctx, client); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	factory := informers.NewSharedInformerFactory(client, 0)
+	authz, err := rbacauthz.New(factory)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	rbCtrl, err := controllers.NewRoleBindings(client, factory, cfg.Log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	namespaces := factory.Core().V1().Namespaces()
+	nsInformer := namespaces.Informer()
+	factory.Start(runCtx.Done())
+	if !authz.WaitForSync(ctx) || !cache.WaitForCacheSync(ctx.Done(), nsInformer.HasSynced) {
+		cancel()
+		return nil, fmt.Errorf("informers did not sync: %w", context.Cause(ctx))
+	}
+	go func() { _ = rbCtrl.Run(runCtx, 2) }()
+
+	key, err := cfg.PKI.SigningKey("registry-token")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	signer, err := tokenserver.NewSigner(key)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	regDir := filepath.Join(cfg.DataDir, "registry")
+	if err := os.MkdirAll(regDir, 0o700); err != nil {
+		cancel()
+		return nil, fmt.Errorf("registry directory %s: %w", regDir, err)
+	}
+	jwksFile := filepath.Join(regDir, "jwks.json")
+	if err := atomicfile.Replace(jwksFile, signer.JWKS(), 0o644); err != nil {
+		cancel()
+		return nil, err
+	}
+	secret, err := httpSecret(filepath.Join(regDir, "http-secret"))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	_, port, _ := net.SplitHostPort(listener.Addr().String())
+	host := "localhost:" + port
+	tokens := &tokenserver.Server{
+		Issuer: Issuer, Service: Service, Lifetime: tokenserver.MaxLifetime, Signer: signer,
+		Authn:   tokenserver.NewTokenReviewer(client, 10*time.Second),
+		Authz:   authz,
+		Log:     cfg.Log.With("component", "token-service"),
+		Metrics: tokenserver.NewMetrics(metrics),
+	}
+	reg, err := registry.New(ctx, registry.Config{
+		Host:    host,
+		Storage: configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}},
+		Service: Service, Issuer: Issuer, JWKSFile: jwksFile,
+		HTTPSecret:   secret,
+		TokenHandler: tokens,
+		Recorder:     imageapi.Streams{Client: dyn},
+		Authz:        authz,
+		NamespaceExists: func(ns string) bool {
+			_, err := namespaces.Lister().Get(ns)
+			return err == nil
+		},
+		Metrics:  metrics,
+		Gatherer: metrics,
+		Verbose:  cfg.Verbose,
+		Log:      cfg.Log,
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	server := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
+	running := &Running{RegistryHost: host, server: server, registry: reg, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(running.done)
+		if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Log.Error("registry server stopped", "err", err)
+		}
+	}()
+	cfg.Log.Info("registry serving", "url", "http://"+host, "token-realm", "http://"+host+"/token", "storage", filepath.Join(regDir, "storage"))
+	return running, nil
+}
+
+// Stop shuts the registry down, waiting at most a few seconds for requests in flight.
+func (r *Running) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = r.server.Shutdown(ctx)
+	_ = r.registry.Shutdown()
+	r.cancel()
+	<-r.done
+}
+
+// httpSecret reads, or makes once, the secret distribution signs upload state with,
+// so an upload survives a restart.
+func httpSecret(path string) (string, error) {
+	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+		return string(data), nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	secret := hex.EncodeToString(b)
+	if err := atomicfile.Create(path, []byte(secret), 0o600); err != nil {
+		return "", err
+	}
+	return secret, nil
+}

@@ -1,0 +1,205 @@
+// Package tokenserver is the registry's token service (Docker token-auth spec): it
+// turns a Kubernetes token, sent as the Basic-auth password, into a short-lived
+// registry token that grants exactly the actions Kubernetes RBAC allows — pull is get
+// on imagestreams/layers, push is update, delete is delete on imagestreams — each
+// checked on its own, so one denied action never fails the whole request.
+package tokenserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/auth/token"
+
+	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/rbacauthz"
+)
+
+// MaxLifetime bounds registry tokens.
+const MaxLifetime = 5 * time.Minute
+
+// Authenticator maps a Kubernetes token to a user.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (rbacauthz.User, error)
+}
+
+// Authorizer decides one RBAC request.
+type Authorizer interface {
+	Allowed(user rbacauthz.User, req rbacauthz.Request) (bool, string)
+}
+
+// Server is the token endpoint.
+type Server struct {
+	Issuer   string
+	Service  string
+	Lifetime time.Duration
+	Signer   *Signer
+	Authn    Authenticator
+	Authz    Authorizer
+	Log      *slog.Logger
+	Metrics  *Metrics
+	now      func() time.Time
+}
+
+type tokenResponse struct {
+	Token       string `json:"token"`
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int    `json:"expires_in"`
+	IssuedAt    string `json:"issued_at"`
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "the token endpoint takes GET")
+		return
+	}
+	q := r.URL.Query()
+	if svc := q.Get("service"); svc != "" && svc != s.Service {
+		writeError(w, http.StatusBadRequest, "UNSUPPORTED", "unknown service "+quote(svc)+"; this token service issues tokens for "+quote(s.Service))
+		return
+	}
+	scopes, err := ParseScopes(q["scope"])
+	if err != nil {
+		var se *ScopeError
+		errors.As(err, &se)
+		s.Metrics.observeRequest("bad_scope")
+		writeError(w, http.StatusBadRequest, se.Code, se.Error())
+		return
+	}
+	user, err := s.authenticate(r)
+	if err != nil {
+		s.Metrics.observeRequest("unauthenticated")
+		status := http.StatusUnauthorized
+		if !errors.Is(err, ErrUnauthenticated) {
+			status = http.StatusServiceUnavailable
+		}
+		s.Log.Info("token refused", "reason", err.Error(), "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", `Basic realm="pullgate"`)
+		writeError(w, status, "UNAUTHORIZED", err.Error()+": log in with a Kubernetes token as the password (pullgate registry login, or kubectl create token)")
+		return
+	}
+
+	var access []*token.ResourceActions
+	var denied []string
+	for _, sc := range scopes {
+		granted, deniedActions := s.authorize(user, sc)
+		if len(granted) > 0 {
+			access = append(access, &token.ResourceActions{Type: sc.Type, Class: sc.Class, Name: sc.Name, Actions: granted})
+		}
+		for _, d := range deniedActions {
+			denied = append(denied, sc.Type+":"+sc.Name+":"+d)
+		}
+	}
+	lifetime := min(s.Lifetime, MaxLifetime)
+	if lifetime <= 0 {
+		lifetime = MaxLifetime
+	}
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	jwt, err := s.Signer.Sign(s.Issuer, user.Name, user.Groups, s.Service, access, now, lifetime)
+	if err != nil {
+		s.Log.Error("signing a registry token", "err", err)
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "could not sign a token")
+		return
+	}
+	s.Metrics.observeRequest("issued")
+	s.Metrics.observeGrants(access, len(denied))
+	s.Log.Info("token issued", "user", user.Name, "granted", grantedList(access), "denied", denied)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(tokenResponse{
+		Token: jwt, AccessToken: jwt, ExpiresIn: int(lifetime.Seconds()), IssuedAt: now.UTC().Format(time.RFC3339),
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (rbacauthz.User, error) {
+	_, password, ok := r.BasicAuth()
+	if !ok {
+		if r.Header.Get("Authorization") != "" {
+			return rbacauthz.User{}, ErrUnauthenticated
+		}
+		return Anonymous, nil
+	}
+	if password == "" {
+		return rbacauthz.User{}, ErrUnauthenticated
+	}
+	return s.Authn.Authenticate(r.Context(), password)
+}
+
+// authorize checks each action of a scope on its own.
+func (s *Server) authorize(user rbacauthz.User, sc Scope) (granted, denied []string) {
+	if sc.Type == "registry" {
+		// The catalog lists only what the caller may pull, so anyone may ask for it.
+		return []string{"*"}, nil
+	}
+	namespace, name, ok := strings.Cut(sc.Name, "/")
+	if !ok || strings.Contains(name, "/") {
+		// Repositories are <namespace>/<name>; nothing else exists.
+		return nil, sc.Actions
+	}
+	actions := sc.Actions
+	if contains(actions, "*") {
+		actions = []string{"pull", "push", "delete"}
+	}
+	for _, a := range actions {
+		if allowed, _ := s.Authz.Allowed(user, RequestFor(a, namespace, name)); allowed {
+			granted = append(granted, a)
+		} else {
+			denied = append(denied, a)
+		}
+	}
+	if contains(sc.Actions, "*") && len(denied) == 0 {
+		granted = []string{"*"}
+	}
+	return granted, denied
+}
+
+// RequestFor is the RBAC request a registry action on namespace/name needs, as in
+// OpenShift: pull is get on imagestreams/layers, push is update on it, delete is
+// delete on imagestreams.
+func RequestFor(action, namespace, name string) rbacauthz.Request {
+	req := rbacauthz.Request{Namespace: namespace, Group: imageapi.Group, Resource: imageapi.Resource, Name: name}
+	switch action {
+	case "pull":
+		req.Verb, req.Subresource = "get", imageapi.LayersSubresource
+	case "push":
+		req.Verb, req.Subresource = "update", imageapi.LayersSubresource
+	case "delete":
+		req.Verb = "delete"
+	}
+	return req
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func grantedList(access []*token.ResourceActions) []string {
+	out := make([]string, 0, len(access))
+	for _, a := range access {
+		out = append(out, a.Type+":"+a.Name+":"+strings.Join(a.Actions, ","))
+	}
+	return out
+}
+
+func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// writeError answers with the registry's error body: {"errors":[{"code","message"}]}.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"code": code, "message": message}}})
+}

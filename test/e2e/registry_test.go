@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+
+	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/internal/imageapi"
+)
+
+// The seed's cross-project story at the registry, with crane: a project admin pushes
+// to project-b; project-b's default service account pulls; project-a's is denied
+// until system:image-puller is granted in project-b, and denied again once the
+// binding is removed.
+func TestRegistryCrossProjectPullFollowsRBAC(t *testing.T) {
+	ctx := context2m(t)
+	projectA := createNamespace(t, ctx, "project-a")
+	projectB := createNamespace(t, ctx, "project-b")
+	for _, ns := range []string{projectA, projectB} {
+		waitForServiceAccount(t, ctx, ns, "default")
+	}
+	image := env.RegistryHost + "/" + projectB + "/app:v1"
+
+	adminCfg := dockerConfigFor(t, ctx, projectB, "pusher", "admin")
+	digest := pushImage(t, ctx, adminCfg, image)
+
+	// Every service account of project-b may pull there, through the
+	// system:image-pullers binding the namespace gets.
+	bCfg := dockerConfigFor(t, ctx, projectB, "default", "")
+	waitForPull(t, ctx, bCfg, image, digest)
+
+	aCfg := dockerConfigFor(t, ctx, projectA, "default", "")
+	out, err := harness.Crane(ctx, aCfg, "digest", image)
+	if err == nil {
+		t.Fatalf("project-a's default SA pulled from project-b without system:image-puller")
+	}
+	assertDenied(t, out)
+
+	binding, err := env.Admin.RbacV1().RoleBindings(projectB).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "project-a-pulls"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:image-puller"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: projectA}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForPull(t, ctx, aCfg, image, digest)
+
+	if err := env.Admin.RbacV1().RoleBindings(projectB).Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+		_, err := harness.Crane(ctx, aCfg, "digest", image)
+		return err != nil
+	}) {
+		t.Fatal("project-a's default SA can still pull after the binding was removed")
+	}
+}
+
+// A push writes the ImageStream: tag → digest, synchronously.
+func TestPushRecordsImageStream(t *testing.T) {
+	ctx := context2m(t)
+	ns := createNamespace(t, ctx, "streams")
+	cfg := dockerConfigFor(t, ctx, ns, "pusher", "edit")
+	digest := pushImage(t, ctx, cfg, env.RegistryHost+"/"+ns+"/web:1.0")
+
+	dyn, err := dynamic.NewForConfig(env.AdminConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := dyn.Resource(imageapi.GVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("imagestream %s/web after push: %v", ns, err)
+	}
+	tags, _, _ := unstructured.NestedSlice(obj.Object, "status", "tags")
+	if len(tags) != 1 {
+		t.Fatalf("tags %v", tags)
+	}
+	tag := tags[0].(map[string]any)
+	items := tag["items"].([]any)
+	if tag["tag"] != "1.0" || items[0].(map[string]any)["digest"] != digest {
+		t.Errorf("imagestream tag %v, want 1.0 → %s", tag, digest)
+	}
+	repo, _, _ := unstructured.NestedString(obj.Object, "status", "dockerImageRepository")
+	if repo != env.RegistryHost+"/"+ns+"/web" {
+		t.Errorf("dockerImageRepository %q", repo)
+	}
+	out, err := env.Kubectl(ctx, "-n", ns, "get", "imagestreams")
+	if err != nil || !strings.Contains(out, "web") {
+		t.Errorf("kubectl get imagestreams: %v\n%s", err, out)
+	}
+}
+
+// The catalog lists only what the caller may pull.
+func TestCatalogListsOnlyPullableRepositories(t *testing.T) {
+	ctx := context2m(t)
+	mine := createNamespace(t, ctx, "catalog-mine")
+	theirs := createNamespace(t, ctx, "catalog-theirs")
+	pushImage(t, ctx, dockerConfigFor(t, ctx, mine, "pusher", "admin"), env.RegistryHost+"/"+mine+"/app:v1")
+	pushImage(t, ctx, dockerConfigFor(t, ctx, theirs, "pusher", "admin"), env.RegistryHost+"/"+theirs+"/app:v1")
+	waitForServiceAccount(t, ctx, mine, "default")
+	cfg := dockerConfigFor(t, ctx, mine, "default", "")
+
+	var out string
+	harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+		out, _ = harness.Crane(ctx, cfg, "catalog", env.RegistryHost)
+		return strings.Contains(out, mine+"/app")
+	})
+	if !strings.Contains(out, mine+"/app") || strings.Contains(out, theirs+"/app") {
+		t.Errorf("catalog for %s/default:\n%s", mine, out)
+	}
+}
+
+// A repository in a namespace that does not exist is NAME_UNKNOWN, with the fix.
+func TestMissingNamespaceIsNameUnknown(t *testing.T) {
+	ctx := context2m(t)
+	ns := createNamespace(t, ctx, "cluster-admins")
+	waitForServiceAccount(t, ctx, ns, "default")
+	_, err := env.Admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: ns}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), ns+"-admin", metav1.DeleteOptions{})
+	})
+	cfg := dockerConfigFor(t, ctx, ns, "default", "")
+	var out string
+	harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+		out, _ = harness.Crane(ctx, cfg, "digest", env.RegistryHost+"/no-such-namespace/app:v1")
+		return strings.Contains(out, "NAME_UNKNOWN")
+	})
+	if !strings.Contains(out, "NAME_UNKNOWN") || !strings.Contains(out, `namespace "no-such-namespace" does not exist`) {
+		t.Errorf("pull from a missing namespace:\n%s", out)
+	}
+}
+
+// dockerConfigFor makes service account ns/name (bound to clusterRole in ns when not
+// empty) and returns a DOCKER_CONFIG logged in to the registry with its token.
+func dockerConfigFor(t *testing.T, ctx context.Context, ns, name, clusterRole string) string {
+	t.Helper()
+	if name != "default" {
+		_, err := env.Admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if clusterRole != "" {
+		_, err := env.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-" + clusterRole},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	token, err := env.ServiceAccountToken(ctx, ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := env.DockerConfig(t.TempDir(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// pushImage pushes a one-layer image with crane and returns its digest. RBAC granted
+// a moment ago may take the registry's informers a moment to see.
+func pushImage(t *testing.T, ctx context.Context, dockerConfig, image string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte(image), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layer := filepath.Join(dir, "layer.tar")
+	if out, err := runTar(ctx, layer, dir, "hello.txt"); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	var err error
+	harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+		_, err = harness.Crane(ctx, dockerConfig, "append", "-f", layer, "-t", image)
+		return err == nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return craneDigest(t, ctx, dockerConfig, image)
+}
+
+func craneDigest(t *testing.T, ctx context.Context, dockerConfig, image string) string {
+	t.Helper()
+	out, err := harness.Crane(ctx, dockerConfig, "digest", image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// waitForPull waits until the credentials in dockerConfig pull image at digest: RBAC
+// changes reach the token service through its informers, a moment later.
+func waitForPull(t *testing.T, ctx context.Context, dockerConfig, image, digest string) {
+	t.Helper()
+	var out string
+	var err error
+	if !harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+		out, err = harness.Crane(ctx, dockerConfig, "digest", image)
+		return err == nil && strings.TrimSpace(out) == digest
+	}) {
+		t.Fatalf("cannot pull %s: %v", image, err)
+	}
+}
+
+func assertDenied(t *testing.T, out string) {
+	t.Helper()
+	if !strings.Contains(out, "401") && !strings.Contains(out, "403") && !strings.Contains(out, "UNAUTHORIZED") && !strings.Contains(out, "DENIED") {
+		t.Errorf("denied pull does not say it was denied:\n%s", out)
+	}
+}
