@@ -70,7 +70,7 @@ func ParseScope(raw string) (Scope, error) {
 	s.Actions = strings.Split(actions, ",")
 	switch s.Type {
 	case "repository":
-		if _, err := reference.WithName(s.Name); err != nil {
+		if _, err := reference.WithName(s.Name); err != nil || len(s.Name) > reference.NameTotalLengthMax {
 			return Scope{}, &ScopeError{raw, "NAME_INVALID", "invalid repository name"}
 		}
 		for _, a := range s.Actions {
