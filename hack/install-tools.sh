@@ -12,3 +12,11 @@ if ! "$bin/crane" version 2>/dev/null | grep -qx "$crane_version"; then
   echo "installing crane $crane_version"
   GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/google/go-containerregistry/cmd/crane@$crane_version"
 fi
+
+# The OCI distribution-spec conformance suite, at the commit the registry is held to.
+conformance_version=v0.0.0-20260831232431-97274622c111
+if [ "$(cat "$bin/.conformance-version" 2>/dev/null)" != "$conformance_version" ]; then
+  echo "installing the OCI conformance suite $conformance_version"
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/opencontainers/distribution-spec/conformance@$conformance_version"
+  echo "$conformance_version" > "$bin/.conformance-version"
+fi

@@ -103,6 +103,8 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	dc.Log.AccessLog.Disabled = true
 	dc.Log.Level = "warn"
 	dc.Catalog.MaxEntries = 1000
+	// Non-distributable layers name where they live; a registry only checks the URL.
+	dc.Validation.Manifests.URLs.Allow = []string{"^https?://"}
 	if _, ok := dc.Storage["delete"]; !ok {
 		dc.Storage["delete"] = configuration.Parameters{"enabled": true}
 	}
@@ -138,7 +140,10 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	mux.Handle("/v2/_catalog", &catalog{
 		verifier: verifier, repos: catalogRegistry.(distribution.RepositoryEnumerator), authz: cfg.Authz,
 	})
-	mux.Handle("/v2/", &namespaceGate{next: app, verifier: verifier, exists: cfg.NamespaceExists})
+	mux.Handle("/v2/", &namespaceGate{
+		next:     &referrers{next: app, driver: driver, verifier: verifier},
+		verifier: verifier, exists: cfg.NamespaceExists,
+	})
 	return &Registry{Handler: instrument(cfg.Metrics, mux), app: app}, nil
 }
 
@@ -177,18 +182,6 @@ func (g *namespaceGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // repositoryName extracts <name> from /v2/<name>/{manifests,blobs,tags,referrers}/….
 func repositoryName(path string) string {
-	rest, ok := strings.CutPrefix(path, "/v2/")
-	if !ok {
-		return ""
-	}
-	best := -1
-	for _, kind := range []string{"/manifests/", "/blobs/", "/tags/", "/referrers/"} {
-		if i := strings.LastIndex(rest, kind); i > best {
-			best = i
-		}
-	}
-	if best <= 0 {
-		return ""
-	}
-	return rest[:best]
+	name, _, _ := splitRoute(path)
+	return name
 }
