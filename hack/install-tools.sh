@@ -20,3 +20,12 @@ if [ "$(cat "$bin/.conformance-version" 2>/dev/null)" != "$conformance_version" 
   GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/opencontainers/distribution-spec/conformance@$conformance_version"
   echo "$conformance_version" > "$bin/.conformance-version"
 fi
+
+# skopeo and podman, unmodified, from Debian (podman runs as root, no daemon).
+if ! command -v skopeo >/dev/null || ! command -v podman >/dev/null; then
+  echo "installing skopeo and podman"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q skopeo podman
+fi

@@ -227,7 +227,8 @@ func waitForPull(t *testing.T, ctx context.Context, dockerConfig, image, digest 
 
 func assertDenied(t *testing.T, out string) {
 	t.Helper()
-	if !strings.Contains(out, "401") && !strings.Contains(out, "403") && !strings.Contains(out, "UNAUTHORIZED") && !strings.Contains(out, "DENIED") {
+	lower := strings.ToLower(out)
+	if !strings.Contains(lower, "401") && !strings.Contains(lower, "403") && !strings.Contains(lower, "unauthorized") && !strings.Contains(lower, "denied") {
 		t.Errorf("denied pull does not say it was denied:\n%s", out)
 	}
 }

@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"pullgate.dev/pullgate/internal/harness"
+)
+
+// registryClient pushes and pulls with one unmodified client, logging in with a
+// Kubernetes token as the password.
+type registryClient struct {
+	name string
+	// push copies src (already in the registry) to dst as the holder of token.
+	push func(ctx context.Context, t *testing.T, src, dst, token string) (string, error)
+	pull func(ctx context.Context, t *testing.T, image, token string) (string, error)
+}
+
+// run runs a client and returns its combined output; errors show the command
+// without the credentials.
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		shown := make([]string, len(args))
+		for i, a := range args {
+			shown[i] = a
+			if i > 0 && (args[i-1] == "--creds" || strings.HasSuffix(args[i-1], "-creds")) {
+				shown[i] = "pullgate:<token>"
+			}
+		}
+		return string(out), fmt.Errorf("%s %s: %w", name, strings.Join(shown, " "), err)
+	}
+	return string(out), nil
+}
+
+// podman runs podman with its own storage (podman wants a short runroot path).
+func podman(t *testing.T, args ...string) []string {
+	root, err := os.MkdirTemp("", "pm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	return append([]string{"--root", filepath.Join(root, "root"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs"}, args...)
+}
+
+var clients = []registryClient{
+	{
+		name: "skopeo",
+		push: func(ctx context.Context, t *testing.T, src, dst, token string) (string, error) {
+			creds := "pullgate:" + token
+			return run(ctx, "skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+				"--src-creds", creds, "--dest-creds", creds, "docker://"+src, "docker://"+dst)
+		},
+		pull: func(ctx context.Context, t *testing.T, image, token string) (string, error) {
+			return run(ctx, "skopeo", "copy", "--src-tls-verify=false", "--src-creds", "pullgate:"+token,
+				"docker://"+image, "dir:"+t.TempDir())
+		},
+	},
+	{
+		name: "podman",
+		push: func(ctx context.Context, t *testing.T, src, dst, token string) (string, error) {
+			creds := "pullgate:" + token
+			storage := podman(t)
+			if out, err := run(ctx, "podman", append(storage, "pull", "--tls-verify=false", "--creds", creds, src)...); err != nil {
+				return out, err
+			}
+			return run(ctx, "podman", append(storage, "push", "--tls-verify=false", "--creds", creds, src, dst)...)
+		},
+		pull: func(ctx context.Context, t *testing.T, image, token string) (string, error) {
+			return run(ctx, "podman", podman(t, "pull", "--tls-verify=false", "--creds", "pullgate:"+token, image)...)
+		},
+	},
+}
+
+// skopeo and podman, as they come: push as a project admin, pull as project-b's
+// default service account, denied to project-a's until system:image-puller is granted.
+func TestSkopeoAndPodmanFollowRBAC(t *testing.T) {
+	ctx := context2m(t)
+	projectA := createNamespace(t, ctx, "clients-a")
+	projectB := createNamespace(t, ctx, "clients-b")
+	waitForServiceAccount(t, ctx, projectA, "default")
+	waitForServiceAccount(t, ctx, projectB, "default")
+	source := env.RegistryHost + "/" + projectB + "/source:v1"
+	adminCfg := dockerConfigFor(t, ctx, projectB, "pusher", "admin")
+	pushImage(t, ctx, adminCfg, source)
+
+	adminToken, err := env.ServiceAccountToken(ctx, projectB, "pusher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bToken, _ := env.ServiceAccountToken(ctx, projectB, "default")
+	aToken, _ := env.ServiceAccountToken(ctx, projectA, "default")
+
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			image := env.RegistryHost + "/" + projectB + "/" + c.name + ":v1"
+			if out, err := c.push(ctx, t, source, image, adminToken); err != nil {
+				t.Fatalf("push as project admin: %v\n%s", err, out)
+			}
+			if !harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+				_, err := c.pull(ctx, t, image, bToken)
+				return err == nil
+			}) {
+				out, err := c.pull(ctx, t, image, bToken)
+				t.Fatalf("pull as %s/default: %v\n%s", projectB, err, out)
+			}
+			out, err := c.pull(ctx, t, image, aToken)
+			if err == nil {
+				t.Fatalf("%s/default pulled from %s without system:image-puller", projectA, projectB)
+			}
+			assertDenied(t, out)
+
+			binding := grantPuller(t, ctx, projectB, projectA, "default-"+c.name)
+			if !harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+				_, err := c.pull(ctx, t, image, aToken)
+				return err == nil
+			}) {
+				t.Fatalf("%s/default cannot pull after system:image-puller was granted", projectA)
+			}
+			if err := env.Admin.RbacV1().RoleBindings(projectB).Delete(ctx, binding, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if !harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+				_, err := c.pull(ctx, t, image, aToken)
+				return err != nil
+			}) {
+				t.Fatalf("%s/default can still pull after the binding was removed", projectA)
+			}
+		})
+	}
+}
+
+// grantPuller binds system:image-puller in ns to fromNS's default service account.
+func grantPuller(t *testing.T, ctx context.Context, ns, fromNS, name string) string {
+	t.Helper()
+	_, err := env.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:image-puller"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: fromNS}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
