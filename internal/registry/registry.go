@@ -140,10 +140,10 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	mux.Handle("/v2/_catalog", &catalog{
 		verifier: verifier, repos: catalogRegistry.(distribution.RepositoryEnumerator), authz: cfg.Authz,
 	})
-	mux.Handle("/v2/", &namespaceGate{
+	mux.Handle("/v2/", explainDenied{next: &namespaceGate{
 		next:     &referrers{next: app, driver: driver, verifier: verifier},
 		verifier: verifier, exists: cfg.NamespaceExists,
-	})
+	}})
 	return &Registry{Handler: instrument(cfg.Metrics, mux), app: app}, nil
 }
 

@@ -45,6 +45,12 @@ func TestRegistryCrossProjectPullFollowsRBAC(t *testing.T) {
 		t.Fatalf("project-a's default SA pulled from project-b without system:image-puller")
 	}
 	assertDenied(t, out)
+	for _, says := range []string{"system:serviceaccount:" + projectA + ":default may not pull from " + projectB + "/app",
+		"system:image-puller", "kubectl -n " + projectB + " create rolebinding"} {
+		if !strings.Contains(out, says) {
+			t.Errorf("denied pull does not say %q:\n%s", says, out)
+		}
+	}
 
 	binding, err := env.Admin.RbacV1().RoleBindings(projectB).Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "project-a-pulls"},
