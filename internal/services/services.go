@@ -48,9 +48,15 @@ type Config struct {
 	// DataDir holds the registry's storage, its token key and HTTP secret.
 	DataDir string
 	// PKI holds the token signing key.
-	PKI     *pki.Dir
-	Verbose bool
-	Log     *slog.Logger
+	PKI *pki.Dir
+	// Storage is distribution's storage configuration; empty means the filesystem
+	// under DataDir/registry/storage.
+	Storage configuration.Storage
+	// RegistryHost is the host:port clients use, recorded in ImageStreams; empty means
+	// localhost:<listening port>.
+	RegistryHost string
+	Verbose      bool
+	Log          *slog.Logger
 }
 
 // Running is the started services.
@@ -153,8 +159,15 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	_, port, _ := net.SplitHostPort(listener.Addr().String())
-	host := "localhost:" + port
+	host := cfg.RegistryHost
+	if host == "" {
+		_, port, _ := net.SplitHostPort(listener.Addr().String())
+		host = "localhost:" + port
+	}
+	store := cfg.Storage
+	if len(store) == 0 {
+		store = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}}
+	}
 	tokens := &tokenserver.Server{
 		Issuer: Issuer, Service: Service, Lifetime: tokenserver.MaxLifetime, Signer: signer,
 		Authn:   tokenserver.NewTokenReviewer(client, 10*time.Second),
@@ -164,7 +177,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 	}
 	reg, err := registry.New(ctx, registry.Config{
 		Host:    host,
-		Storage: configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}},
+		Storage: store,
 		Service: Service, Issuer: Issuer, JWKSFile: jwksFile,
 		HTTPSecret:   secret,
 		TokenHandler: tokens,
@@ -191,7 +204,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 			cfg.Log.Error("registry server stopped", "err", err)
 		}
 	}()
-	cfg.Log.Info("registry serving", "url", "http://"+host, "token-realm", "http://"+host+"/token", "storage", filepath.Join(regDir, "storage"))
+	cfg.Log.Info("registry serving", "host", host, "listen", listener.Addr().String(), "storage", store.Type())
 	return running, nil
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // The seed's cross-project story at the registry, with crane: a project admin pushes
@@ -236,5 +238,41 @@ func assertDenied(t *testing.T, out string) {
 	lower := strings.ToLower(out)
 	if !strings.Contains(lower, "401") && !strings.Contains(lower, "403") && !strings.Contains(lower, "unauthorized") && !strings.Contains(lower, "denied") {
 		t.Errorf("denied pull does not say it was denied:\n%s", out)
+	}
+}
+
+// `pullgate registry serve` runs against any cluster's API: here the embedded one,
+// as a separate process with its own storage and signing key.
+func TestRegistryServeAgainstAnyCluster(t *testing.T) {
+	ctx := context2m(t)
+	port, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := harness.StartProcess("registry is serving", "registry", "serve",
+		"--kubeconfig", env.Kubeconfig, "--data-dir", t.TempDir(), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proc.Stop)
+	host := fmt.Sprintf("localhost:%d", port)
+
+	ns := createNamespace(t, ctx, "serve")
+	cfg := dockerConfigFor(t, ctx, ns, "pusher", "admin")
+	token, err := env.ServiceAccountToken(ctx, ns, "pusher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same identity, logged in to the second registry.
+	data, err := credentials.SetAuth(nil, host, credentials.Credential{Username: "x", Password: token}, credentials.Docker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	digest := pushImage(t, ctx, cfg, host+"/"+ns+"/app:v1")
+	if digest == "" {
+		t.Fatalf("no digest; registry output:\n%s", proc.Output())
 	}
 }

@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
+	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/services"
+)
+
+func newRegistryCommand(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "registry",
+		Short: "The integrated registry and its token service",
+	}
+	cmd.AddCommand(newRegistryServeCommand(g))
+	return cmd
+}
+
+// registryServeOptions are the flags of `pullgate registry serve`.
+type registryServeOptions struct {
+	*globalOptions
+	kube          *genericclioptions.ConfigFlags
+	listen        string
+	host          string
+	dataDir       string
+	storage       string
+	storageParams []string
+	tlsCert       string
+	tlsKey        string
+}
+
+func newRegistryServeCommand(g *globalOptions) *cobra.Command {
+	o := &registryServeOptions{globalOptions: g, kube: genericclioptions.NewConfigFlags(true)}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the registry and token service against any cluster's API",
+		Long: `Serve the integrated registry and its token service against the cluster your
+kubeconfig points at. It installs the ImageStream CRD and the registry's cluster
+roles (idempotently), keeps every namespace's registry role bindings, and decides
+access by that cluster's RBAC. Blobs go to any distribution storage driver:
+--storage s3 --storage-param bucket=… --storage-param region=… for a real cluster.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			storage, err := o.storageConfig()
+			if err != nil {
+				return err
+			}
+			return o.Run(cmd.Context(), storage)
+		},
+	}
+	o.kube.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:5000", "address to serve the registry and /token on")
+	cmd.Flags().StringVar(&o.host, "hostname", "", "host[:port] clients pull from, recorded in ImageStreams (default localhost:<port>)")
+	cmd.Flags().StringVar(&o.dataDir, "data-dir", filepath.Join(datadir.Default(), "registry-serve"), "directory for the token signing key and filesystem storage")
+	cmd.Flags().StringVar(&o.storage, "storage", "filesystem", "distribution storage driver: filesystem, s3, inmemory")
+	cmd.Flags().StringArrayVar(&o.storageParams, "storage-param", nil, "storage driver parameter key=value (repeatable)")
+	cmd.Flags().StringVar(&o.tlsCert, "tls-cert-file", "", "serve HTTPS with this certificate (required unless --listen is a loopback address)")
+	cmd.Flags().StringVar(&o.tlsKey, "tls-key-file", "", "key of --tls-cert-file")
+	return cmd
+}
+
+func (o *registryServeOptions) storageConfig() (configuration.Storage, error) {
+	params := configuration.Parameters{}
+	for _, kv := range o.storageParams {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--storage-param %q: want key=value", kv)
+		}
+		params[k] = v
+	}
+	if o.storage == "filesystem" {
+		if _, ok := params["rootdirectory"]; !ok {
+			params["rootdirectory"] = filepath.Join(o.dataDir, "registry", "storage")
+		}
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	return configuration.Storage{o.storage: params}, nil
+}
+
+func (o *registryServeOptions) Run(ctx context.Context, storage configuration.Storage) error {
+	log := o.logger()
+	restConfig, err := o.kube.ToRESTConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	dir, err := datadir.Open(o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	ca, err := pki.Open(filepath.Join(dir.Path, "pki"))
+	if err != nil {
+		return err
+	}
+	listener, err := services.Listen(o.listen, "--listen")
+	if err != nil {
+		return err
+	}
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			listener.Close()
+			return fmt.Errorf("--tls-cert-file %s: %w", o.tlsCert, err)
+		}
+		listener = tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	running, err := services.Start(ctx, services.Config{
+		KubeConfig: restConfig, DataDir: dir.Path, PKI: ca, Storage: storage, RegistryHost: o.host,
+		Verbose: o.verbosity > 0, Log: log,
+	}, listener)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "registry is serving on %s\n", listener.Addr())
+	<-ctx.Done()
+	running.Stop()
+	return nil
+}
