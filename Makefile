@@ -57,7 +57,7 @@ fuzz:
 ## benchmarks of the library packages, each beside its goal or anchor.
 bench: build
 	$(GO) run ./hack/benchup -bin $(BIN)/pullgate -runs 3
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 clean:
 	rm -rf $(BIN)
