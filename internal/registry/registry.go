@@ -140,8 +140,19 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	mux.Handle("/v2/_catalog", &catalog{
 		verifier: verifier, repos: catalogRegistry.(distribution.RepositoryEnumerator), authz: cfg.Authz,
 	})
+	var blobs http.Handler = app
+	if dc.Storage.Type() == "filesystem" {
+		if root, ok := dc.Storage.Parameters()["rootdirectory"].(string); ok {
+			served := prometheus.NewCounter(prometheus.CounterOpts{
+				Namespace: "pullgate", Subsystem: "registry", Name: "sendfile_blob_gets_total",
+				Help: "Blob GETs served from the filesystem by the kernel (sendfile) rather than through distribution.",
+			})
+			cfg.Metrics.MustRegister(served)
+			blobs = &sendfileBlobs{next: app, root: root, verifier: verifier, served: served}
+		}
+	}
 	mux.Handle("/v2/", explainDenied{next: &namespaceGate{
-		next:     &referrers{next: app, driver: driver, verifier: verifier},
+		next:     &referrers{next: blobs, driver: driver, verifier: verifier},
 		verifier: verifier, exists: cfg.NamespaceExists,
 	}})
 	return &Registry{Handler: instrument(cfg.Metrics, mux), app: app}, nil

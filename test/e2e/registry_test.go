@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,4 +279,56 @@ func TestRegistryServeAgainstAnyCluster(t *testing.T) {
 	if digest == "" {
 		t.Fatalf("no digest; registry output:\n%s", proc.Output())
 	}
+}
+
+// Blob GETs over plain HTTP are served from the filesystem by the kernel (sendfile),
+// whole and by range, with the headers distribution sends.
+func TestBlobGetsUseSendfile(t *testing.T) {
+	ctx := context2m(t)
+	ns := createNamespace(t, ctx, "sendfile")
+	cfg := dockerConfigFor(t, ctx, ns, "pusher", "admin")
+	image := env.RegistryHost + "/" + ns + "/app:v1"
+	pushImage(t, ctx, cfg, image)
+	manifest, err := harness.Crane(ctx, cfg, "manifest", image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Layers []struct{ Digest string } `json:"layers"`
+	}
+	if err := json.Unmarshal([]byte(manifest), &m); err != nil || len(m.Layers) == 0 {
+		t.Fatalf("manifest %s: %v", manifest, err)
+	}
+	layer := m.Layers[0].Digest
+	before := metricValue(t, "pullgate_registry_sendfile_blob_gets_total")
+
+	blob, err := harness.Crane(ctx, cfg, "blob", env.RegistryHost+"/"+ns+"/app@"+layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := "sha256:" + fmt.Sprintf("%x", sha256.Sum256([]byte(blob))); got != layer {
+		t.Errorf("blob content hashes to %s, want %s", got, layer)
+	}
+	if after := metricValue(t, "pullgate_registry_sendfile_blob_gets_total"); after != before+1 {
+		t.Errorf("sendfile blob GETs went from %v to %v, want one more", before, after)
+	}
+}
+
+func metricValue(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + env.RegistryHost + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	t.Fatalf("metric %s not exported", name)
+	return 0
 }
