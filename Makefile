@@ -55,8 +55,9 @@ fuzz:
 
 ## bench: start-to-ready time, stop time and peak RSS of `pullgate up`, and the Go
 ## benchmarks of the library packages, each beside its goal or anchor.
-bench: build
+bench: tools build
 	$(GO) run ./hack/benchup -bin $(BIN)/pullgate -runs 3
+	$(GO) run ./hack/benchregistry
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 clean:
