@@ -36,7 +36,7 @@ const (
 
 // Env is one running `pullgate up`.
 type Env struct {
-	Bin        string
+	Bin          string
 	DataDir      string
 	APIPort      int
 	RegistryPort int
@@ -124,17 +124,7 @@ func (e *Env) start(extra []string) error {
 		close(exited)
 	}()
 
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		signalled := false
-		for sc.Scan() {
-			if !signalled && strings.HasPrefix(sc.Text(), ReadyLine) {
-				close(ready)
-				signalled = true
-			}
-		}
-	}()
+	ready := watchForLine(stdout, ReadyLine)
 	select {
 	case <-ready:
 	case <-exited:
@@ -238,6 +228,23 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 		return out.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out.String())
 	}
 	return out.String(), nil
+}
+
+// watchForLine reads r to its end and closes the returned channel when a line starts
+// with prefix.
+func watchForLine(r io.Reader, prefix string) <-chan struct{} {
+	found := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(r)
+		signalled := false
+		for sc.Scan() {
+			if !signalled && strings.HasPrefix(sc.Text(), prefix) {
+				close(found)
+				signalled = true
+			}
+		}
+	}()
+	return found
 }
 
 // FreePort returns a loopback TCP port nobody listens on right now.

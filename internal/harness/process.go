@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -40,17 +39,7 @@ func StartProcess(ready string, args ...string) (*Process, error) {
 		w.Close()
 		close(p.done)
 	}()
-	found := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		signalled := false
-		for sc.Scan() {
-			if !signalled && strings.HasPrefix(sc.Text(), ready) {
-				close(found)
-				signalled = true
-			}
-		}
-	}()
+	found := watchForLine(stdout, ready)
 	select {
 	case <-found:
 		return p, nil

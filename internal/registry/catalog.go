@@ -31,13 +31,7 @@ func (c *catalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	access := auth.Access{Resource: auth.Resource{Type: "registry", Name: "catalog"}, Action: "*"}
-	if _, err := c.verifier.Authorized(r, access); err != nil {
-		if ch, ok := err.(auth.Challenge); ok {
-			ch.SetHeaders(r, w)
-			_ = errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized)
-			return
-		}
-		w.WriteHeader(http.StatusBadRequest)
+	if !authorize(w, r, c.verifier, access) {
 		return
 	}
 	// The token was verified above; its claims say who the caller is.
@@ -85,6 +79,22 @@ func (c *catalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string][]string{"repositories": names})
+}
+
+// authorize answers the request itself, as distribution would, unless the token
+// grants access: a 401 with the challenge, or a 400 when verification failed.
+func authorize(w http.ResponseWriter, r *http.Request, verifier auth.AccessController, access auth.Access) bool {
+	_, err := verifier.Authorized(r, access)
+	if err == nil {
+		return true
+	}
+	if ch, ok := err.(auth.Challenge); ok {
+		ch.SetHeaders(r, w)
+		_ = errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized)
+		return false
+	}
+	w.WriteHeader(http.StatusBadRequest)
+	return false
 }
 
 func isPathNotFound(err error) bool {

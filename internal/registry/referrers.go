@@ -109,13 +109,7 @@ func (h *referrers) forget(ctx context.Context, name string, dgst digest.Digest)
 
 func (h *referrers) list(w http.ResponseWriter, r *http.Request, name, ref string) {
 	access := auth.Access{Resource: auth.Resource{Type: "repository", Name: name}, Action: "pull"}
-	if _, err := h.verifier.Authorized(r, access); err != nil {
-		if ch, ok := err.(auth.Challenge); ok {
-			ch.SetHeaders(r, w)
-			_ = errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized)
-			return
-		}
-		w.WriteHeader(http.StatusBadRequest)
+	if !authorize(w, r, h.verifier, access) {
 		return
 	}
 	subject, err := digest.Parse(ref)
