@@ -45,7 +45,7 @@ type target struct {
 
 func main() {
 	blobMiB := flag.Int("blob-mib", 256, "blob size")
-	rounds := flag.Int("rounds", 3, "blob GETs per registry")
+	rounds := flag.Int("rounds", 9, "blob GETs per registry")
 	manifestGets := flag.Int("manifest-gets", 20000, "manifest GETs per registry")
 	conns := flag.Int("connections", 64, "concurrent connections for manifest GETs")
 	flag.Parse()

@@ -53,8 +53,11 @@ type Config struct {
 	NamespaceExists func(string) bool
 	Metrics         prometheus.Registerer
 	Gatherer        prometheus.Gatherer
-	Verbose         bool
-	Log             *slog.Logger
+	// BlobTransfer chooses sendfile or buffered copies for filesystem blob GETs
+	// (default buffered).
+	BlobTransfer BlobTransfer
+	Verbose      bool
+	Log          *slog.Logger
 }
 
 // Authorizer decides whether a user may pull from a repository.
@@ -143,12 +146,16 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	var blobs http.Handler = app
 	if dc.Storage.Type() == "filesystem" {
 		if root, ok := dc.Storage.Parameters()["rootdirectory"].(string); ok {
-			served := prometheus.NewCounter(prometheus.CounterOpts{
-				Namespace: "pullgate", Subsystem: "registry", Name: "sendfile_blob_gets_total",
-				Help: "Blob GETs served from the filesystem by the kernel (sendfile) rather than through distribution.",
-			})
+			transfer := cfg.BlobTransfer
+			if transfer == "" {
+				transfer = TransferBuffered
+			}
+			served := prometheus.NewCounterVec(prometheus.CounterOpts{
+				Namespace: "pullgate", Subsystem: "registry", Name: "filesystem_blob_gets_total",
+				Help: "Blob GETs served straight from the filesystem rather than through distribution, by transfer (sendfile or buffered).",
+			}, []string{"transfer"})
 			cfg.Metrics.MustRegister(served)
-			blobs = &sendfileBlobs{next: app, root: root, verifier: verifier, served: served}
+			blobs = &sendfileBlobs{next: app, root: root, verifier: verifier, served: served.WithLabelValues(string(transfer)), transfer: transfer}
 		}
 	}
 	mux.Handle("/v2/", explainDenied{next: &namespaceGate{

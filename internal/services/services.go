@@ -55,6 +55,8 @@ type Config struct {
 	// RegistryHost is the host:port clients use, recorded in ImageStreams; empty means
 	// localhost:<listening port>.
 	RegistryHost string
+	// BlobTransfer is registry.TransferBuffered (default) or TransferSendfile.
+	BlobTransfer registry.BlobTransfer
 	Verbose      bool
 	Log          *slog.Logger
 }
@@ -187,10 +189,11 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 			_, err := namespaces.Lister().Get(ns)
 			return err == nil
 		},
-		Metrics:  metrics,
-		Gatherer: metrics,
-		Verbose:  cfg.Verbose,
-		Log:      cfg.Log,
+		Metrics:      metrics,
+		Gatherer:     metrics,
+		BlobTransfer: cfg.BlobTransfer,
+		Verbose:      cfg.Verbose,
+		Log:          cfg.Log,
 	})
 	if err != nil {
 		cancel()

@@ -14,6 +14,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/services"
 )
 
@@ -37,6 +38,7 @@ type registryServeOptions struct {
 	storageParams []string
 	tlsCert       string
 	tlsKey        string
+	blobTransfer  string
 }
 
 func newRegistryServeCommand(g *globalOptions) *cobra.Command {
@@ -66,6 +68,7 @@ access by that cluster's RBAC. Blobs go to any distribution storage driver:
 	cmd.Flags().StringArrayVar(&o.storageParams, "storage-param", nil, "storage driver parameter key=value (repeatable)")
 	cmd.Flags().StringVar(&o.tlsCert, "tls-cert-file", "", "serve HTTPS with this certificate (required unless --listen is a loopback address)")
 	cmd.Flags().StringVar(&o.tlsKey, "tls-key-file", "", "key of --tls-cert-file")
+	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how filesystem blob GETs are copied: buffered or sendfile")
 	return cmd
 }
 
@@ -82,6 +85,9 @@ func (o *registryServeOptions) storageConfig() (configuration.Storage, error) {
 		if _, ok := params["rootdirectory"]; !ok {
 			params["rootdirectory"] = filepath.Join(o.dataDir, "registry", "storage")
 		}
+	}
+	if err := validBlobTransfer(o.blobTransfer); err != nil {
+		return nil, err
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
@@ -118,7 +124,8 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	}
 	running, err := services.Start(ctx, services.Config{
 		KubeConfig: restConfig, DataDir: dir.Path, PKI: ca, Storage: storage, RegistryHost: o.host,
-		Verbose: o.verbosity > 0, Log: log,
+		BlobTransfer: registry.BlobTransfer(o.blobTransfer),
+		Verbose:      o.verbosity > 0, Log: log,
 	}, listener)
 	if err != nil {
 		return err

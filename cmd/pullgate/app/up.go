@@ -17,6 +17,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/services"
 )
 
@@ -28,6 +29,7 @@ type upOptions struct {
 	bindAddress  string
 	controllers  []string
 	registryPort int
+	blobTransfer string
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
@@ -51,6 +53,7 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address the Kubernetes API server listens on")
 	cmd.Flags().StringSliceVar(&o.controllers, "controllers", controlplane.DefaultControllers, "kube-controller-manager controllers to run")
 	cmd.Flags().IntVar(&o.registryPort, "registry-port", 5000, "port of the integrated registry and its token service (plain HTTP on loopback)")
+	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how blob GETs are copied from disk: buffered or sendfile")
 	return cmd
 }
 
@@ -59,6 +62,9 @@ func (o *upOptions) Validate() error {
 		if port < 1 || port > 65535 {
 			return fmt.Errorf("%s %d: must be between 1 and 65535", flag, port)
 		}
+	}
+	if err := validBlobTransfer(o.blobTransfer); err != nil {
+		return err
 	}
 	if o.apiPort == o.registryPort {
 		return fmt.Errorf("--registry-port %d: the API server already uses it", o.registryPort)
@@ -120,10 +126,19 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		return nil, err
 	}
 	return services.Start(ctx, services.Config{
-		KubeConfig: restConfig,
-		DataDir:    plane.DataDir,
-		PKI:        ca,
-		Verbose:    o.verbosity > 0,
-		Log:        log,
+		KubeConfig:   restConfig,
+		DataDir:      plane.DataDir,
+		PKI:          ca,
+		BlobTransfer: registry.BlobTransfer(o.blobTransfer),
+		Verbose:      o.verbosity > 0,
+		Log:          log,
 	}, listener)
+}
+
+func validBlobTransfer(v string) error {
+	switch registry.BlobTransfer(v) {
+	case registry.TransferBuffered, registry.TransferSendfile:
+		return nil
+	}
+	return fmt.Errorf("--blob-transfer %q: want %s or %s", v, registry.TransferBuffered, registry.TransferSendfile)
 }
