@@ -332,3 +332,43 @@ func metricValue(t *testing.T, name string) float64 {
 	t.Fatalf("metric %s not exported", name)
 	return 0
 }
+
+// Bad input at the registry's door: oversize headers are refused before any work,
+// and a manifest whose digest does not match its content is DIGEST_INVALID.
+func TestRegistryRefusesBadInput(t *testing.T) {
+	ctx := context2m(t)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+env.RegistryHost+"/v2/", nil)
+	req.Header.Set("X-Padding", strings.Repeat("x", 128<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("128 KiB header: %s, want 431", resp.Status)
+	}
+
+	ns := createNamespace(t, ctx, "badinput")
+	cfg := dockerConfigFor(t, ctx, ns, "pusher", "admin")
+	pushImage(t, ctx, cfg, env.RegistryHost+"/"+ns+"/app:v1")
+	token, err := harness.Crane(ctx, cfg, "auth", "token", "--push", env.RegistryHost+"/"+ns+"/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Token string }
+	_ = json.Unmarshal([]byte(token), &tok)
+	manifest := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`
+	wrong := "sha256:" + strings.Repeat("0", 64)
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, "http://"+env.RegistryHost+"/v2/"+ns+"/app/manifests/"+wrong, strings.NewReader(manifest))
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "DIGEST_INVALID") {
+		t.Errorf("manifest under a wrong digest: %s %s, want 400 DIGEST_INVALID", resp.Status, body)
+	}
+}

@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -30,6 +32,7 @@ type upOptions struct {
 	controllers  []string
 	registryPort int
 	blobTransfer string
+	registryBind string
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
@@ -53,6 +56,7 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address the Kubernetes API server listens on")
 	cmd.Flags().StringSliceVar(&o.controllers, "controllers", controlplane.DefaultControllers, "kube-controller-manager controllers to run")
 	cmd.Flags().IntVar(&o.registryPort, "registry-port", 5000, "port of the integrated registry and its token service (plain HTTP on loopback)")
+	cmd.Flags().StringVar(&o.registryBind, "registry-bind-address", "127.0.0.1", "address the registry listens on; anything but loopback is served over TLS with a certificate from the pullgate CA")
 	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how blob GETs are copied from disk: buffered or sendfile")
 	return cmd
 }
@@ -78,7 +82,7 @@ func (o *upOptions) Validate() error {
 func (o *upOptions) Run(ctx context.Context) error {
 	log := o.logger()
 	log.Info("starting pullgate", "data-dir", o.dataDir)
-	registryListener, err := services.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(o.registryPort)), "--registry-port")
+	registryListener, err := services.Listen(net.JoinHostPort(o.registryBind, strconv.Itoa(o.registryPort)), "--registry-port")
 	if err != nil {
 		return err
 	}
@@ -125,6 +129,12 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err != nil {
 		return nil, err
 	}
+	if ip := net.ParseIP(o.registryBind); ip == nil || !ip.IsLoopback() {
+		// Off loopback, clients see the registry over TLS, trusting the pullgate CA.
+		if listener, err = o.tlsListener(ca, listener); err != nil {
+			return nil, err
+		}
+	}
 	return services.Start(ctx, services.Config{
 		KubeConfig:   restConfig,
 		DataDir:      plane.DataDir,
@@ -141,4 +151,25 @@ func validBlobTransfer(v string) error {
 		return nil
 	}
 	return fmt.Errorf("--blob-transfer %q: want %s or %s", v, registry.TransferBuffered, registry.TransferSendfile)
+}
+
+// tlsListener serves listener with a certificate signed by the pullgate CA for
+// localhost, the bind address and the host name.
+func (o *upOptions) tlsListener(ca *pki.Dir, listener net.Listener) (net.Listener, error) {
+	hosts := []string{"localhost", "127.0.0.1"}
+	if ip := net.ParseIP(o.registryBind); ip != nil && !ip.IsUnspecified() {
+		hosts = append(hosts, o.registryBind)
+	}
+	if name, err := os.Hostname(); err == nil && name != "" {
+		hosts = append(hosts, name)
+	}
+	kp, err := ca.ServingCert("registry", hosts)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(kp.CertFile, kp.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("registry certificate %s: %w", kp.CertFile, err)
+	}
+	return tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }
