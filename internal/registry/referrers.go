@@ -108,8 +108,7 @@ func (h *referrers) forget(ctx context.Context, name string, dgst digest.Digest)
 }
 
 func (h *referrers) list(w http.ResponseWriter, r *http.Request, name, ref string) {
-	access := auth.Access{Resource: auth.Resource{Type: "repository", Name: name}, Action: "pull"}
-	if !authorize(w, r, h.verifier, access) {
+	if !authorize(w, r, h.verifier, pullAccess(name)) {
 		return
 	}
 	subject, err := digest.Parse(ref)

@@ -189,13 +189,22 @@ func (g *namespaceGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	access := auth.Access{Resource: auth.Resource{Type: "repository", Name: name}, Action: "pull"}
-	if _, err := g.verifier.Authorized(r, access); err != nil {
+	if !grantsPull(r, g.verifier, name) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
 	_ = errcode.ServeJSON(w, errcode.Errors{errcode.ErrorCodeNameUnknown.WithMessage(
 		fmt.Sprintf("repository %s: namespace %q does not exist; repositories are <namespace>/<name> (kubectl create namespace %s)", name, namespace, namespace))})
+}
+
+// grantsPull reports whether the request's token lets it pull from repository name.
+func grantsPull(r *http.Request, verifier auth.AccessController, name string) bool {
+	_, err := verifier.Authorized(r, pullAccess(name))
+	return err == nil
+}
+
+func pullAccess(name string) auth.Access {
+	return auth.Access{Resource: auth.Resource{Type: "repository", Name: name}, Action: "pull"}
 }
 
 // repositoryName extracts <name> from /v2/<name>/{manifests,blobs,tags,referrers}/….

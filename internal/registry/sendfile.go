@@ -55,8 +55,7 @@ func (h *sendfileBlobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	access := auth.Access{Resource: auth.Resource{Type: "repository", Name: name}, Action: "pull"}
-	if _, err := h.verifier.Authorized(r, access); err != nil {
+	if !grantsPull(r, h.verifier, name) {
 		h.next.ServeHTTP(w, r)
 		return
 	}

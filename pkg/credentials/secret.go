@@ -24,21 +24,15 @@ const SecretTypePodmanConfigJSON corev1.SecretType = "kubernetes.io/podmanconfig
 func FromSecret(secret *corev1.Secret) (*Config, error) {
 	name := secret.Namespace + "/" + secret.Name
 	src := Source{Kind: "secret", Name: name}
+	if f, ok := secretFormats[secret.Type]; ok {
+		src.DataKey = f.key
+		data, ok := secret.Data[f.key]
+		if !ok {
+			return nil, keyError(src, "", ErrMissingKey)
+		}
+		return f.parse(data, src)
+	}
 	switch secret.Type {
-	case corev1.SecretTypeDockerConfigJson:
-		src.DataKey = corev1.DockerConfigJsonKey
-		data, ok := secret.Data[corev1.DockerConfigJsonKey]
-		if !ok {
-			return nil, keyError(src, "", ErrMissingKey)
-		}
-		return ParseDockerConfigJSON(data, src)
-	case corev1.SecretTypeDockercfg:
-		src.DataKey = corev1.DockerConfigKey
-		data, ok := secret.Data[corev1.DockerConfigKey]
-		if !ok {
-			return nil, keyError(src, "", ErrMissingKey)
-		}
-		return ParseDockercfg(data, src)
 	case SecretTypePodmanConfigJSON:
 		key, err := podmanDataKey(secret)
 		if err != nil {
@@ -56,6 +50,15 @@ func FromSecret(secret *corev1.Secret) (*Config, error) {
 	}
 	return nil, keyError(src, "", fmt.Errorf("%w: type %q; want %s, %s or %s", ErrWrongType, secret.Type,
 		corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg, SecretTypePodmanConfigJSON))
+}
+
+// secretFormats are the kubelet's two secret types: a fixed data key and its format.
+var secretFormats = map[corev1.SecretType]struct {
+	key   string
+	parse func([]byte, Source) (*Config, error)
+}{
+	corev1.SecretTypeDockerConfigJson: {corev1.DockerConfigJsonKey, ParseDockerConfigJSON},
+	corev1.SecretTypeDockercfg:        {corev1.DockerConfigKey, ParseDockercfg},
 }
 
 // podmanDataKey is the data key of a podmanconfigjson secret: its only key, else
