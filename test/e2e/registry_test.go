@@ -372,3 +372,27 @@ func TestRegistryRefusesBadInput(t *testing.T) {
 		t.Errorf("manifest under a wrong digest: %s %s, want 400 DIGEST_INVALID", resp.Status, body)
 	}
 }
+
+// Anonymous pulls work only where RBAC grants system:unauthenticated the puller role.
+func TestAnonymousPullOnlyWhereGranted(t *testing.T) {
+	ctx := context2m(t)
+	ns := createNamespace(t, ctx, "public")
+	image := env.RegistryHost + "/" + ns + "/app:v1"
+	digest := pushImage(t, ctx, dockerConfigFor(t, ctx, ns, "pusher", "admin"), image)
+
+	out, err := harness.Crane(ctx, "", "digest", image)
+	if err == nil {
+		t.Fatal("anonymous pull succeeded without any grant")
+	}
+	assertDenied(t, out)
+
+	_, err = env.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "anonymous-pull"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:image-puller"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:unauthenticated"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForPull(t, ctx, "", image, digest)
+}
