@@ -396,3 +396,25 @@ func TestAnonymousPullOnlyWhereGranted(t *testing.T) {
 	}
 	waitForPull(t, ctx, "", image, digest)
 }
+
+// Inside `up`, the registry, token service and controllers run as pullgate:services
+// with their own cluster role, not as an administrator.
+func TestServicesRunWithTheirOwnRole(t *testing.T) {
+	ctx := context2m(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"create", "tokenreviews.authentication.k8s.io"}, "yes"},
+		{[]string{"update", "imagestreams.image.pullgate.dev/status", "-n", "default"}, "yes"},
+		{[]string{"get", "secrets", "-A"}, "no"},
+		{[]string{"delete", "namespaces"}, "no"},
+	} {
+		out, _ := env.Kubectl(ctx, append([]string{"auth", "can-i", "--as", "pullgate:services"}, c.args...)...)
+		// kubectl warns on stderr about cluster-scoped resources; the answer is the last line.
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if answer := lines[len(lines)-1]; answer != c.want {
+			t.Errorf("pullgate:services can-i %v: %q, want %s", c.args, answer, c.want)
+		}
+	}
+}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"pullgate.dev/pullgate/internal/controlplane"
 
@@ -121,7 +123,7 @@ func (o *upOptions) Run(ctx context.Context) error {
 }
 
 func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane, listener net.Listener, log *slog.Logger) (*services.Running, error) {
-	restConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
+	adminConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +131,20 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err != nil {
 		return nil, err
 	}
+	// The services run as their own user with their own cluster role, not as the admin.
+	admin, err := kubernetes.NewForConfig(adminConfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := services.EnsureIdentity(ctx, admin); err != nil {
+		return nil, err
+	}
+	cert, err := ca.ClientCert("services", services.User)
+	if err != nil {
+		return nil, err
+	}
+	restConfig := rest.AnonymousClientConfig(adminConfig)
+	restConfig.CertFile, restConfig.KeyFile = cert.CertFile, cert.KeyFile
 	if ip := net.ParseIP(o.registryBind); ip == nil || !ip.IsLoopback() {
 		// Off loopback, clients see the registry over TLS, trusting the pullgate CA.
 		if listener, err = o.tlsListener(ca, listener); err != nil {

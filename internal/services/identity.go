@@ -1,0 +1,63 @@
+package services
+
+import (
+	"context"
+	"fmt"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/component-helpers/auth/rbac/reconciliation"
+
+	"pullgate.dev/pullgate/internal/imageapi"
+)
+
+// User is the identity pullgate's services run as inside `pullgate up`, bound to
+// ClusterRole() instead of system:masters.
+const User = "pullgate:services"
+
+// ClusterRole is what the registry, token service and controllers need: install the
+// ImageStream CRD, keep the registry's cluster roles (escalate and bind, as the API
+// server's own bootstrap does), read RBAC and namespaces, create the per-namespace
+// role bindings, review tokens and write ImageStreams.
+func ClusterRole() *rbacv1.ClusterRole {
+	read := []string{"get", "list", "watch"}
+	return &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: User, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: []string{"get", "create", "update"}},
+			{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterroles"}, Verbs: []string{"get", "list", "watch", "create", "update", "escalate", "bind"}},
+			{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles", "clusterrolebindings"}, Verbs: read},
+			{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"rolebindings"}, Verbs: []string{"get", "list", "watch", "create"}},
+			{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: read},
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+			{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource, imageapi.Resource + "/status"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+		},
+	}
+}
+
+// EnsureIdentity creates or completes ClusterRole() and binds it to User; run it
+// with an administrator's client.
+func EnsureIdentity(ctx context.Context, admin kubernetes.Interface) error {
+	role := ClusterRole()
+	if _, err := (&reconciliation.ReconcileRoleOptions{
+		Role:    reconciliation.ClusterRoleRuleOwner{ClusterRole: role},
+		Client:  reconciliation.ClusterRoleModifier{Client: admin.RbacV1().ClusterRoles()},
+		Confirm: true,
+	}).Run(); err != nil {
+		return fmt.Errorf("clusterrole %s: %w", role.Name, err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: User, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: User},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: User}},
+	}
+	if _, err := (&reconciliation.ReconcileRoleBindingOptions{
+		RoleBinding: reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: binding},
+		Client:      reconciliation.ClusterRoleBindingClientAdapter{Client: admin.RbacV1().ClusterRoleBindings()},
+		Confirm:     true,
+	}).Run(); err != nil {
+		return fmt.Errorf("clusterrolebinding %s: %w", binding.Name, err)
+	}
+	return nil
+}
