@@ -87,14 +87,23 @@ func ClusterRoles() []*rbacv1.ClusterRole {
 // and a role annotated rbac.authorization.kubernetes.io/autoupdate=false is left alone.
 func EnsureClusterRoles(ctx context.Context, client kubernetes.Interface) error {
 	for _, role := range ClusterRoles() {
-		_, err := (&reconciliation.ReconcileRoleOptions{
-			Role:    reconciliation.ClusterRoleRuleOwner{ClusterRole: role},
-			Client:  reconciliation.ClusterRoleModifier{Client: client.RbacV1().ClusterRoles()},
-			Confirm: true,
-		}).Run()
-		if err != nil {
-			return fmt.Errorf("clusterrole %s: %w", role.Name, err)
+		if err := EnsureClusterRole(client, role); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// EnsureClusterRole creates role or adds the rules it misses, keeping rules a user
+// added, and leaves a role annotated autoupdate=false alone.
+func EnsureClusterRole(client kubernetes.Interface, role *rbacv1.ClusterRole) error {
+	_, err := (&reconciliation.ReconcileRoleOptions{
+		Role:    reconciliation.ClusterRoleRuleOwner{ClusterRole: role},
+		Client:  reconciliation.ClusterRoleModifier{Client: client.RbacV1().ClusterRoles()},
+		Confirm: true,
+	}).Run()
+	if err != nil {
+		return fmt.Errorf("clusterrole %s: %w", role.Name, err)
 	}
 	return nil
 }

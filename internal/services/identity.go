@@ -10,6 +10,7 @@ import (
 	"k8s.io/component-helpers/auth/rbac/reconciliation"
 
 	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/registryroles"
 )
 
 // User is the identity pullgate's services run as inside `pullgate up`, bound to
@@ -39,13 +40,8 @@ func ClusterRole() *rbacv1.ClusterRole {
 // EnsureIdentity creates or completes ClusterRole() and binds it to User; run it
 // with an administrator's client.
 func EnsureIdentity(ctx context.Context, admin kubernetes.Interface) error {
-	role := ClusterRole()
-	if _, err := (&reconciliation.ReconcileRoleOptions{
-		Role:    reconciliation.ClusterRoleRuleOwner{ClusterRole: role},
-		Client:  reconciliation.ClusterRoleModifier{Client: admin.RbacV1().ClusterRoles()},
-		Confirm: true,
-	}).Run(); err != nil {
-		return fmt.Errorf("clusterrole %s: %w", role.Name, err)
+	if err := registryroles.EnsureClusterRole(admin, ClusterRole()); err != nil {
+		return err
 	}
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: User, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
