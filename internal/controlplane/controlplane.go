@@ -49,7 +49,6 @@ type Plane struct {
 	// DataDir is the absolute data directory.
 	DataDir string
 
-	log     *slog.Logger
 	cancel  context.CancelFunc
 	done    chan error
 	stopped chan struct{}
@@ -96,7 +95,6 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 		AdminKubeconfig: filepath.Join(dir.Path, "admin.kubeconfig"),
 		Server:          server,
 		DataDir:         dir.Path,
-		log:             log,
 		done:            make(chan error, 1),
 		stopped:         make(chan struct{}),
 	}

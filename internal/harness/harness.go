@@ -207,12 +207,6 @@ func (e *Env) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Log returns everything pullgate wrote so far.
-func (e *Env) Log() string {
-	data, _ := os.ReadFile(e.logPath)
-	return string(data)
-}
-
 // Kubectl runs the kubectl built from the embedded Kubernetes release against this
 // pullgate and returns its combined output.
 func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {

@@ -43,7 +43,6 @@ type Server struct {
 	Authz    Authorizer
 	Log      *slog.Logger
 	Metrics  *Metrics
-	now      func() time.Time
 }
 
 type tokenResponse struct {
@@ -101,9 +100,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lifetime = MaxLifetime
 	}
 	now := time.Now()
-	if s.now != nil {
-		now = s.now()
-	}
 	jwt, err := s.Signer.Sign(s.Issuer, user.Name, user.Groups, s.Service, access, now, lifetime)
 	if err != nil {
 		s.Log.Error("signing a registry token", "err", err)
