@@ -194,11 +194,7 @@ func roleBindingSubjects(obj any) ([]string, error) {
 	if !ok {
 		return nil, nil
 	}
-	out := make([]string, 0, len(b.Subjects))
-	for _, s := range b.Subjects {
-		out = append(out, b.Namespace+"|"+subjectKey(s, b.Namespace))
-	}
-	return out, nil
+	return subjectIndexKeys(b.Namespace+"|", b.Namespace, b.Subjects), nil
 }
 
 func clusterRoleBindingSubjects(obj any) ([]string, error) {
@@ -206,9 +202,14 @@ func clusterRoleBindingSubjects(obj any) ([]string, error) {
 	if !ok {
 		return nil, nil
 	}
-	out := make([]string, 0, len(b.Subjects))
-	for _, s := range b.Subjects {
-		out = append(out, subjectKey(s, ""))
+	return subjectIndexKeys("", "", b.Subjects), nil
+}
+
+// subjectIndexKeys are the index keys of a binding's subjects, each after prefix.
+func subjectIndexKeys(prefix, bindingNamespace string, subjects []rbacv1.Subject) []string {
+	out := make([]string, 0, len(subjects))
+	for _, s := range subjects {
+		out = append(out, prefix+subjectKey(s, bindingNamespace))
 	}
-	return out, nil
+	return out
 }

@@ -57,36 +57,31 @@ func assertOneErrorLine(t *testing.T, res harness.Result, want ...string) {
 	}
 }
 
+// A port in use, the API server's or the registry's, is one error naming the address
+// and the flag to change, before the data directory is even created.
 func TestPortInUse(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	dir := filepath.Join(t.TempDir(), "data")
+	for _, flag := range []string{"--api-port", "--registry-port"} {
+		t.Run(flag, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+			apiPort, _ := harness.FreePort()
+			dir := filepath.Join(t.TempDir(), "data")
 
-	res := runUp(t, harness.RunOptions{}, "--data-dir", dir, "--api-port", port)
-	assertOneErrorLine(t, res, "port "+port, "--api-port")
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("data dir %s was created by a start that failed on its port", dir)
-	}
-}
-
-func TestRegistryPortInUse(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	apiPort, _ := harness.FreePort()
-	dir := filepath.Join(t.TempDir(), "data")
-
-	res := runUp(t, harness.RunOptions{}, "--data-dir", dir, "--api-port", strconv.Itoa(apiPort), "--registry-port", port)
-	assertOneErrorLine(t, res, "127.0.0.1:"+port, "--registry-port")
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("data dir %s was created by a start that failed on its port", dir)
+			args := []string{"--data-dir", dir, "--api-port", strconv.Itoa(apiPort), flag, port}
+			res := runUp(t, harness.RunOptions{}, args...)
+			want := "port " + port // the API server's message
+			if flag == "--registry-port" {
+				want = "127.0.0.1:" + port
+			}
+			assertOneErrorLine(t, res, want, flag)
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("data dir %s was created by a start that failed on its port", dir)
+			}
+		})
 	}
 }
 
