@@ -1,5 +1,5 @@
 // Package controlplane owns the embedded Kubernetes control plane of `pullgate up`:
-// one etcd member, the real kube-apiserver and the real kube-controller-manager, all
+// one etcd member, the real kube-apiserver, kube-controller-manager and kube-scheduler, all
 // in this process, with their PKI and kubeconfigs under one data directory. It is the
 // only package of pullgate that imports k8s.io/kubernetes.
 package controlplane
@@ -61,6 +61,8 @@ type paths struct {
 	saKey, saPub                string
 	admin, controllerManager    pki.KeyPair
 	controllerManagerKubeconfig string
+	scheduler                   pki.KeyPair
+	schedulerKubeconfig         string
 }
 
 // Start brings the control plane up and returns once every /readyz check passes and
@@ -103,7 +105,7 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 		dir.Close()
 		return nil, err
 	}
-	ports, err := freePorts(3) // etcd client, etcd peer, controller-manager health
+	ports, err := freePorts(4) // etcd client, etcd peer, controller-manager and scheduler health
 	if err != nil {
 		listener.Close()
 		dir.Close()
@@ -131,12 +133,14 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 		controllers = DefaultControllers
 	}
 	kcmArgs := p.controllerManagerArgs(controllers, serviceCIDR, ports[2], cfg.Verbosity)
-	var kcm *component
+	schedulerArgs := p.schedulerArgs(ports[3], cfg.Verbosity)
+	var kcm, scheduler *component
 
 	go func() {
 		<-runCtx.Done()
 		api.waitStopped(log, componentStopMax)
 		kcm.waitStopped(log, componentStopMax)
+		scheduler.waitStopped(log, componentStopMax)
 		etcd.Close()
 		dir.Close()
 		close(plane.stopped)
@@ -144,15 +148,16 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 
 	readyCtx, readyCancel := context.WithTimeout(ctx, readyTimeout)
 	defer readyCancel()
-	err = waitReady(readyCtx, plane.AdminKubeconfig, ports[2], api, func() *component {
+	err = waitReady(readyCtx, plane.AdminKubeconfig, ports[2], ports[3], api, func() (*component, *component) {
 		kcm = goRun("kube-controller-manager", func() error { return runControllerManager(runCtx, kcmArgs) })
-		return kcm
+		scheduler = goRun("kube-scheduler", func() error { return runScheduler(runCtx, schedulerArgs) })
+		return kcm, scheduler
 	})
 	if err != nil {
 		plane.Stop()
 		return nil, err
 	}
-	go plane.watch(runCtx, api, kcm, etcd.Err())
+	go plane.watch(runCtx, []*component{api, kcm, scheduler}, etcd.Err())
 	log.Info("control plane ready", "server", server, "took", time.Since(started).Round(time.Millisecond))
 	return plane, nil
 }
@@ -166,12 +171,20 @@ func (p *Plane) Stop() {
 	<-p.stopped
 }
 
-func (p *Plane) watch(ctx context.Context, api, kcm *component, etcdErr <-chan error) {
+func (p *Plane) watch(ctx context.Context, components []*component, etcdErr <-chan error) {
+	exited := make(chan *component, len(components))
+	for _, c := range components {
+		go func() {
+			select {
+			case <-c.done:
+				exited <- c
+			case <-ctx.Done():
+			}
+		}()
+	}
 	select {
-	case <-api.done:
-		p.done <- api.exitErr()
-	case <-kcm.done:
-		p.done <- kcm.exitErr()
+	case c := <-exited:
+		p.done <- c.exitErr()
 	case err := <-etcdErr:
 		p.done <- fmt.Errorf("etcd stopped: %w", err)
 	case <-ctx.Done():
@@ -252,6 +265,10 @@ func preparePKI(dataDir, bindAddress string) (*paths, error) {
 	if err != nil {
 		return nil, err
 	}
+	scheduler, err := ca.ClientCert("scheduler", "system:kube-scheduler")
+	if err != nil {
+		return nil, err
+	}
 	return &paths{
 		caFile:                      filepath.Join(ca.Path, pki.CAFile),
 		serving:                     serving,
@@ -260,6 +277,8 @@ func preparePKI(dataDir, bindAddress string) (*paths, error) {
 		admin:                       admin,
 		controllerManager:           kcm,
 		controllerManagerKubeconfig: filepath.Join(dataDir, "controller-manager.kubeconfig"),
+		scheduler:                   scheduler,
+		schedulerKubeconfig:         filepath.Join(dataDir, "scheduler.kubeconfig"),
 	}, nil
 }
 
@@ -267,5 +286,8 @@ func writeKubeconfigs(server string, p *paths, adminPath string) error {
 	if err := kubeconfig.WriteClientCert(adminPath, "pullgate", server, p.caFile, p.admin); err != nil {
 		return err
 	}
-	return kubeconfig.WriteClientCert(p.controllerManagerKubeconfig, "pullgate", server, p.caFile, p.controllerManager)
+	if err := kubeconfig.WriteClientCert(p.controllerManagerKubeconfig, "pullgate", server, p.caFile, p.controllerManager); err != nil {
+		return err
+	}
+	return kubeconfig.WriteClientCert(p.schedulerKubeconfig, "pullgate", server, p.caFile, p.scheduler)
 }

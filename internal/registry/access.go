@@ -80,15 +80,37 @@ func (c *challenge) SetHeaders(r *http.Request, w http.ResponseWriter) {
 		}
 		realm = scheme + "://" + r.Host + realm
 	}
-	value := fmt.Sprintf("Bearer realm=%q,service=%q", realm, c.service)
+	value := "Bearer realm=" + quotedString(realm) + ",service=" + quotedString(c.service)
 	if scope := scopeParam(c.access); scope != "" {
-		value += fmt.Sprintf(",scope=%q", scope)
+		value += ",scope=" + quotedString(scope)
 	}
 	switch reason := refusalReason(c.err); reason {
 	case "invalid_token", "insufficient_scope":
-		value += fmt.Sprintf(",error=%q", reason)
+		value += ",error=" + quotedString(reason)
 	}
 	w.Header().Add("WWW-Authenticate", value)
+}
+
+// quotedString is s as an RFC 9110 quoted-string: '"' and '\' are escaped with a
+// backslash, and control characters, which a quoted-string cannot hold, become '?'.
+// (Go's %q is not this: its \x escapes are read back as other characters.)
+func quotedString(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 && c != '\t' || c == 0x7f:
+			b.WriteByte('?')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 // scopeParam is "type:name:action,action" per resource, space-separated, in order.
