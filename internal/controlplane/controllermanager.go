@@ -13,8 +13,9 @@ import (
 
 // DefaultControllers are the kube-controller-manager controllers `pullgate up` runs:
 // what namespaces, service accounts, owner references, RBAC aggregation and the
-// workload APIs need. Node, volume and cloud controllers are left out: pullgate's
-// node agent pulls images and runs no containers.
+// workload APIs need, and node lifecycle, which lifts the not-ready taint from a node
+// agent that reports Ready and taints one whose heartbeats stop. Volume and cloud
+// controllers are left out: pullgate's node agent pulls images and runs no containers.
 var DefaultControllers = []string{
 	"serviceaccount-controller",
 	"serviceaccount-token-controller",
@@ -30,6 +31,7 @@ var DefaultControllers = []string{
 	"cronjob-controller",
 	"ttl-after-finished-controller",
 	"pod-garbage-collector-controller",
+	"node-lifecycle-controller",
 }
 
 // controllerManagerArgs serves the controller manager's /healthz on a loopback port:

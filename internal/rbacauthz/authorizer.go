@@ -7,6 +7,7 @@ package rbacauthz
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -48,6 +49,12 @@ func (r Request) String() string {
 
 // Authorizer evaluates RBAC from informers.
 type Authorizer struct {
+	// Defaults, when set, are the role bindings a controller keeps in every namespace.
+	// One that does not exist yet counts as if it did: a pod created with its
+	// namespace must not be refused in the moment before the controller's binding
+	// is written and seen. (A binding that exists counts as it is, with a user's edits.)
+	Defaults func(namespace string) []*rbacv1.RoleBinding
+
 	roles               rbaclisters.RoleLister
 	clusterRoles        rbaclisters.ClusterRoleLister
 	roleBindings        cache.Indexer
@@ -123,6 +130,24 @@ func (a *Authorizer) Allowed(user User, req Request) (bool, string) {
 			b := obj.(*rbacv1.RoleBinding)
 			if rules := a.rulesOf(b.RoleRef, b.Namespace); covers(rules, want) {
 				return true, fmt.Sprintf("rolebinding %s/%s grants %s %s", b.Namespace, b.Name, strings.ToLower(b.RoleRef.Kind), b.RoleRef.Name)
+			}
+		}
+	}
+	return a.allowedByDefault(keys, req.Namespace, want)
+}
+
+// allowedByDefault evaluates the Defaults of namespace that do not exist yet.
+func (a *Authorizer) allowedByDefault(keys []string, namespace string, want []rbacv1.PolicyRule) (bool, string) {
+	if a.Defaults == nil {
+		return false, ""
+	}
+	for _, b := range a.Defaults(namespace) {
+		if _, exists, _ := a.roleBindings.GetByKey(namespace + "/" + b.Name); exists {
+			continue
+		}
+		for _, s := range b.Subjects {
+			if slices.Contains(keys, subjectKey(s, namespace)) && covers(a.rulesOf(b.RoleRef, namespace), want) {
+				return true, fmt.Sprintf("rolebinding %s/%s (being created) grants %s %s", namespace, b.Name, strings.ToLower(b.RoleRef.Kind), b.RoleRef.Name)
 			}
 		}
 	}

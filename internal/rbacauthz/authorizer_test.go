@@ -79,6 +79,29 @@ func TestAllowedFollowsBindings(t *testing.T) {
 	}
 }
 
+// A default binding that the controller has not written yet counts as written; once
+// it exists, only what it says counts (a user's edit of its subjects wins).
+func TestDefaultsCountUntilTheBindingExists(t *testing.T) {
+	defaults := func(ns string) []*rbacv1.RoleBinding {
+		return []*rbacv1.RoleBinding{binding(ns, "system:image-pullers", "system:image-puller", rbacv1.Subject{Kind: rbacv1.GroupKind, Name: "system:serviceaccounts:" + ns})}
+	}
+	a := newAuthorizer(t, clusterRole("system:image-puller", pullRule),
+		binding("edited", "system:image-pullers", "system:image-puller", rbacv1.Subject{Kind: rbacv1.UserKind, Name: "alice"}))
+	a.Defaults = defaults
+	sa := func(ns string) User {
+		return User{Name: "system:serviceaccount:" + ns + ":default", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns}}
+	}
+	if ok, why := a.Allowed(sa("new"), pull("new", "app")); !ok || why == "" {
+		t.Errorf("a new namespace's service account is refused before its binding is written")
+	}
+	if ok, _ := a.Allowed(sa("other"), pull("new", "app")); ok {
+		t.Errorf("another namespace's service account is allowed by the default binding")
+	}
+	if ok, _ := a.Allowed(sa("edited"), pull("edited", "app")); ok {
+		t.Errorf("the default counted although the binding exists without that subject")
+	}
+}
+
 // Deciding with 10,000 role bindings in the cluster: an index look-up, no API call.
 func BenchmarkAllowed10000Bindings(b *testing.B) {
 	objs := []runtime.Object{clusterRole("system:image-puller", pullRule)}

@@ -37,16 +37,37 @@ func ClusterRole() *rbacv1.ClusterRole {
 	}
 }
 
-// EnsureIdentity creates or completes ClusterRole() and binds it to User; run it
-// with an administrator's client.
+// NodeTokenAudienceRole lets nodes request service account tokens for the registry's
+// audience for the pods bound to them (NodeRestriction checks
+// request-serviceaccounts-token-audience, KEP-4412): the node agent's credential for
+// the integrated registry.
+const NodeTokenAudienceRole = "pullgate:node-registry-token"
+
+// NodeTokenAudience is the ClusterRole NodeTokenAudienceRole.
+func NodeTokenAudience() *rbacv1.ClusterRole {
+	return &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: NodeTokenAudienceRole, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{Service}, Verbs: []string{"request-serviceaccounts-token-audience"}}},
+	}
+}
+
+// EnsureIdentity creates or completes ClusterRole() and binds it to User, and lets
+// nodes request registry tokens; run it with an administrator's client.
 func EnsureIdentity(ctx context.Context, admin kubernetes.Interface) error {
-	if err := registryroles.EnsureClusterRole(admin, ClusterRole()); err != nil {
+	if err := ensureBoundClusterRole(admin, ClusterRole(), rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: User}); err != nil {
+		return err
+	}
+	return ensureBoundClusterRole(admin, NodeTokenAudience(), rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"})
+}
+
+func ensureBoundClusterRole(admin kubernetes.Interface, role *rbacv1.ClusterRole, subject rbacv1.Subject) error {
+	if err := registryroles.EnsureClusterRole(admin, role); err != nil {
 		return err
 	}
 	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: User, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: User},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: User}},
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{subject},
 	}
 	if _, err := (&reconciliation.ReconcileRoleBindingOptions{
 		RoleBinding: reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: binding},

@@ -65,6 +65,8 @@ type Config struct {
 type Running struct {
 	// RegistryHost is the host:port clients pull from.
 	RegistryHost string
+	// Metrics is the registry served at /metrics, for other parts of the process.
+	Metrics      prometheus.Registerer
 	server       *http.Server
 	registry     *registry.Registry
 	cancel       context.CancelFunc
@@ -119,6 +121,9 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 		cancel()
 		return nil, err
 	}
+	// The bindings controller creates these in every namespace; until it has, they
+	// count as if it had (no refused pull for a pod created with its namespace).
+	authz.Defaults = registryroles.RoleBindings
 	rbCtrl, err := controllers.NewRoleBindings(client, factory, cfg.Log)
 	if err != nil {
 		cancel()
@@ -172,7 +177,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 	}
 	tokens := &tokenserver.Server{
 		Issuer: Issuer, Service: Service, Lifetime: tokenserver.MaxLifetime, Signer: signer,
-		Authn:   tokenserver.NewTokenReviewer(client, 10*time.Second),
+		Authn:   tokenserver.NewTokenReviewer(client, 10*time.Second, Service),
 		Authz:   authz,
 		Log:     cfg.Log.With("component", "token-service"),
 		Metrics: tokenserver.NewMetrics(metrics),
@@ -200,7 +205,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 		return nil, err
 	}
 	server := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
-	running := &Running{RegistryHost: host, server: server, registry: reg, cancel: cancel, done: make(chan struct{})}
+	running := &Running{RegistryHost: host, Metrics: metrics, server: server, registry: reg, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(running.done)
 		if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {

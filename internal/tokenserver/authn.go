@@ -25,9 +25,14 @@ var Anonymous = rbacauthz.User{Name: "system:anonymous", Groups: []string{"syste
 // answers (by a hash of the token, never the token) for a short time, so a steady
 // stream of pulls costs no API round trip per request while a deleted service
 // account stops working within CacheTTL.
+//
+// A token is accepted if it is valid for the API server's own audiences (a user's or
+// a service account's token, as OpenShift accepts) or for Audience, the registry's
+// (tokens a node agent requests for a pod, and the pull secrets' bound tokens).
 type TokenReviewer struct {
 	Client   kubernetes.Interface
 	CacheTTL time.Duration
+	Audience string
 	cache    *cache.LRUExpireCache
 }
 
@@ -37,8 +42,8 @@ type reviewResult struct {
 }
 
 // NewTokenReviewer caches up to 4096 answers for ttl.
-func NewTokenReviewer(client kubernetes.Interface, ttl time.Duration) *TokenReviewer {
-	return &TokenReviewer{Client: client, CacheTTL: ttl, cache: cache.NewLRUExpireCache(4096)}
+func NewTokenReviewer(client kubernetes.Interface, ttl time.Duration, audience string) *TokenReviewer {
+	return &TokenReviewer{Client: client, CacheTTL: ttl, Audience: audience, cache: cache.NewLRUExpireCache(4096)}
 }
 
 // Authenticate returns who token belongs to.
@@ -48,9 +53,10 @@ func (r *TokenReviewer) Authenticate(ctx context.Context, token string) (rbacaut
 		res := v.(reviewResult)
 		return res.user, res.err
 	}
-	review, err := r.Client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
-		Spec: authenticationv1.TokenReviewSpec{Token: token},
-	}, metav1.CreateOptions{})
+	review, err := r.review(ctx, token, nil)
+	if err == nil && !review.Status.Authenticated && r.Audience != "" {
+		review, err = r.review(ctx, token, []string{r.Audience})
+	}
 	if err != nil {
 		// Not cached: the API server may be back in a moment.
 		return rbacauthz.User{}, fmt.Errorf("reviewing the token with the Kubernetes API: %w", err)
@@ -61,4 +67,10 @@ func (r *TokenReviewer) Authenticate(ctx context.Context, token string) (rbacaut
 	}
 	r.cache.Add(key, res, r.CacheTTL)
 	return res.user, res.err
+}
+
+func (r *TokenReviewer) review(ctx context.Context, token string, audiences []string) (*authenticationv1.TokenReview, error) {
+	return r.Client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: audiences},
+	}, metav1.CreateOptions{})
 }

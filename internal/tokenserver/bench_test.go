@@ -57,7 +57,7 @@ func BenchmarkIssueToken10000Bindings(b *testing.B) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	signer, _ := NewSigner(key)
 	s := &Server{Issuer: "iss", Service: "svc", Signer: signer, Authz: authz,
-		Authn: NewTokenReviewer(client, time.Minute), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Authn: NewTokenReviewer(client, time.Minute, ""), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 
 	req := httptest.NewRequest(http.MethodGet, "/token?service=svc&scope=repository:ns-242/app:pull,push", nil)
 	req.SetBasicAuth("x", "a-kubernetes-token")

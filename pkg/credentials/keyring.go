@@ -156,6 +156,19 @@ func (k *Keyring) Lookup(image string) ([]Match, error) {
 	return out, nil
 }
 
+// LookupHost returns the credentials whose key is the host hostport with no path (or
+// a glob over it), in the order to try them: those for a token service on its own host,
+// such as the seed's sso.redhat.com.
+func (k *Keyring) LookupHost(hostport string) []Match {
+	loc := newLocation(hostport, "")
+	var out []Match
+	var scratch []*node
+	for _, l := range k.layers {
+		out, scratch = l.lookup(loc, out, scratch[:0])
+	}
+	return out
+}
+
 func (l *layer) lookup(img location, out []Match, cand []*node) ([]Match, []*node) {
 	cand = l.hosts[img.host].candidates(img.path, cand)
 	if len(l.globs) > 0 {

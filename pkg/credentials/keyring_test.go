@@ -190,3 +190,20 @@ func TestLookupRejectsInvalidImage(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// The seed's delegated authentication: registry.redhat.io sends clients to
+// sso.redhat.com for tokens; the token host's own entry is found by host alone, and
+// an entry with a path never applies to it.
+func TestLookupHostForTokenService(t *testing.T) {
+	kr := keyring("registry.redhat.io", "registry-user", "sso.redhat.com", "sso-user", "sso.redhat.com/auth", "path-user", "*.redhat.com", "glob-user")
+	var got []string
+	for _, m := range kr.LookupHost("sso.redhat.com") {
+		got = append(got, m.Username)
+	}
+	if strings.Join(got, ",") != "sso-user,glob-user" {
+		t.Errorf("sso.redhat.com: %v, want sso-user then glob-user", got)
+	}
+	if m := kr.LookupHost("sso.redhat.com:8443"); len(m) != 0 {
+		t.Errorf("another port matched %v", m)
+	}
+}

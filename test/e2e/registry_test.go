@@ -195,8 +195,14 @@ func dockerConfigFor(t *testing.T, ctx context.Context, ns, name, clusterRole st
 // a moment ago may take the registry's informers a moment to see.
 func pushImage(t *testing.T, ctx context.Context, dockerConfig, image string) string {
 	t.Helper()
+	return pushFile(t, ctx, dockerConfig, image, []byte(image))
+}
+
+// pushFile pushes a one-layer image holding content as hello.txt.
+func pushFile(t *testing.T, ctx context.Context, dockerConfig, image string, content []byte) string {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte(image), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), content, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	layer := filepath.Join(dir, "layer.tar")

@@ -20,6 +20,7 @@ import (
 	"pullgate.dev/pullgate/internal/controlplane"
 
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/nodeagent"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/services"
@@ -100,7 +101,7 @@ func (o *upOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	running, err := o.startServices(ctx, plane, registryListener, log)
+	running, node, err := o.startServices(ctx, plane, registryListener, log)
 	if err != nil {
 		plane.Stop()
 		return err
@@ -111,54 +112,110 @@ func (o *upOptions) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		log.Info("stopping")
 		begin := time.Now()
+		node.Stop()
 		running.Stop()
 		plane.Stop()
 		log.Info("stopped", "took", time.Since(begin).Round(time.Millisecond))
 		return nil
 	case err := <-plane.Done():
+		node.Stop()
 		running.Stop()
 		plane.Stop()
 		return err
 	}
 }
 
-func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane, listener net.Listener, log *slog.Logger) (*services.Running, error) {
+// nodeName is the node agent `up` runs.
+const nodeName = "local"
+
+// startServices starts the registry, token service and controllers, then the node
+// agent, each as its own identity: pullgate:services with its own cluster role, and
+// system:node:local, which the API server's Node authorizer treats as a kubelet.
+func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane, listener net.Listener, log *slog.Logger) (*services.Running, *runningAgent, error) {
 	adminConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ca, err := pki.Open(filepath.Join(plane.DataDir, "pki"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// The services run as their own user with their own cluster role, not as the admin.
 	admin, err := kubernetes.NewForConfig(adminConfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := services.EnsureIdentity(ctx, admin); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	cert, err := ca.ClientCert("services", services.User)
+	servicesConfig, err := clientCertConfig(adminConfig, ca, "services", services.User)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	restConfig := rest.AnonymousClientConfig(adminConfig)
-	restConfig.CertFile, restConfig.KeyFile = cert.CertFile, cert.KeyFile
+	nodeConfig, err := clientCertConfig(adminConfig, ca, "node-"+nodeName, "system:node:"+nodeName, "system:nodes")
+	if err != nil {
+		return nil, nil, err
+	}
+	var caFiles []string
 	if ip := net.ParseIP(o.registryBind); ip == nil || !ip.IsLoopback() {
 		// Off loopback, clients see the registry over TLS, trusting the pullgate CA.
 		if listener, err = o.tlsListener(ca, listener); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		caFiles = []string{filepath.Join(ca.Path, pki.CAFile)}
 	}
-	return services.Start(ctx, services.Config{
-		KubeConfig:   restConfig,
+	running, err := services.Start(ctx, services.Config{
+		KubeConfig:   servicesConfig,
 		DataDir:      plane.DataDir,
 		PKI:          ca,
 		BlobTransfer: registry.BlobTransfer(o.blobTransfer),
 		Verbose:      o.verbosity > 0,
 		Log:          log,
 	}, listener)
+	if err != nil {
+		return nil, nil, err
+	}
+	transport, err := registryTransport(caFiles)
+	if err != nil {
+		running.Stop()
+		return nil, nil, err
+	}
+	agent, err := newNodeAgent(nodeConfig, nodeagent.Config{
+		NodeName:         nodeName,
+		ImageDir:         filepath.Join(plane.DataDir, "nodes", nodeName, "images"),
+		RegistryHosts:    registryNames(running.RegistryHost, o.registryPort),
+		RegistryAudience: services.Service,
+		Transport:        transport,
+		Metrics:          running.Metrics,
+		Log:              log.With("component", "node-agent"),
+	})
+	if err != nil {
+		running.Stop()
+		return nil, nil, err
+	}
+	return running, startAgent(agent, log), nil
+}
+
+// clientCertConfig is adminConfig's server with a client certificate for user.
+func clientCertConfig(adminConfig *rest.Config, ca *pki.Dir, name, user string, groups ...string) (*rest.Config, error) {
+	cert, err := ca.ClientCert(name, user, groups...)
+	if err != nil {
+		return nil, err
+	}
+	cfg := rest.AnonymousClientConfig(adminConfig)
+	cfg.CertFile, cfg.KeyFile = cert.CertFile, cert.KeyFile
+	return cfg, nil
+}
+
+// registryNames are the names the integrated registry answers to on this machine.
+func registryNames(host string, port int) []string {
+	p := strconv.Itoa(port)
+	names := []string{host}
+	for _, n := range []string{"localhost:" + p, "127.0.0.1:" + p} {
+		if n != host {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 func validBlobTransfer(v string) error {

@@ -1,0 +1,175 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/nodeagent"
+	"pullgate.dev/pullgate/internal/services"
+	"pullgate.dev/pullgate/internal/version"
+)
+
+// nodeOptions are the flags of `pullgate node`.
+type nodeOptions struct {
+	*globalOptions
+	kube             *genericclioptions.ConfigFlags
+	name             string
+	dataDir          string
+	registryHosts    []string
+	registryAudience string
+	caFiles          []string
+	metricsAddress   string
+	workers          int
+}
+
+func newNodeCommand(g *globalOptions) *cobra.Command {
+	hostname, _ := os.Hostname()
+	o := &nodeOptions{globalOptions: g, kube: genericclioptions.NewConfigFlags(true)}
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a pull-only node: pull the images of the pods bound to it, as a kubelet would",
+		Long: `Register a Node and pull the images of every pod bound to it, choosing credentials
+exactly as a kubelet does: the pod's image pull secrets, then the node's. Outcomes
+are reported on the pods (ErrImagePull, ImagePullBackOff, the ImagesPulled condition)
+and as events. It runs no containers: a pulled container stays waiting with reason
+PullOnlyNode.
+
+The kubeconfig should be a node's (user system:node:<name>, group system:nodes), so
+that the API server's Node authorizer gives it exactly a kubelet's rights.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	o.kube.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&o.name, "name", hostname, "name of the Node to register")
+	cmd.Flags().StringVar(&o.dataDir, "data-dir", filepath.Join(datadir.Default(), "node"), "directory for the node's image store")
+	cmd.Flags().StringSliceVar(&o.registryHosts, "registry-host", nil, "host[:port] of pullgate's integrated registry (repeatable): pulls from it may use the pod's service account token")
+	cmd.Flags().StringVar(&o.registryAudience, "registry-audience", services.Service, "audience of the service account tokens requested for the integrated registry")
+	cmd.Flags().StringSliceVar(&o.caFiles, "ca-file", nil, "PEM file of CAs to trust for registries, besides the system's (repeatable)")
+	cmd.Flags().StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9465); empty: off")
+	cmd.Flags().IntVar(&o.workers, "workers", 4, "pods worked on at once")
+	return cmd
+}
+
+func (o *nodeOptions) Validate() error {
+	if o.name == "" {
+		return errors.New("--name: must not be empty")
+	}
+	if o.workers < 1 {
+		return fmt.Errorf("--workers %d: must be at least 1", o.workers)
+	}
+	return nil
+}
+
+func (o *nodeOptions) Run(ctx context.Context) error {
+	log := o.logger()
+	restConfig, err := o.kube.ToRESTConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	dir, err := datadir.Open(o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	transport, err := registryTransport(o.caFiles)
+	if err != nil {
+		return err
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.metricsAddress != "" {
+		l, err := net.Listen("tcp", o.metricsAddress)
+		if err != nil {
+			return fmt.Errorf("--metrics-address %s: %w", o.metricsAddress, err)
+		}
+		srv := &http.Server{Handler: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		defer srv.Close()
+	}
+	agent, err := newNodeAgent(restConfig, nodeagent.Config{
+		NodeName: o.name, ImageDir: filepath.Join(dir.Path, "images"),
+		RegistryHosts: o.registryHosts, RegistryAudience: o.registryAudience,
+		Transport: transport, Workers: o.workers, Metrics: metrics, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	return agent.Run(ctx)
+}
+
+// newNodeAgent builds an agent whose client is made from restConfig.
+func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config) (*nodeagent.Agent, error) {
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Client = client
+	cfg.Version = version.Version
+	return nodeagent.New(cfg)
+}
+
+// registryTransport trusts the system's CAs and those in caFiles.
+func registryTransport(caFiles []string) (http.RoundTripper, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range caFiles {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file %s: %w", f, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f)
+		}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return t, nil
+}
+
+// runningAgent is a node agent run by `up`.
+type runningAgent struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startAgent(agent *nodeagent.Agent, log *slog.Logger) *runningAgent {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningAgent{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		if err := agent.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("node agent stopped", "err", err)
+		}
+	}()
+	return r
+}
+
+func (r *runningAgent) Stop() {
+	r.cancel()
+	<-r.done
+}

@@ -1,0 +1,294 @@
+package imagepull
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strconv"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sync/errgroup"
+)
+
+// Credential is one way to authenticate a pull.
+type Credential struct {
+	// ID names the credential's holder in pull records, e.g.
+	// "secret:project-a/pull/<uid>"; empty for no credential.
+	ID string
+	// Description says where the credential comes from, never what it is, e.g.
+	// `secret project-a/pull (key .dockerconfigjson), user "bob"`.
+	Description string
+	// Identity is who the registry will see, when known, e.g.
+	// "system:serviceaccount:project-a:default".
+	Identity string
+	Auth     authn.AuthConfig
+}
+
+// Anonymous is no credential.
+var Anonymous = Credential{Description: "no credential"}
+
+func (c Credential) anonymous() bool { return c.Auth == (authn.AuthConfig{}) }
+
+// Request is one image to pull, with the credentials to try.
+type Request struct {
+	Image string
+	// Credentials are tried in order; none means an anonymous pull.
+	Credentials []Credential
+	// TokenHostCredentials returns the credentials for a token service on another host
+	// than the registry (delegated authentication); they are tried first there.
+	TokenHostCredentials func(host string) []Credential
+}
+
+// Result is a pull that worked.
+type Result struct {
+	// Ref is the image's full reference, e.g. "localhost:5000/project-b/app:latest".
+	Ref string
+	// Digest is what the reference resolved to (an index for multi-platform images).
+	Digest v1.Hash
+	// Manifest is this node's platform's manifest.
+	Manifest v1.Descriptor
+	// Size is the image's size: manifest, config and layers.
+	Size int64
+	// Transferred is how many bytes this pull downloaded.
+	Transferred int64
+	// Used is the credential that worked; TokenHost the one sent to a token service on
+	// another host, if any.
+	Used      Credential
+	TokenHost string
+}
+
+// Puller pulls images into a Store.
+type Puller struct {
+	Store *Store
+	// Transport is the base HTTP transport (with the node's trusted CAs).
+	Transport http.RoundTripper
+	// Parallel is how many blobs are downloaded at a time (default 3, containerd's).
+	Parallel int
+	// Platform is the node's platform (default linux/GOARCH).
+	Platform *v1.Platform
+}
+
+func (p *Puller) platform() v1.Platform {
+	if p.Platform != nil {
+		return *p.Platform
+	}
+	return v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+}
+
+func (p *Puller) transport() http.RoundTripper {
+	if p.Transport != nil {
+		return p.Transport
+	}
+	return http.DefaultTransport
+}
+
+// attempt is one credential to try: what is sent, and what the pod holds.
+type attempt struct {
+	held, sent Credential
+}
+
+// plan pings the registry and lists the attempts in order. When the token service
+// is on another host, the credentials for that host go first, then the image's.
+func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*transport.Challenge, []attempt, string, error) {
+	reg := ref.Context().Registry
+	ch, err := transport.Ping(ctx, reg, p.transport())
+	if err != nil {
+		return nil, nil, "", connError(err, reg.RegistryStr(), "")
+	}
+	held := req.Credentials
+	if len(held) == 0 {
+		held = []Credential{Anonymous}
+	}
+	var attempts []attempt
+	tokenHost := ""
+	if realm, err := url.Parse(ch.Parameters["realm"]); err == nil && realm.Host != "" && realm.Host != reg.RegistryStr() {
+		tokenHost = realm.Host
+		if req.TokenHostCredentials != nil {
+			for _, c := range req.TokenHostCredentials(tokenHost) {
+				attempts = append(attempts, attempt{held: c, sent: c})
+			}
+		}
+	}
+	for _, c := range held {
+		attempts = append(attempts, attempt{held: c, sent: c})
+	}
+	return ch, attempts, tokenHost, nil
+}
+
+// Pull pulls req.Image, trying each credential until one works. Its error is an
+// *Error.
+func (p *Puller) Pull(ctx context.Context, req Request) (*Result, error) {
+	ref, err := name.ParseReference(req.Image)
+	if err != nil {
+		return nil, &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
+	}
+	ch, attempts, tokenHost, err := p.plan(ctx, ref, req)
+	if err != nil {
+		return nil, err
+	}
+	var failures []failure
+	for _, a := range attempts {
+		res, err := p.pullWith(ctx, ref, ch, a.sent)
+		if err == nil {
+			res.Used = a.held
+			if tokenHost != "" {
+				res.TokenHost = tokenHost
+			}
+			if err := p.Store.Record(res.Manifest.Digest, a.held.ID); err != nil {
+				return nil, &Error{Reason: ReasonStore, Message: err.Error(), Err: err}
+			}
+			return res, nil
+		}
+		failures = append(failures, failure{cred: a.sent, err: err})
+		if !authFailure(err) {
+			break
+		}
+	}
+	return nil, explain(ref, tokenHost, len(req.Credentials) == 0, failures)
+}
+
+// Verify checks that one of req's credentials can pull the manifest d of
+// req.Image, without downloading anything, and records it (KEP-2535).
+func (p *Puller) Verify(ctx context.Context, req Request, d v1.Hash) (Credential, error) {
+	ref, err := name.ParseReference(req.Image)
+	if err != nil {
+		return Credential{}, &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
+	}
+	_, attempts, tokenHost, err := p.plan(ctx, ref, req)
+	if err != nil {
+		return Credential{}, err
+	}
+	var failures []failure
+	for _, a := range attempts {
+		rt, err := p.authorize(ctx, ref, a.sent)
+		if err == nil {
+			// A GET, not a HEAD: a refusal's body says why.
+			_, err = remote.Get(ref.Context().Digest(d.String()), remote.WithTransport(rt), remote.WithContext(ctx))
+		}
+		if err == nil {
+			return a.held, p.Store.Record(d, a.held.ID)
+		}
+		failures = append(failures, failure{cred: a.sent, err: err})
+		if !authFailure(err) {
+			break
+		}
+	}
+	return Credential{}, explain(ref, tokenHost, len(req.Credentials) == 0, failures)
+}
+
+func (p *Puller) authorize(ctx context.Context, ref name.Reference, c Credential) (http.RoundTripper, error) {
+	var auth authn.Authenticator = authn.Anonymous
+	if !c.anonymous() {
+		auth = authn.FromConfig(c.Auth)
+	}
+	return transport.NewWithContext(ctx, ref.Context().Registry, auth, p.transport(), []string{ref.Context().Scope(transport.PullScope)})
+}
+
+func (p *Puller) pullWith(ctx context.Context, ref name.Reference, ch *transport.Challenge, c Credential) (*Result, error) {
+	rt, err := p.authorize(ctx, ref, c)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := remote.Get(ref, remote.WithTransport(rt), remote.WithContext(ctx), remote.WithPlatform(p.platform()))
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Ref: ref.Name(), Digest: desc.Digest}
+	if desc.MediaType.IsIndex() {
+		if err := p.Store.PutVerified(desc.Digest, desc.Manifest); err != nil {
+			return nil, err
+		}
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	manifest, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	mediaType, _ := img.MediaType()
+	res.Manifest = v1.Descriptor{MediaType: mediaType, Digest: digest, Size: int64(len(raw))}
+	res.Size = res.Manifest.Size + manifest.Config.Size
+
+	scheme := "https"
+	if ch.Insecure {
+		scheme = "http"
+	}
+	client := &http.Client{Transport: rt}
+	blobs := append([]v1.Descriptor{manifest.Config}, manifest.Layers...)
+	var g errgroup.Group
+	parallel := p.Parallel
+	if parallel <= 0 {
+		parallel = 3
+	}
+	g.SetLimit(parallel)
+	transferred := make([]int64, len(blobs))
+	for i, b := range blobs {
+		if i > 0 {
+			res.Size += b.Size
+		}
+		g.Go(func() error {
+			n, err := p.Store.PutBlob(b.Digest, b.Size, p.fetcher(ctx, client, scheme, ref.Context(), b))
+			transferred[i] = n
+			return err
+		})
+	}
+	err = g.Wait()
+	for _, n := range transferred {
+		res.Transferred += n
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Store.PutVerified(digest, raw); err != nil {
+		return nil, err
+	}
+	if err := p.Store.Tag(res.Ref, res.Manifest); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// fetcher GETs a blob, from offset on when resuming.
+func (p *Puller) fetcher(ctx context.Context, client *http.Client, scheme string, repo name.Repository, blob v1.Descriptor) Fetch {
+	return func(offset int64) (io.ReadCloser, int64, error) {
+		u := url.URL{Scheme: scheme, Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + "/blobs/" + blob.Digest.String()}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		if offset > 0 && offset < blob.Size {
+			// A closed range: some registries (go-containerregistry's) refuse "N-".
+			req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-"+strconv.FormatInt(blob.Size-1, 10))
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, 0, err
+		}
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return resp.Body, 0, nil
+		case http.StatusPartialContent:
+			return resp.Body, offset, nil
+		}
+		defer resp.Body.Close()
+		return nil, 0, transport.CheckError(resp, http.StatusOK, http.StatusPartialContent)
+	}
+}
+

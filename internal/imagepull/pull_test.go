@@ -1,0 +1,186 @@
+package imagepull
+
+import (
+	"context"
+	"io"
+	"log"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// serve runs go-containerregistry's in-memory registry behind wrap and pushes a random
+// 3-layer image to it as <host>/ns/app:1.
+func serve(t *testing.T, wrap func(http.Handler) http.Handler) (string, v1.Image) {
+	t.Helper()
+	srv := httptest.NewServer(wrap(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(256<<10, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(host + "/ns/app:1")
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return host + "/ns/app:1", img
+}
+
+func newPuller(t *testing.T) *Puller {
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Puller{Store: store}
+}
+
+func TestPullStoresEachBlobOnceAndVerifies(t *testing.T) {
+	image, img := serve(t, func(h http.Handler) http.Handler { return h })
+	p := newPuller(t)
+	res, err := p.Pull(context.Background(), Request{Image: image})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+	if res.Manifest.Digest != want || res.Transferred < 3*256<<10 {
+		t.Fatalf("pulled %s (%d bytes), want %s and every layer", res.Manifest.Digest, res.Transferred, want)
+	}
+	if _, ok := p.Store.Lookup(image); !ok {
+		t.Fatal("image not in the store after the pull")
+	}
+	if !p.Store.Recorded(want).Allows(nil) {
+		t.Error("an anonymous pull should let anyone use the image")
+	}
+	again, err := p.Pull(context.Background(), Request{Image: image})
+	if err != nil || again.Transferred != 0 {
+		t.Fatalf("second pull transferred %d bytes (err %v), want 0", again.Transferred, err)
+	}
+}
+
+func TestInterruptedBlobIsResumedNotTrusted(t *testing.T) {
+	var cut atomic.Bool
+	cut.Store(true)
+	var ranged atomic.Int32
+	image, img := serve(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Range") != "" {
+				ranged.Add(1)
+			}
+			if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet && cut.Load() {
+				hj := &hijackAfter{ResponseWriter: w, limit: 100 << 10}
+				h.ServeHTTP(hj, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	p := newPuller(t)
+	_, err := p.Pull(context.Background(), Request{Image: image})
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Reason != ReasonTransferInterrupted || !strings.Contains(perr.Message, "stopped after") {
+		t.Fatalf("got %v, want a transfer interrupted part way", err)
+	}
+	partials, _ := filepath.Glob(filepath.Join(p.Store.Dir(), "blobs", "sha256", "*.partial"))
+	if len(partials) == 0 {
+		t.Fatal("no partial blob kept")
+	}
+	if _, ok := p.Store.Lookup(image); ok {
+		t.Fatal("an interrupted image is listed as present")
+	}
+	cut.Store(false)
+	res, err := p.Pull(context.Background(), Request{Image: image})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ranged.Load() == 0 {
+		t.Error("the second pull did not resume with a Range request")
+	}
+	want, _ := img.Digest()
+	if res.Manifest.Digest != want {
+		t.Fatalf("digest %s, want %s", res.Manifest.Digest, want)
+	}
+}
+
+func TestCorruptBlobIsRefused(t *testing.T) {
+	image, _ := serve(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet {
+				h.ServeHTTP(&corrupting{ResponseWriter: w}, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	p := newPuller(t)
+	_, err := p.Pull(context.Background(), Request{Image: image})
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Reason != ReasonDigestMismatch {
+		t.Fatalf("got %v, want a digest mismatch", err)
+	}
+	if files, _ := os.ReadDir(filepath.Join(p.Store.Dir(), "blobs", "sha256")); len(files) != 0 {
+		t.Errorf("corrupt content left in the store: %d files", len(files))
+	}
+}
+
+func TestFailuresAreExplained(t *testing.T) {
+	deny := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`))
+		})
+	}
+	image, _ := serve(t, func(h http.Handler) http.Handler { return h })
+	denied := httptest.NewServer(deny(nil))
+	defer denied.Close()
+	deniedImage := strings.TrimPrefix(denied.URL, "http://") + "/ns/app:1"
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedHost := closed.Addr().String()
+	closed.Close()
+
+	cred := Credential{ID: "secret:ns/s/1", Description: `secret ns/s, user "bob"`, Auth: authConfig("bob", "hunter2")}
+	tests := []struct {
+		name, image string
+		creds       []Credential
+		reason      string
+		says        []string
+	}{
+		{"invalid reference", "Not//Valid", nil, ReasonInvalidImageName, []string{`"Not//Valid"`}},
+		{"no credential", deniedImage, nil, ReasonNoCredentialMatched, []string{"no credential matched registry " + strings.TrimPrefix(denied.URL, "http://"), "pullgate secrets link"}},
+		{"unauthorized", deniedImage, []Credential{cred}, ReasonUnauthorized, []string{`secret ns/s, user "bob"`, "UNAUTHORIZED"}},
+		{"manifest unknown", strings.Replace(image, ":1", ":missing", 1), nil, ReasonManifestUnknown, []string{"not found", "MANIFEST_UNKNOWN"}},
+		{"unreachable", closedHost + "/ns/app", nil, ReasonRegistryUnreachable, []string{"registry " + closedHost + " is unreachable"}},
+	}
+	p := newPuller(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := p.Pull(context.Background(), Request{Image: tt.image, Credentials: tt.creds})
+			var perr *Error
+			if !errors.As(err, &perr) || perr.Reason != tt.reason {
+				t.Fatalf("got %v, want reason %s", err, tt.reason)
+			}
+			for _, s := range tt.says {
+				if !strings.Contains(perr.Message, s) {
+					t.Errorf("message %q does not say %q", perr.Message, s)
+				}
+			}
+			if strings.Contains(perr.Message, "hunter2") {
+				t.Errorf("message shows the password: %q", perr.Message)
+			}
+		})
+	}
+}

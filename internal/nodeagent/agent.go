@@ -1,0 +1,177 @@
+// Package nodeagent is pullgate's pull-only node: it registers a Node, keeps its
+// heartbeats, and pulls the images of the pods the scheduler binds to it, choosing
+// credentials exactly as a kubelet does (the pod's image pull secrets, then the node's
+// credentials), and reports the outcome on the pod as a kubelet would: containers
+// waiting in ErrImagePull or ImagePullBackOff with the precise cause, events, and the
+// ImagesPulled condition. It runs no containers, and says so in each pod's status.
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/client-go/util/workqueue"
+
+	"pullgate.dev/pullgate/internal/imagepull"
+	"pullgate.dev/pullgate/pkg/credentials"
+)
+
+// Back-off between failed pulls of one image for one pod: the kubelet's.
+const (
+	backoffInitial = 10 * time.Second
+	backoffMax     = 5 * time.Minute
+)
+
+// Config is what a node agent runs with.
+type Config struct {
+	Client   kubernetes.Interface
+	NodeName string
+	// ImageDir is the node's OCI image layout.
+	ImageDir string
+	// RegistryHosts are the names of pullgate's integrated registry: a pull from one
+	// of them may use, after the pod's own secrets, a token of the pod's service
+	// account requested for RegistryAudience (as a kubelet credential provider with
+	// service account tokens, KEP-4412, would).
+	RegistryHosts    []string
+	RegistryAudience string
+	// NodeCredentials returns the node's own credentials (the cluster pull secret),
+	// tried after the pod's.
+	NodeCredentials func(ctx context.Context) []*credentials.Config
+	// Transport is the base HTTP transport for registries (with trusted CAs).
+	Transport http.RoundTripper
+	// Workers is how many pods are worked on at once.
+	Workers int
+	Version string
+	Metrics prometheus.Registerer
+	Log     *slog.Logger
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg      Config
+	puller   *imagepull.Puller
+	pods     cache.SharedIndexInformer
+	queue    workqueue.TypedRateLimitingInterface[string]
+	recorder record.EventRecorder
+	metrics  *metrics
+	tokens   *tokenCache
+
+	mu       sync.Mutex
+	backoff  *flowcontrol.Backoff
+	failures map[string]*pullFailure // podUID/image → the last failure
+}
+
+type pullFailure struct {
+	at          time.Time
+	reason, msg string
+	backoffSeen bool
+}
+
+// New prepares an agent; Run starts it.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	store, err := imagepull.OpenStore(cfg.ImageDir)
+	if err != nil {
+		return nil, err
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+	}))
+	a := &Agent{
+		cfg:      cfg,
+		puller:   &imagepull.Puller{Store: store, Transport: cfg.Transport},
+		pods:     factory.Core().V1().Pods().Informer(),
+		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"}),
+		metrics:  newMetrics(cfg.Metrics),
+		tokens:   &tokenCache{client: cfg.Client, audience: cfg.RegistryAudience, tokens: map[string]cachedToken{}},
+		backoff:  flowcontrol.NewBackOff(backoffInitial, backoffMax),
+		failures: map[string]*pullFailure{},
+	}
+	_, err = a.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    a.enqueue,
+		UpdateFunc: func(_, obj any) { a.enqueue(obj) },
+		DeleteFunc: a.enqueue,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) enqueue(obj any) {
+	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		a.queue.Add(key)
+	}
+}
+
+// Run registers the node, then works until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.queue.ShutDown()
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.cfg.Client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	a.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "pullgate-node", Host: a.cfg.NodeName})
+
+	if err := a.register(ctx); err != nil {
+		return err
+	}
+	go a.heartbeat(ctx)
+	go a.pods.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), a.pods.HasSynced) {
+		return fmt.Errorf("node %s: pod informer did not sync: %w", a.cfg.NodeName, context.Cause(ctx))
+	}
+	a.cfg.Log.Info("node agent ready", "node", a.cfg.NodeName, "images", a.puller.Store.Dir())
+	var wg sync.WaitGroup
+	for range a.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a.work(ctx) {
+			}
+		}()
+	}
+	<-ctx.Done()
+	a.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+func (a *Agent) work(ctx context.Context) bool {
+	key, quit := a.queue.Get()
+	if quit {
+		return false
+	}
+	defer a.queue.Done(key)
+	after, err := a.sync(ctx, key)
+	switch {
+	case err != nil:
+		a.cfg.Log.Warn("pod sync failed; retrying", "pod", key, "err", err)
+		a.queue.AddRateLimited(key)
+	case after > 0:
+		a.queue.Forget(key)
+		a.queue.AddAfter(key, after)
+	default:
+		a.queue.Forget(key)
+	}
+	return true
+}

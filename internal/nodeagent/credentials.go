@@ -1,0 +1,208 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"pullgate.dev/pullgate/internal/imagepull"
+	"pullgate.dev/pullgate/pkg/credentials"
+)
+
+// podCredentials is the kubelet's keyring for one pod, built once per sync: the pod's
+// image pull secrets, then the node's credentials. Problems with the secrets become
+// events, and notes added to a failed pull's message.
+type podCredentials struct {
+	agent *Agent
+	pod   *corev1.Pod
+
+	built    bool
+	keyring  credentials.Keyring
+	secrets  map[string]string // "namespace/name" → credential ID
+	problems []string
+}
+
+func (p *podCredentials) build(ctx context.Context) {
+	if p.built {
+		return
+	}
+	p.built = true
+	p.secrets = map[string]string{}
+	var configs []*credentials.Config
+	var missing []string
+	for _, ref := range p.pod.Spec.ImagePullSecrets {
+		if ref.Name == "" {
+			continue
+		}
+		secret, err := p.agent.cfg.Client.CoreV1().Secrets(p.pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			missing = append(missing, ref.Name)
+			if !apierrors.IsNotFound(err) {
+				p.problems = append(p.problems, fmt.Sprintf("image pull secret %s/%s could not be read: %v", p.pod.Namespace, ref.Name, err))
+			} else {
+				p.problems = append(p.problems, fmt.Sprintf("image pull secret %s/%s does not exist", p.pod.Namespace, ref.Name))
+			}
+			continue
+		}
+		cfg, err := credentials.FromSecret(secret)
+		if err != nil {
+			// The error names the secret and the field, never the content.
+			p.problems = append(p.problems, fmt.Sprintf("image pull secret not used: %v", err))
+			p.agent.podEvent(p.pod, corev1.EventTypeWarning, "FailedToParseImagePullSecret", err.Error())
+			continue
+		}
+		p.secrets[secret.Namespace+"/"+secret.Name] = fmt.Sprintf("secret:%s/%s/%s", secret.Namespace, secret.Name, secret.UID)
+		configs = append(configs, cfg)
+	}
+	if len(missing) > 0 {
+		p.agent.podEvent(p.pod, corev1.EventTypeWarning, "FailedToRetrieveImagePullSecret",
+			fmt.Sprintf("Unable to retrieve some image pull secrets (%s); attempting to pull the image may not succeed.", strings.Join(missing, ", ")))
+	}
+	for _, errs := range [][]error{p.keyring.AddLayer("pod secrets", configs...)} {
+		for _, err := range errs {
+			p.problems = append(p.problems, err.Error())
+		}
+	}
+	if p.agent.cfg.NodeCredentials != nil {
+		for _, err := range p.keyring.AddLayer("node", p.agent.cfg.NodeCredentials(ctx)...) {
+			p.problems = append(p.problems, err.Error())
+		}
+	}
+}
+
+// notes are the problems with the pod's secrets, for a failed pull's message.
+func (p *podCredentials) notes() string { return strings.Join(p.problems, "; ") }
+
+// ids are the credentials the pod holds, as pull records name them.
+func (p *podCredentials) ids() []string {
+	p.build(context.Background())
+	var out []string
+	for _, id := range p.secrets {
+		out = append(out, id)
+	}
+	if len(p.agent.cfg.RegistryHosts) > 0 {
+		out = append(out, serviceAccountID(p.pod))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func serviceAccountID(pod *corev1.Pod) string {
+	return fmt.Sprintf("serviceaccount:%s/%s", pod.Namespace, serviceAccountName(pod))
+}
+
+func serviceAccountName(pod *corev1.Pod) string {
+	if pod.Spec.ServiceAccountName != "" {
+		return pod.Spec.ServiceAccountName
+	}
+	return "default"
+}
+
+// request lists the credentials for image in the kubelet's order, then, for the
+// integrated registry, the pod's service account token.
+func (p *podCredentials) request(ctx context.Context, image string) imagepull.Request {
+	p.build(ctx)
+	req := imagepull.Request{Image: image}
+	matches, err := p.keyring.Lookup(image)
+	if err == nil {
+		req.Credentials = p.convert(ctx, matches)
+	}
+	req.TokenHostCredentials = func(host string) []imagepull.Credential {
+		return p.convert(ctx, p.keyring.LookupHost(host))
+	}
+	if ref, err := name.ParseReference(image); err == nil && slices.Contains(p.agent.cfg.RegistryHosts, ref.Context().RegistryStr()) {
+		if c, err := p.agent.tokens.credential(ctx, p.pod); err == nil {
+			req.Credentials = append(req.Credentials, c)
+		} else {
+			p.problems = append(p.problems, err.Error())
+		}
+	}
+	return req
+}
+
+func (p *podCredentials) convert(ctx context.Context, matches []credentials.Match) []imagepull.Credential {
+	var out []imagepull.Credential
+	for _, m := range matches {
+		c, err := m.Resolve(ctx, 0)
+		if err != nil {
+			p.problems = append(p.problems, err.Error())
+			continue
+		}
+		out = append(out, imagepull.Credential{
+			ID:          p.secrets[m.Source.Name],
+			Description: fmt.Sprintf("%s, %s", m.Source, c),
+			Auth: authn.AuthConfig{Username: c.Username, Password: c.Password,
+				IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken},
+		})
+	}
+	return out
+}
+
+// tokenCache requests, and keeps while they are fresh, tokens of pods' service
+// accounts bound to the pod, for the integrated registry's audience. The node may ask
+// only for pods bound to it (NodeRestriction), and only for that audience if RBAC
+// grants it request-serviceaccounts-token-audience.
+type tokenCache struct {
+	client   kubernetes.Interface
+	audience string
+	mu       sync.Mutex
+	tokens   map[string]cachedToken // namespace/pod → token
+}
+
+type cachedToken struct {
+	uid     string
+	token   string
+	refresh time.Time
+}
+
+const tokenLifetime = 10 * time.Minute
+
+func (t *tokenCache) credential(ctx context.Context, pod *corev1.Pod) (imagepull.Credential, error) {
+	sa := serviceAccountName(pod)
+	c := imagepull.Credential{
+		ID:          serviceAccountID(pod),
+		Description: fmt.Sprintf("token of service account %s/%s, requested by the node", pod.Namespace, sa),
+		Identity:    fmt.Sprintf("system:serviceaccount:%s:%s", pod.Namespace, sa),
+	}
+	key := pod.Namespace + "/" + pod.Name
+	t.mu.Lock()
+	cached, ok := t.tokens[key]
+	t.mu.Unlock()
+	if ok && cached.uid == string(pod.UID) && time.Now().Before(cached.refresh) {
+		c.Auth = authn.AuthConfig{Username: "serviceaccount", Password: cached.token}
+		return c, nil
+	}
+	tr, err := t.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         []string{t.audience},
+			ExpirationSeconds: ptr.To(int64(tokenLifetime.Seconds())),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return c, fmt.Errorf("no token for service account %s/%s (audience %s): %v", pod.Namespace, sa, t.audience, err)
+	}
+	t.mu.Lock()
+	t.tokens[key] = cachedToken{uid: string(pod.UID), token: tr.Status.Token, refresh: time.Now().Add(tokenLifetime / 2)}
+	t.mu.Unlock()
+	c.Auth = authn.AuthConfig{Username: "serviceaccount", Password: tr.Status.Token}
+	return c, nil
+}
+
+func (t *tokenCache) forget(namespace, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.tokens, namespace+"/"+name)
+}

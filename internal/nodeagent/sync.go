@@ -1,0 +1,284 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/cache"
+
+	"pullgate.dev/pullgate/internal/imagepull"
+)
+
+// Waiting reasons, as the kubelet reports them, and pullgate's own for a pulled image.
+const (
+	ReasonErrImagePull      = "ErrImagePull"
+	ReasonImagePullBackOff  = "ImagePullBackOff"
+	ReasonInvalidImageName  = "InvalidImageName"
+	ReasonErrImageNeverPull = "ErrImageNeverPull"
+	// ReasonPullOnly is the waiting reason of a container whose image is pulled: this
+	// node runs no containers.
+	ReasonPullOnly = "PullOnlyNode"
+)
+
+// pullTimeout bounds one image pull.
+const pullTimeout = 15 * time.Minute
+
+// containerState is the outcome for one container's image.
+type containerState struct {
+	name, image, imageID string
+	reason, message      string
+	retryAfter           time.Duration
+}
+
+func (s containerState) pulled() bool { return s.reason == ReasonPullOnly }
+
+// sync brings one pod's images and status up to date. It is level-triggered: what is
+// already pulled for the pod is read from the pod's own status, so a restarted agent
+// neither pulls again nor repeats events.
+func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
+	namespace, podName, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil
+	}
+	obj, exists, err := a.pods.GetIndexer().GetByKey(key)
+	if err != nil {
+		return 0, err
+	}
+	if !exists {
+		a.forget(namespace, podName)
+		return 0, nil
+	}
+	pod := obj.(*corev1.Pod)
+	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return 0, nil
+	}
+	creds := &podCredentials{agent: a, pod: pod}
+	var states []containerState
+	var retry time.Duration
+	for _, c := range allContainers(pod) {
+		s := a.containerImage(ctx, pod, c, creds)
+		states = append(states, s)
+		if s.retryAfter > 0 && (retry == 0 || s.retryAfter < retry) {
+			retry = s.retryAfter
+		}
+	}
+	status := a.podStatus(pod, states)
+	if statusEqual(pod.Status, status) {
+		return retry, nil
+	}
+	updated := pod.DeepCopy()
+	updated.Status = status
+	if _, err := a.cfg.Client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, updated, metaUpdate); err != nil {
+		if apierrors.IsNotFound(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("updating the status of pod %s: %w", key, err)
+	}
+	return retry, nil
+}
+
+type container struct {
+	corev1.Container
+	fieldPath string
+}
+
+func allContainers(pod *corev1.Pod) []container {
+	var out []container
+	for _, c := range pod.Spec.InitContainers {
+		out = append(out, container{c, fmt.Sprintf("spec.initContainers{%s}", c.Name)})
+	}
+	for _, c := range pod.Spec.Containers {
+		out = append(out, container{c, fmt.Sprintf("spec.containers{%s}", c.Name)})
+	}
+	return out
+}
+
+// containerImage makes sure one container's image is on the node and usable by the pod.
+func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials) containerState {
+	s := containerState{name: c.Name, image: c.Image}
+	if prev := previousStatus(pod, c.Name); prev != nil && prev.Image == c.Image && prev.ImageID != "" &&
+		prev.State.Waiting != nil && prev.State.Waiting.Reason == ReasonPullOnly {
+		s.imageID, s.reason, s.message = prev.ImageID, ReasonPullOnly, prev.State.Waiting.Message
+		return s
+	}
+	ref, err := name.ParseReference(c.Image)
+	if err != nil {
+		s.reason = ReasonInvalidImageName
+		s.message = fmt.Sprintf("Failed to apply default image tag %q: couldn't parse image name %q: %v", c.Image, c.Image, err)
+		a.event(pod, c, corev1.EventTypeWarning, "InspectFailed", s.message)
+		a.metrics.failure(ReasonInvalidImageName)
+		return s
+	}
+	key := string(pod.UID) + "/" + c.Image
+	cached, present := a.puller.Store.Lookup(ref.Name())
+
+	switch {
+	case c.ImagePullPolicy == corev1.PullNever && !present:
+		s.reason = ReasonErrImageNeverPull
+		s.message = fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
+		a.event(pod, c, corev1.EventTypeWarning, ReasonErrImageNeverPull, s.message)
+		return s
+	case present && c.ImagePullPolicy != corev1.PullAlways:
+		if wait, inBackoff := a.inBackoff(pod, c, key, &s); inBackoff {
+			s.retryAfter = wait
+			return s
+		}
+		return a.usePresent(ctx, pod, c, creds, key, cached, s)
+	}
+	if wait, inBackoff := a.inBackoff(pod, c, key, &s); inBackoff {
+		s.retryAfter = wait
+		return s
+	}
+	return a.pull(ctx, pod, c, creds, key, ref, s)
+}
+
+// usePresent lets a pod use an image already on the node only if it was pulled
+// without credentials, or with credentials this pod holds, or if the pod's own
+// credentials can pull it now (KEP-2535).
+func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, img imagepull.Image, s containerState) containerState {
+	req := creds.request(ctx, c.Image)
+	if a.puller.Store.Recorded(img.Descriptor.Digest).Allows(creds.ids()) {
+		a.metrics.cacheHit()
+		a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
+		return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
+	}
+	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	used, err := a.puller.Verify(pctx, req, img.Descriptor.Digest)
+	if err != nil {
+		perr := asPullError(err)
+		msg := fmt.Sprintf("image %s is on this node, but was pulled with credentials this pod does not hold, and the pod's own cannot pull it: %s", img.Ref, err)
+		return a.failed(pod, c, key, s, perr, msg, creds)
+	}
+	a.succeeded(key)
+	a.metrics.cacheHit()
+	a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine and can be accessed by the pod (checked with %s)", c.Image, used.Description))
+	return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
+}
+
+func (a *Agent) pull(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, ref name.Reference, s containerState) containerState {
+	a.event(pod, c, corev1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
+	req := creds.request(ctx, c.Image)
+	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	begin := time.Now()
+	res, err := a.puller.Pull(pctx, req)
+	took := time.Since(begin)
+	if err != nil {
+		perr := asPullError(err)
+		a.metrics.pulled(took, 0, perr)
+		return a.failed(pod, c, key, s, perr, err.Error(), creds)
+	}
+	a.succeeded(key)
+	a.metrics.pulled(took, res.Transferred, nil)
+	with := res.Used.Description
+	if res.TokenHost != "" {
+		with += ", token from " + res.TokenHost
+	}
+	a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Successfully pulled image %q in %s (%s including waiting). Image size: %d bytes. Transferred: %d bytes. Credential: %s.",
+		c.Image, took.Round(time.Millisecond), took.Round(time.Millisecond), res.Size, res.Transferred, with))
+	return a.pulledState(s, res.Ref, res.Digest.String())
+}
+
+func (a *Agent) pulledState(s containerState, ref, digest string) containerState {
+	repo := ref
+	if r, err := name.ParseReference(ref); err == nil {
+		repo = r.Context().Name()
+	}
+	s.imageID = repo + "@" + digest
+	s.reason = ReasonPullOnly
+	s.message = fmt.Sprintf("Image is on node %s; a pullgate node pulls images and does not run containers", a.cfg.NodeName)
+	return s
+}
+
+// failed records a failed pull and starts or extends its back-off.
+func (a *Agent) failed(pod *corev1.Pod, c container, key string, s containerState, perr *imagepull.Error, msg string, creds *podCredentials) containerState {
+	if notes := creds.notes(); notes != "" {
+		msg += " (" + notes + ")"
+	}
+	reason := imagepull.ReasonRegistryError
+	if perr != nil {
+		reason = perr.Reason
+	}
+	now := time.Now()
+	a.mu.Lock()
+	a.backoff.Next(key, now)
+	wait := a.backoff.Get(key)
+	a.failures[key] = &pullFailure{at: now, reason: reason, msg: msg}
+	a.mu.Unlock()
+	a.event(pod, c, corev1.EventTypeWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %s", c.Image, msg))
+	a.event(pod, c, corev1.EventTypeWarning, "Failed", "Error: "+ReasonErrImagePull)
+	s.reason, s.message, s.retryAfter = ReasonErrImagePull, msg, wait
+	return s
+}
+
+func (a *Agent) succeeded(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.backoff.Reset(key)
+	delete(a.failures, key)
+}
+
+// inBackoff reports an image whose last pull failed less than its back-off ago, as
+// ImagePullBackOff with that failure's message.
+func (a *Agent) inBackoff(pod *corev1.Pod, c container, key string, s *containerState) (time.Duration, bool) {
+	a.mu.Lock()
+	f := a.failures[key]
+	var wait time.Duration
+	if f != nil {
+		wait = time.Until(f.at.Add(a.backoff.Get(key)))
+	}
+	first := f != nil && !f.backoffSeen
+	if f != nil && wait > 0 {
+		f.backoffSeen = true
+	}
+	a.mu.Unlock()
+	if f == nil || wait <= 0 {
+		return 0, false
+	}
+	s.reason = ReasonImagePullBackOff
+	s.message = fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.msg)
+	if first {
+		a.event(pod, c, corev1.EventTypeNormal, "BackOff", fmt.Sprintf("Back-off pulling image %q", c.Image))
+	}
+	return wait, true
+}
+
+// forget drops the back-off state of a pod that is gone.
+func (a *Agent) forget(namespace, name string) {
+	a.tokens.forget(namespace, name)
+}
+
+func previousStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
+	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+func (a *Agent) event(pod *corev1.Pod, c container, eventType, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, FieldPath: c.fieldPath}
+	a.recorder.Event(ref, eventType, reason, message)
+}
+
+func (a *Agent) podEvent(pod *corev1.Pod, eventType, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	a.recorder.Event(ref, eventType, reason, message)
+}
+
+func asPullError(err error) *imagepull.Error {
+	var perr *imagepull.Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	return &imagepull.Error{Reason: imagepull.ReasonRegistryError, Message: err.Error(), Err: err}
+}
