@@ -291,4 +291,3 @@ func (p *Puller) fetcher(ctx context.Context, client *http.Client, scheme string
 		return nil, 0, transport.CheckError(resp, http.StatusOK, http.StatusPartialContent)
 	}
 }
-

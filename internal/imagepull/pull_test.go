@@ -2,9 +2,9 @@ package imagepull
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
-	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"

@@ -47,7 +47,7 @@ const NodeTokenAudienceRole = "pullgate:node-registry-token"
 func NodeTokenAudience() *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: NodeTokenAudienceRole, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{Service}, Verbs: []string{"request-serviceaccounts-token-audience"}}},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{Service}, Verbs: []string{"request-serviceaccounts-token-audience"}}},
 	}
 }
 

@@ -66,11 +66,11 @@ type Running struct {
 	// RegistryHost is the host:port clients pull from.
 	RegistryHost string
 	// Metrics is the registry served at /metrics, for other parts of the process.
-	Metrics      prometheus.Registerer
-	server       *http.Server
-	registry     *registry.Registry
-	cancel       context.CancelFunc
-	done         chan struct{}
+	Metrics  prometheus.Registerer
+	server   *http.Server
+	registry *registry.Registry
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // Listen binds the registry's address, so that a port in use is reported before
