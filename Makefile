@@ -58,6 +58,7 @@ fuzz:
 bench: tools build
 	$(GO) run ./hack/benchup -bin $(BIN)/pullgate -runs 3
 	$(GO) run ./hack/benchregistry
+	$(GO) run ./hack/benchpull
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 clean:

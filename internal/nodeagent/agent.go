@@ -57,6 +57,8 @@ type Config struct {
 	// Workers is how many pods are worked on at once.
 	Workers int
 	Version string
+	// Ready, when set, is called once the node is registered and its pods are known.
+	Ready   func()
 	Metrics prometheus.Registerer
 	Log     *slog.Logger
 }
@@ -141,6 +143,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("node %s: pod informer did not sync: %w", a.cfg.NodeName, context.Cause(ctx))
 	}
 	a.cfg.Log.Info("node agent ready", "node", a.cfg.NodeName, "images", a.puller.Store.Dir())
+	if a.cfg.Ready != nil {
+		a.cfg.Ready()
+	}
 	var wg sync.WaitGroup
 	for range a.cfg.Workers {
 		wg.Add(1)

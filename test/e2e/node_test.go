@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
+	"path/filepath"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -15,8 +17,12 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/internal/kubeconfig"
+	"pullgate.dev/pullgate/internal/pki"
 )
 
 // The node agent of `up` (node "local") pulls the images of pods: the seed's "pods
@@ -293,4 +299,64 @@ func waitForEvent(t *testing.T, ctx context.Context, ns, pod, reason string) str
 		t.Fatalf("pod %s/%s: no %s event", ns, pod, reason)
 	}
 	return msg
+}
+
+// `pullgate node` runs more nodes against any cluster's API, with a node's identity
+// (system:node:<name>), so the Node authorizer gives it a kubelet's rights and no
+// more. A pod whose nodeName is set is honoured without the scheduler.
+func TestMoreNodesWithPullgateNode(t *testing.T) {
+	ctx := context2m(t)
+	ns := createNamespace(t, ctx, "second-node")
+	waitForServiceAccount(t, ctx, ns, "default")
+	image := env.RegistryHost + "/" + ns + "/app:v1"
+	pushImage(t, ctx, dockerConfigFor(t, ctx, ns, "pusher", "admin"), image)
+
+	node := "second-" + ns[len(ns)-5:]
+	ca, err := pki.Open(filepath.Join(env.DataDir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.ClientCert("node-"+node, "system:node:"+node, "system:nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(t.TempDir(), "node.kubeconfig")
+	if err := kubeconfig.WriteClientCert(kc, "pullgate", fmt.Sprintf("https://127.0.0.1:%d", env.APIPort), filepath.Join(ca.Path, pki.CAFile), cert); err != nil {
+		t.Fatal(err)
+	}
+	proc, err := harness.StartProcess("node "+node+" is ready", "node", "--kubeconfig", kc, "--name", node,
+		"--data-dir", t.TempDir(), "--registry-host", env.RegistryHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		proc.Stop()
+		_ = env.Admin.CoreV1().Nodes().Delete(context.Background(), node, metav1.DeleteOptions{})
+	})
+
+	pod := newPod(ns, "pinned", image)
+	pod.Spec.NodeName = node
+	if _, err := env.Admin.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := waitForCondition(t, ctx, ns, pod.Name, corev1.ConditionTrue, 30*time.Second)
+	if msg := got.Status.ContainerStatuses[0].State.Waiting.Message; !strings.Contains(msg, "node "+node) {
+		t.Errorf("pulled by %q, want node %s", msg, node)
+	}
+	n, err := env.Admin.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Labels["node.pullgate.dev/pull-only"] != "true" || n.Status.NodeInfo.ContainerRuntimeVersion != "none://pull-only" {
+		t.Errorf("node %s does not say it is pull-only: labels %v, runtime %q", node, n.Labels, n.Status.NodeInfo.ContainerRuntimeVersion)
+	}
+	// A node's identity reads only what its own pods need.
+	nodeClient, err := kubernetes.NewForConfig(&rest.Config{Host: fmt.Sprintf("https://127.0.0.1:%d", env.APIPort),
+		TLSClientConfig: rest.TLSClientConfig{CAFile: filepath.Join(ca.Path, pki.CAFile), CertFile: cert.CertFile, KeyFile: cert.KeyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodeClient.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		t.Error("the node identity may list secrets; the Node authorizer should refuse")
+	}
 }

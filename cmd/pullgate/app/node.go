@@ -113,6 +113,7 @@ func (o *nodeOptions) Run(ctx context.Context) error {
 		NodeName: o.name, ImageDir: filepath.Join(dir.Path, "images"),
 		RegistryHosts: o.registryHosts, RegistryAudience: o.registryAudience,
 		Transport: transport, Workers: o.workers, Metrics: metrics, Log: log,
+		Ready: func() { fmt.Fprintf(o.out, "node %s is ready\n", o.name) },
 	})
 	if err != nil {
 		return err
