@@ -52,7 +52,13 @@ func Crane(ctx context.Context, dockerConfig string, args ...string) (string, er
 		return "", err
 	}
 	if dockerConfig == "" {
-		dockerConfig = os.DevNull
+		// An empty directory: crane refuses a DOCKER_CONFIG it cannot read.
+		empty, err := os.MkdirTemp("", "no-credentials-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(empty)
+		dockerConfig = empty
 	}
 	cmd := exec.CommandContext(ctx, crane, args...)
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig)

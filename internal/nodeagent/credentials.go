@@ -14,7 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"pullgate.dev/pullgate/internal/imagepull"
@@ -169,6 +171,9 @@ type cachedToken struct {
 
 const tokenLifetime = 10 * time.Minute
 
+// nodeGraphBackoff retries a refused token request for about 3 s.
+var nodeGraphBackoff = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Steps: 7}
+
 func (t *tokenCache) credential(ctx context.Context, pod *corev1.Pod) (imagepull.Credential, error) {
 	sa := serviceAccountName(pod)
 	c := imagepull.Credential{
@@ -184,13 +189,21 @@ func (t *tokenCache) credential(ctx context.Context, pod *corev1.Pod) (imagepull
 		c.Auth = authn.AuthConfig{Username: "serviceaccount", Password: cached.token}
 		return c, nil
 	}
-	tr, err := t.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{
-			Audiences:         []string{t.audience},
-			ExpirationSeconds: ptr.To(int64(tokenLifetime.Seconds())),
-			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-		},
-	}, metav1.CreateOptions{})
+	var tr *authenticationv1.TokenRequest
+	// The API server's Node authorizer learns that the pod is bound to this node from
+	// its own watch, which may lag the node agent's by a moment: a refusal then is
+	// retried briefly, as the kubelet's token manager does.
+	err := retry.OnError(nodeGraphBackoff, apierrors.IsForbidden, func() error {
+		var err error
+		tr, err = t.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{
+				Audiences:         []string{t.audience},
+				ExpirationSeconds: ptr.To(int64(tokenLifetime.Seconds())),
+				BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+			},
+		}, metav1.CreateOptions{})
+		return err
+	})
 	if err != nil {
 		return c, fmt.Errorf("no token for service account %s/%s (audience %s): %v", pod.Namespace, sa, t.audience, err)
 	}

@@ -20,7 +20,8 @@ const User = "pullgate:services"
 // ClusterRole is what the registry, token service and controllers need: install the
 // ImageStream CRD, keep the registry's cluster roles (escalate and bind, as the API
 // server's own bootstrap does), read RBAC and namespaces, create the per-namespace
-// role bindings, review tokens and write ImageStreams.
+// role bindings and service accounts, keep the service accounts' registry pull
+// secrets and their tokens, review tokens and write ImageStreams.
 func ClusterRole() *rbacv1.ClusterRole {
 	read := []string{"get", "list", "watch"}
 	return &rbacv1.ClusterRole{
@@ -31,6 +32,10 @@ func ClusterRole() *rbacv1.ClusterRole {
 			{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles", "clusterrolebindings"}, Verbs: read},
 			{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"rolebindings"}, Verbs: []string{"get", "list", "watch", "create"}},
 			{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: read},
+			{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
+			{NonResourceURLs: []string{"/openid/v1/jwks"}, Verbs: []string{"get"}},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 			{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource, imageapi.Resource + "/status"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
 		},

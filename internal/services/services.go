@@ -26,7 +26,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"pullgate.dev/pullgate/internal/atomicfile"
-	"pullgate.dev/pullgate/internal/controllers"
 	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/rbacauthz"
@@ -55,6 +54,9 @@ type Config struct {
 	// RegistryHost is the host:port clients use, recorded in ImageStreams; empty means
 	// localhost:<listening port>.
 	RegistryHost string
+	// RegistryNames are every host[:port] the registry answers to, written in the
+	// service accounts' pull secrets; empty means RegistryHost.
+	RegistryNames []string
 	// BlobTransfer is registry.TransferBuffered (default) or TransferSendfile.
 	BlobTransfer registry.BlobTransfer
 	Verbose      bool
@@ -99,6 +101,7 @@ func Start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 }
 
 func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, error) {
+	cfg.KubeConfig = withRateLimits(cfg.KubeConfig)
 	client, err := kubernetes.NewForConfig(cfg.KubeConfig)
 	if err != nil {
 		return nil, err
@@ -124,7 +127,16 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 	// The bindings controller creates these in every namespace; until it has, they
 	// count as if it had (no refused pull for a pod created with its namespace).
 	authz.Defaults = registryroles.RoleBindings
-	rbCtrl, err := controllers.NewRoleBindings(client, factory, cfg.Log)
+	host := cfg.RegistryHost
+	if host == "" {
+		_, port, _ := net.SplitHostPort(listener.Addr().String())
+		host = "localhost:" + port
+	}
+	names := cfg.RegistryNames
+	if len(names) == 0 {
+		names = []string{host}
+	}
+	ctrls, err := newControllers(client, factory, names, cfg.Log)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -136,7 +148,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 		cancel()
 		return nil, fmt.Errorf("informers did not sync: %w", context.Cause(ctx))
 	}
-	go func() { _ = rbCtrl.Run(runCtx, 2) }()
+	ctrls.run(runCtx)
 
 	key, err := cfg.PKI.SigningKey("registry-token")
 	if err != nil {
@@ -166,11 +178,6 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	host := cfg.RegistryHost
-	if host == "" {
-		_, port, _ := net.SplitHostPort(listener.Addr().String())
-		host = "localhost:" + port
-	}
 	store := cfg.Storage
 	if len(store) == 0 {
 		store = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}}
@@ -241,4 +248,14 @@ func httpSecret(path string) (string, error) {
 		return "", err
 	}
 	return secret, nil
+}
+
+// withRateLimits raises client-go's default 5 requests/s, which would take minutes to
+// give a burst of new namespaces their service accounts and pull secrets.
+func withRateLimits(c *rest.Config) *rest.Config {
+	c = rest.CopyConfig(c)
+	if c.QPS == 0 {
+		c.QPS, c.Burst = 200, 400
+	}
+	return c
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -36,6 +37,8 @@ type upOptions struct {
 	registryPort int
 	blobTransfer string
 	registryBind string
+	// registryHostnames are more names clients reach the registry by.
+	registryHostnames []string
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
@@ -60,6 +63,7 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().StringSliceVar(&o.controllers, "controllers", controlplane.DefaultControllers, "kube-controller-manager controllers to run")
 	cmd.Flags().IntVar(&o.registryPort, "registry-port", 5000, "port of the integrated registry and its token service (plain HTTP on loopback)")
 	cmd.Flags().StringVar(&o.registryBind, "registry-bind-address", "127.0.0.1", "address the registry listens on; anything but loopback is served over TLS with a certificate from the pullgate CA")
+	cmd.Flags().StringSliceVar(&o.registryHostnames, "registry-hostname", nil, "another host[:port] clients reach the registry by (repeatable); written into the service accounts' pull secrets")
 	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how blob GETs are copied from disk: buffered or sendfile")
 	return cmd
 }
@@ -163,13 +167,15 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		}
 		caFiles = []string{filepath.Join(ca.Path, pki.CAFile)}
 	}
+	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
 	running, err := services.Start(ctx, services.Config{
-		KubeConfig:   servicesConfig,
-		DataDir:      plane.DataDir,
-		PKI:          ca,
-		BlobTransfer: registry.BlobTransfer(o.blobTransfer),
-		Verbose:      o.verbosity > 0,
-		Log:          log,
+		RegistryNames: names,
+		KubeConfig:    servicesConfig,
+		DataDir:       plane.DataDir,
+		PKI:           ca,
+		BlobTransfer:  registry.BlobTransfer(o.blobTransfer),
+		Verbose:       o.verbosity > 0,
+		Log:           log,
 	}, listener)
 	if err != nil {
 		return nil, nil, err
@@ -182,7 +188,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	agent, err := newNodeAgent(nodeConfig, nodeagent.Config{
 		NodeName:         nodeName,
 		ImageDir:         filepath.Join(plane.DataDir, "nodes", nodeName, "images"),
-		RegistryHosts:    registryNames(running.RegistryHost, o.registryPort),
+		RegistryHosts:    names,
 		RegistryAudience: services.Service,
 		Transport:        transport,
 		Metrics:          running.Metrics,
@@ -206,12 +212,13 @@ func clientCertConfig(adminConfig *rest.Config, ca *pki.Dir, name, user string, 
 	return cfg, nil
 }
 
-// registryNames are the names the integrated registry answers to on this machine.
-func registryNames(host string, port int) []string {
+// registryNames are the names the integrated registry answers to on this machine,
+// and the extra ones given with --registry-hostname.
+func registryNames(host string, port int, extra []string) []string {
 	p := strconv.Itoa(port)
 	names := []string{host}
-	for _, n := range []string{"localhost:" + p, "127.0.0.1:" + p} {
-		if n != host {
+	for _, n := range append([]string{"localhost:" + p, "127.0.0.1:" + p}, extra...) {
+		if !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}

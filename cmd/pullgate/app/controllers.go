@@ -1,0 +1,51 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/rest"
+
+	"pullgate.dev/pullgate/internal/services"
+)
+
+// controllersOptions are the flags of `pullgate controllers`.
+type controllersOptions struct {
+	*globalOptions
+	kube          *genericclioptions.ConfigFlags
+	registryHosts []string
+}
+
+func newControllersCommand(g *globalOptions) *cobra.Command {
+	o := &controllersOptions{globalOptions: g, kube: genericclioptions.NewConfigFlags(true)}
+	cmd := &cobra.Command{
+		Use:   "controllers",
+		Short: "Run pullgate's controllers against any cluster: project service accounts, role bindings, registry pull secrets",
+		Long: `Run pullgate's controllers against the cluster your kubeconfig points at: every
+namespace gets the builder and deployer service accounts and the registry's role
+bindings (system:image-pullers, system:image-builders, system:deployers), and every
+service account gets one pull secret for the integrated registry, linked on its
+imagePullSecrets, holding a bound token that is kept fresh. pullgate up and
+pullgate registry serve run them too.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			restConfig, err := o.kube.ToRESTConfig()
+			if err != nil {
+				return fmt.Errorf("kubeconfig: %w", err)
+			}
+			return o.Run(cmd.Context(), restConfig)
+		},
+	}
+	o.kube.AddFlags(cmd.Flags())
+	cmd.Flags().StringSliceVar(&o.registryHosts, "registry-host", nil, "host[:port] the integrated registry answers to (repeatable, at least one)")
+	return cmd
+}
+
+func (o *controllersOptions) Run(ctx context.Context, restConfig *rest.Config) error {
+	if len(o.registryHosts) == 0 {
+		return fmt.Errorf("--registry-host: give at least one host[:port] of the integrated registry")
+	}
+	return services.RunControllers(ctx, restConfig, o.registryHosts, o.logger())
+}

@@ -1,0 +1,128 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// ProjectServiceAccounts are the service accounts OpenShift gives every project
+// besides Kubernetes' default: builder and deployer.
+var ProjectServiceAccounts = []string{"builder", "deployer"}
+
+// ServiceAccounts gives every namespace the builder and deployer service accounts,
+// re-creating one that is deleted, as OpenShift does.
+type ServiceAccounts struct {
+	client     kubernetes.Interface
+	namespaces corelisters.NamespaceLister
+	accounts   corelisters.ServiceAccountLister
+	synced     []cache.InformerSynced
+	queue      workqueue.TypedRateLimitingInterface[string]
+	log        *slog.Logger
+}
+
+// NewServiceAccounts wires the controller to factory's informers.
+func NewServiceAccounts(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger) (*ServiceAccounts, error) {
+	ns := factory.Core().V1().Namespaces()
+	sa := factory.Core().V1().ServiceAccounts()
+	c := &ServiceAccounts{
+		client: client, namespaces: ns.Lister(), accounts: sa.Lister(),
+		synced: []cache.InformerSynced{ns.Informer().HasSynced, sa.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "serviceaccounts"}),
+		log: log.With("controller", "serviceaccounts"),
+	}
+	if _, err := ns.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if n, ok := obj.(*corev1.Namespace); ok {
+				c.queue.Add(n.Name)
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := sa.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if s, ok := obj.(*corev1.ServiceAccount); ok {
+				c.queue.Add(s.Namespace)
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Run processes namespaces until ctx ends.
+func (c *ServiceAccounts) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("serviceaccounts controller: caches did not sync: %w", context.Cause(ctx))
+	}
+	for range workers {
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			for processNext(ctx, c.queue, c.sync, c.log) {
+			}
+		}, time.Second)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (c *ServiceAccounts) sync(ctx context.Context, name string) error {
+	ns, err := c.namespaces.Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ns.Status.Phase == corev1.NamespaceTerminating || ns.DeletionTimestamp != nil {
+		return nil
+	}
+	for _, sa := range ProjectServiceAccounts {
+		if _, err := c.accounts.ServiceAccounts(name).Get(sa); err == nil {
+			continue
+		}
+		_, err := c.client.CoreV1().ServiceAccounts(name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{FieldManager: fieldManager})
+		if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsForbidden(err) {
+			return fmt.Errorf("serviceaccount %s/%s: %w", name, sa, err)
+		}
+	}
+	return nil
+}
+
+// fieldManager names pullgate's controllers in managedFields.
+const fieldManager = "pullgate-controllers"
+
+// processNext runs sync for the next key of queue, retrying with back-off on error.
+func processNext(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string], sync func(context.Context, string) error, log *slog.Logger) bool {
+	key, quit := queue.Get()
+	if quit {
+		return false
+	}
+	defer queue.Done(key)
+	if err := sync(ctx, key); err != nil {
+		log.Warn("not reconciled; retrying", "key", key, "err", err)
+		queue.AddRateLimited(key)
+		return true
+	}
+	queue.Forget(key)
+	return true
+}
