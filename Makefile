@@ -59,6 +59,7 @@ bench: tools build
 	$(GO) run ./hack/benchup -bin $(BIN)/pullgate -runs 3
 	$(GO) run ./hack/benchregistry
 	$(GO) run ./hack/benchpull
+	$(GO) run ./hack/benchcontrollers
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 clean:

@@ -48,7 +48,7 @@ func (c *controllerSet) run(ctx context.Context) {
 	c.labelled.Start(ctx.Done())
 	go func() { _ = c.roleBindings.Run(ctx, 2) }()
 	go func() { _ = c.serviceAccounts.Run(ctx, 2) }()
-	go func() { _ = c.pullSecrets.Run(ctx, 8) }()
+	go func() { _ = c.pullSecrets.Run(ctx, 16) }()
 }
 
 // RunControllers runs only the controllers against the cluster restConfig reaches,

@@ -255,7 +255,7 @@ func httpSecret(path string) (string, error) {
 func withRateLimits(c *rest.Config) *rest.Config {
 	c = rest.CopyConfig(c)
 	if c.QPS == 0 {
-		c.QPS, c.Burst = 200, 400
+		c.QPS, c.Burst = 1000, 2000
 	}
 	return c
 }
