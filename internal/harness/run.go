@@ -23,6 +23,8 @@ type Result struct {
 type RunOptions struct {
 	// Credential runs the command as another user (tests that need a non-root user).
 	Credential *syscall.Credential
+	// Env is added to the process environment.
+	Env []string
 }
 
 // Run runs the pullgate binary with args to completion (ctx bounds it) and returns
@@ -33,6 +35,9 @@ func Run(ctx context.Context, opts RunOptions, args ...string) (Result, error) {
 		return Result{}, err
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if len(opts.Env) > 0 {
+		cmd.Env = append(os.Environ(), opts.Env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: opts.Credential}

@@ -80,16 +80,6 @@ func deniedMessage(user, scope string) string {
 	} else if strings.Contains(actions, "delete") {
 		role, verb = "registry-editor", "delete from"
 	}
-	subject := "--user=" + user
-	if rest, ok := strings.CutPrefix(user, "system:serviceaccount:"); ok {
-		subject = "--serviceaccount=" + rest
-	}
-	return fmt.Sprintf("%s may not %s %s: it needs %s in namespace %s (kubectl -n %s create rolebinding %s --clusterrole=%s %s)",
-		user, verb, name, role, namespace, namespace, bindingName(role, user), role, subject)
-}
-
-// bindingName is a valid object name for a binding of role to user.
-func bindingName(role, user string) string {
-	name := strings.NewReplacer("system:serviceaccount:", "", ":", "-", "@", "-").Replace(strings.TrimPrefix(role, "system:") + "-" + user)
-	return strings.ToLower(name)
+	return fmt.Sprintf("%s may not %s %s: it needs %s in namespace %s (pullgate policy add-role-to-user %s %s -n %s)",
+		user, verb, name, role, namespace, role, user, namespace)
 }

@@ -11,14 +11,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -26,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"pullgate.dev/pullgate/internal/atomicfile"
+	"pullgate.dev/pullgate/internal/cli"
 	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/rbacauthz"
@@ -54,6 +60,8 @@ type Config struct {
 	// RegistryHost is the host:port clients use, recorded in ImageStreams; empty means
 	// localhost:<listening port>.
 	RegistryHost string
+	// Scheme is how clients reach the registry: http (default) or https.
+	Scheme string
 	// RegistryNames are every host[:port] the registry answers to, written in the
 	// service accounts' pull secrets; empty means RegistryHost.
 	RegistryNames []string
@@ -149,6 +157,10 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 		return nil, fmt.Errorf("informers did not sync: %w", context.Cause(ctx))
 	}
 	ctrls.run(runCtx)
+	if err := publishRegistryInfo(ctx, client, cfg.Scheme, host, names); err != nil {
+		cancel()
+		return nil, err
+	}
 
 	key, err := cfg.PKI.SigningKey("registry-token")
 	if err != nil {
@@ -258,4 +270,25 @@ func withRateLimits(c *rest.Config) *rest.Config {
 		c.QPS, c.Burst = 1000, 2000
 	}
 	return c
+}
+
+// publishRegistryInfo writes ConfigMap kube-public/pullgate-registry, where clients
+// (pullgate registry info, registry login) find the registry's URL and names.
+func publishRegistryInfo(ctx context.Context, client kubernetes.Interface, scheme, host string, names []string) error {
+	if scheme == "" {
+		scheme = "http"
+	}
+	want := map[string]string{"url": scheme + "://" + host, "hostnames": strings.Join(names, ",")}
+	cms := client.CoreV1().ConfigMaps(cli.RegistryInfoNamespace)
+	cm, err := cms.Get(ctx, cli.RegistryInfoName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cli.RegistryInfoName}, Data: want}, metav1.CreateOptions{})
+	} else if err == nil && !maps.Equal(cm.Data, want) {
+		cm.Data = want
+		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("publishing the registry's names in configmap %s/%s: %w", cli.RegistryInfoNamespace, cli.RegistryInfoName, err)
+	}
+	return nil
 }

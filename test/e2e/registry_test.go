@@ -52,7 +52,7 @@ func TestRegistryCrossProjectPullFollowsRBAC(t *testing.T) {
 	}
 	assertDenied(t, out)
 	for _, says := range []string{"system:serviceaccount:" + projectA + ":default may not pull from " + projectB + "/app",
-		"system:image-puller", "kubectl -n " + projectB + " create rolebinding"} {
+		"system:image-puller", "pullgate policy add-role-to-user system:image-puller system:serviceaccount:" + projectA + ":default -n " + projectB} {
 		if !strings.Contains(out, says) {
 			t.Errorf("denied pull does not say %q:\n%s", says, out)
 		}

@@ -5,13 +5,16 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"pullgate.dev/pullgate/internal/cli"
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registry"
@@ -24,6 +27,7 @@ func newRegistryCommand(g *globalOptions) *cobra.Command {
 		Short: "The integrated registry and its token service",
 	}
 	cmd.AddCommand(newRegistryServeCommand(g))
+	cmd.AddCommand(cli.RegistryCommands(genericiooptions.IOStreams{In: os.Stdin, Out: g.out, ErrOut: g.errOut})...)
 	return cmd
 }
 
@@ -122,8 +126,12 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 		}
 		listener = tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
+	scheme := "http"
+	if o.tlsCert != "" {
+		scheme = "https"
+	}
 	running, err := services.Start(ctx, services.Config{
-		KubeConfig: restConfig, DataDir: dir.Path, PKI: ca, Storage: storage, RegistryHost: o.host,
+		KubeConfig: restConfig, DataDir: dir.Path, PKI: ca, Storage: storage, RegistryHost: o.host, Scheme: scheme,
 		BlobTransfer: registry.BlobTransfer(o.blobTransfer),
 		Verbose:      o.verbosity > 0, Log: log,
 	}, listener)

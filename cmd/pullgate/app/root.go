@@ -12,6 +12,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"pullgate.dev/pullgate/internal/cli"
 )
 
 // globalOptions are the flags every command shares.
@@ -42,6 +45,8 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.SetErr(errOut)
 	root.PersistentFlags().IntVarP(&g.verbosity, "v", "v", 0, "log verbosity: 0 shows warnings of the embedded components, higher shows more")
 	root.AddCommand(newVersionCommand(g), newUpCommand(g), newRegistryCommand(g), newNodeCommand(g), newControllersCommand(g))
+	// oc's commands, as oc spells them.
+	root.AddCommand(cli.Commands(genericiooptions.IOStreams{In: os.Stdin, Out: out, ErrOut: errOut})...)
 	return root
 }
 

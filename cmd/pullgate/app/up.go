@@ -160,7 +160,9 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		return nil, nil, err
 	}
 	var caFiles []string
+	scheme := "http"
 	if ip := net.ParseIP(o.registryBind); ip == nil || !ip.IsLoopback() {
+		scheme = "https"
 		// Off loopback, clients see the registry over TLS, trusting the pullgate CA.
 		if listener, err = o.tlsListener(ca, listener); err != nil {
 			return nil, nil, err
@@ -170,6 +172,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
 	running, err := services.Start(ctx, services.Config{
 		RegistryNames: names,
+		Scheme:        scheme,
 		KubeConfig:    servicesConfig,
 		DataDir:       plane.DataDir,
 		PKI:           ca,
