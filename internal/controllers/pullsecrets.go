@@ -138,6 +138,9 @@ func (c *PullSecrets) next(ctx context.Context) bool {
 	}
 	defer c.queue.Done(key)
 	after, err := c.sync(ctx, key)
+	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		err = nil // the namespace and its accounts are going away
+	}
 	if err != nil {
 		c.log.Warn("service account not reconciled; retrying", "serviceaccount", key, "err", err)
 		c.queue.AddRateLimited(key)

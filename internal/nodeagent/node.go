@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 )
 
@@ -80,16 +82,20 @@ func (a *Agent) register(ctx context.Context) error {
 	return a.renewLease(ctx, created)
 }
 
+// updateStatus patches the node's status only: a kubelet may not touch its own
+// taints (NodeRestriction), which node lifecycle changes under it.
 func (a *Agent) updateStatus(ctx context.Context, node *corev1.Node) error {
-	node = node.DeepCopy()
 	fresh := a.nodeStatus()
 	for _, c := range node.Status.Conditions {
 		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
 			fresh.Conditions[0].LastTransitionTime = c.LastTransitionTime
 		}
 	}
-	node.Status = fresh
-	if _, err := a.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metaUpdate); err != nil {
+	patch, err := json.Marshal(map[string]any{"status": fresh})
+	if err != nil {
+		return err
+	}
+	if _, err := a.cfg.Client.CoreV1().Nodes().Patch(ctx, a.cfg.NodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "pullgate-node"}, "status"); err != nil {
 		return fmt.Errorf("node %s status: %w", a.cfg.NodeName, err)
 	}
 	return nil

@@ -48,7 +48,9 @@ func TestPodPullsFromItsOwnProject(t *testing.T) {
 	if !strings.HasSuffix(cs.ImageID, "@"+digest) {
 		t.Errorf("imageID %q, want the pushed digest %s", cs.ImageID, digest)
 	}
-	if ev := waitForEvent(t, ctx, projectB, pod, "Pulled"); !strings.Contains(ev, "Successfully pulled image") || !strings.Contains(ev, "service account "+projectB+"/default") {
+	// Whichever comes first: the account's pull secret, once linked, or its token.
+	if ev := waitForEvent(t, ctx, projectB, pod, "Pulled"); !strings.Contains(ev, "Successfully pulled image") ||
+		(!strings.Contains(ev, "secret "+projectB+"/default-dockercfg") && !strings.Contains(ev, "service account "+projectB+"/default")) {
 		t.Errorf("Pulled event %q does not say which credential pulled", ev)
 	}
 
