@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
+	"pullgate.dev/pullgate/internal/clusterpullsecret"
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/kubeconfig"
 	"pullgate.dev/pullgate/internal/pki"
@@ -22,7 +23,7 @@ import (
 // NewAdmCommand is `pullgate adm`.
 func NewAdmCommand(f cmdutil.Factory, kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{Use: "adm", Short: "Administrative commands"}
-	cmd.AddCommand(newCreateKubeconfigCommand(f, streams))
+	cmd.AddCommand(newCreateKubeconfigCommand(f, streams), newSetPullSecretCommand(f, streams))
 	return cmd
 }
 
@@ -74,3 +75,19 @@ signed by the CA in its data directory, so that RBAC can be shown with real user
 }
 
 var fileSafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+func newSetPullSecretCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-pull-secret FILE",
+		Short: "Replace the cluster pull secret with a docker config.json (pullgate-system/pull-secret)",
+		Run: func(cmd *cobra.Command, args []string) {
+			if len(args) != 1 {
+				cmdutil.CheckErr(cmdutil.UsageErrorf(cmd, "give the docker config.json file"))
+			}
+			client, err := f.KubernetesClientSet()
+			cmdutil.CheckErr(err)
+			cmdutil.CheckErr(clusterpullsecret.Set(cmd.Context(), client, args[0]))
+			fmt.Fprintf(streams.Out, "secret/%s updated in namespace %s\n", clusterpullsecret.Name, clusterpullsecret.Namespace)
+		},
+	}
+}

@@ -51,7 +51,7 @@ type Config struct {
 	RegistryAudience string
 	// NodeCredentials returns the node's own credentials (the cluster pull secret),
 	// tried after the pod's.
-	NodeCredentials func(ctx context.Context) []*credentials.Config
+	NodeCredentials func(ctx context.Context) ([]*credentials.Config, error)
 	// Transport is the base HTTP transport for registries (with trusted CAs).
 	Transport http.RoundTripper
 	// Workers is how many pods are worked on at once.

@@ -78,7 +78,11 @@ func (p *podCredentials) build(ctx context.Context) {
 		}
 	}
 	if p.agent.cfg.NodeCredentials != nil {
-		for _, err := range p.keyring.AddLayer("node", p.agent.cfg.NodeCredentials(ctx)...) {
+		node, err := p.agent.cfg.NodeCredentials(ctx)
+		if err != nil {
+			p.problems = append(p.problems, "the node's credentials are not used: "+err.Error())
+		}
+		for _, err := range p.keyring.AddLayer("node", node...) {
 			p.problems = append(p.problems, err.Error())
 		}
 	}

@@ -182,7 +182,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 		cancel()
 		return nil, err
 	}
-	secret, err := httpSecret(filepath.Join(regDir, "http-secret"))
+	secret, err := HTTPSecret(filepath.Join(regDir, "http-secret"))
 	if err != nil {
 		cancel()
 		return nil, err
@@ -245,9 +245,9 @@ func (r *Running) Stop() {
 	<-r.done
 }
 
-// httpSecret reads, or makes once, the secret distribution signs upload state with,
+// HTTPSecret reads, or makes once, the secret distribution signs upload state with,
 // so an upload survives a restart.
-func httpSecret(path string) (string, error) {
+func HTTPSecret(path string) (string, error) {
 	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
 		return string(data), nil
 	}

@@ -117,7 +117,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) authenticate(r *http.Request) (rbacauthz.User, error) {
-	_, password, ok := r.BasicAuth()
+	username, password, ok := r.BasicAuth()
 	if !ok {
 		if r.Header.Get("Authorization") != "" {
 			return rbacauthz.User{}, ErrUnauthenticated
@@ -127,7 +127,16 @@ func (s *Server) authenticate(r *http.Request) (rbacauthz.User, error) {
 	if password == "" {
 		return rbacauthz.User{}, ErrUnauthenticated
 	}
+	if pa, ok := s.Authn.(PasswordAuthenticator); ok {
+		return pa.AuthenticatePassword(r.Context(), username, password)
+	}
 	return s.Authn.Authenticate(r.Context(), password)
+}
+
+// PasswordAuthenticator is an Authenticator that checks a user name and password
+// (the standalone token server's htpasswd users) rather than a bearer token.
+type PasswordAuthenticator interface {
+	AuthenticatePassword(ctx context.Context, username, password string) (rbacauthz.User, error)
 }
 
 // authorize checks each action of a scope on its own.

@@ -25,6 +25,7 @@ import (
 	"pullgate.dev/pullgate/internal/nodeagent"
 	"pullgate.dev/pullgate/internal/services"
 	"pullgate.dev/pullgate/internal/version"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // nodeOptions are the flags of `pullgate node`.
@@ -38,6 +39,7 @@ type nodeOptions struct {
 	caFiles          []string
 	metricsAddress   string
 	workers          int
+	pullSecretFile   string
 }
 
 func newNodeCommand(g *globalOptions) *cobra.Command {
@@ -70,6 +72,7 @@ that the API server's Node authorizer gives it exactly a kubelet's rights.`,
 	cmd.Flags().StringSliceVar(&o.caFiles, "ca-file", nil, "PEM file of CAs to trust for registries, besides the system's (repeatable)")
 	cmd.Flags().StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9465); empty: off")
 	cmd.Flags().IntVar(&o.workers, "workers", 4, "pods worked on at once")
+	cmd.Flags().StringVar(&o.pullSecretFile, "pull-secret-file", "", "the node's credentials (a docker config.json, as the kubelet's config.json), read at each pull, tried after a pod's own secrets")
 	return cmd
 }
 
@@ -113,7 +116,8 @@ func (o *nodeOptions) Run(ctx context.Context) error {
 		NodeName: o.name, ImageDir: filepath.Join(dir.Path, "images"),
 		RegistryHosts: o.registryHosts, RegistryAudience: o.registryAudience,
 		Transport: transport, Workers: o.workers, Metrics: metrics, Log: log,
-		Ready: func() { fmt.Fprintf(o.out, "node %s is ready\n", o.name) },
+		Ready:           func() { fmt.Fprintf(o.out, "node %s is ready\n", o.name) },
+		NodeCredentials: o.nodeCredentials,
 	})
 	if err != nil {
 		return err
@@ -173,4 +177,20 @@ func startAgent(agent *nodeagent.Agent, log *slog.Logger) *runningAgent {
 func (r *runningAgent) Stop() {
 	r.cancel()
 	<-r.done
+}
+
+// nodeCredentials reads --pull-secret-file, if given.
+func (o *nodeOptions) nodeCredentials(context.Context) ([]*credentials.Config, error) {
+	if o.pullSecretFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(o.pullSecretFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := credentials.ParseConfig(data, credentials.Source{Kind: "node pull secret file", Name: o.pullSecretFile})
+	if err != nil {
+		return nil, err
+	}
+	return []*credentials.Config{cfg}, nil
 }

@@ -5,9 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/spf13/cobra"
@@ -43,6 +47,12 @@ type registryServeOptions struct {
 	tlsCert       string
 	tlsKey        string
 	blobTransfer  string
+	standalone    bool
+	htpasswd      string
+	tokenRealm    string
+	tokenService  string
+	tokenIssuer   string
+	tokenJWKS     string
 }
 
 func newRegistryServeCommand(g *globalOptions) *cobra.Command {
@@ -73,6 +83,12 @@ access by that cluster's RBAC. Blobs go to any distribution storage driver:
 	cmd.Flags().StringVar(&o.tlsCert, "tls-cert-file", "", "serve HTTPS with this certificate (required unless --listen is a loopback address)")
 	cmd.Flags().StringVar(&o.tlsKey, "tls-key-file", "", "key of --tls-cert-file")
 	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how filesystem blob GETs are copied: buffered or sendfile")
+	cmd.Flags().BoolVar(&o.standalone, "standalone", false, "a registry with no Kubernetes behind it: users from --htpasswd, or tokens from a separate token server (--token-realm)")
+	cmd.Flags().StringVar(&o.htpasswd, "htpasswd", "", "--standalone: Basic auth against this htpasswd file (bcrypt)")
+	cmd.Flags().StringVar(&o.tokenRealm, "token-realm", "", "--standalone: token auth; URL of the token server's endpoint (e.g. https://sso.example.com/token)")
+	cmd.Flags().StringVar(&o.tokenService, "token-service", "", "--standalone: the service name tokens are issued for")
+	cmd.Flags().StringVar(&o.tokenIssuer, "token-issuer", "", "--standalone: the issuer tokens must name")
+	cmd.Flags().StringVar(&o.tokenJWKS, "token-jwks", "", "--standalone: the token server's keys (its jwks.json)")
 	return cmd
 }
 
@@ -118,6 +134,9 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	if err != nil {
 		return err
 	}
+	if o.standalone {
+		return o.serveStandalone(ctx, dir.Path, storage, listener)
+	}
 	if o.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
 		if err != nil {
@@ -142,4 +161,45 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	<-ctx.Done()
 	running.Stop()
 	return nil
+}
+
+// serveStandalone serves a registry with no Kubernetes behind it.
+func (o *registryServeOptions) serveStandalone(ctx context.Context, dir string, storage configuration.Storage, listener net.Listener) error {
+	defer listener.Close()
+	secret, err := services.HTTPSecret(filepath.Join(dir, "http-secret"))
+	if err != nil {
+		return err
+	}
+	handler, err := registry.NewStandalone(ctx, registry.StandaloneConfig{
+		Storage: storage, HTTPSecret: secret, Htpasswd: o.htpasswd,
+		TokenRealm: o.tokenRealm, TokenService: o.tokenService, TokenIssuer: o.tokenIssuer, TokenJWKS: o.tokenJWKS,
+		Log: o.logger(),
+	})
+	if err != nil {
+		return err
+	}
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert-file %s: %w", o.tlsCert, err)
+		}
+		listener = tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	return serveUntilDone(ctx, o.out, "registry is serving on "+listener.Addr().String(), handler, listener)
+}
+
+// serveUntilDone serves handler on listener, prints ready on out, and stops when ctx ends.
+func serveUntilDone(ctx context.Context, out io.Writer, ready string, handler http.Handler, listener net.Listener) error {
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
+	errc := make(chan error, 1)
+	go func() { errc <- server.Serve(listener) }()
+	fmt.Fprintln(out, ready)
+	select {
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return server.Shutdown(shutdown)
+	case err := <-errc:
+		return err
+	}
 }

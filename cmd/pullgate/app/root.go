@@ -44,7 +44,7 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.PersistentFlags().IntVarP(&g.verbosity, "v", "v", 0, "log verbosity: 0 shows warnings of the embedded components, higher shows more")
-	root.AddCommand(newVersionCommand(g), newUpCommand(g), newRegistryCommand(g), newNodeCommand(g), newControllersCommand(g))
+	root.AddCommand(newVersionCommand(g), newUpCommand(g), newRegistryCommand(g), newNodeCommand(g), newControllersCommand(g), newTokenServerCommand(g))
 	// oc's commands, as oc spells them.
 	root.AddCommand(cli.Commands(genericiooptions.IOStreams{In: os.Stdin, Out: out, ErrOut: errOut})...)
 	return root

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"pullgate.dev/pullgate/internal/clusterpullsecret"
 	"pullgate.dev/pullgate/internal/controlplane"
 
 	"pullgate.dev/pullgate/internal/datadir"
@@ -25,6 +26,7 @@ import (
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/services"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // upOptions are the flags of `pullgate up`.
@@ -39,6 +41,8 @@ type upOptions struct {
 	registryBind string
 	// registryHostnames are more names clients reach the registry by.
 	registryHostnames []string
+	// pullSecret is a docker config.json stored as the cluster pull secret.
+	pullSecret string
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
@@ -63,6 +67,7 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().StringSliceVar(&o.controllers, "controllers", controlplane.DefaultControllers, "kube-controller-manager controllers to run")
 	cmd.Flags().IntVar(&o.registryPort, "registry-port", 5000, "port of the integrated registry and its token service (plain HTTP on loopback)")
 	cmd.Flags().StringVar(&o.registryBind, "registry-bind-address", "127.0.0.1", "address the registry listens on; anything but loopback is served over TLS with a certificate from the pullgate CA")
+	cmd.Flags().StringVar(&o.pullSecret, "pull-secret", "", "docker config.json to store as the cluster pull secret (pullgate-system/pull-secret), used by every node after a pod's own secrets")
 	cmd.Flags().StringSliceVar(&o.registryHostnames, "registry-hostname", nil, "another host[:port] clients reach the registry by (repeatable); written into the service accounts' pull secrets")
 	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how blob GETs are copied from disk: buffered or sendfile")
 	return cmd
@@ -151,6 +156,11 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err := services.EnsureIdentity(ctx, admin); err != nil {
 		return nil, nil, err
 	}
+	if o.pullSecret != "" {
+		if err := clusterpullsecret.Set(ctx, admin, o.pullSecret); err != nil {
+			return nil, nil, fmt.Errorf("--pull-secret %s: %w", o.pullSecret, err)
+		}
+	}
 	servicesConfig, err := clientCertConfig(adminConfig, ca, "services", services.User)
 	if err != nil {
 		return nil, nil, err
@@ -159,7 +169,9 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err != nil {
 		return nil, nil, err
 	}
-	var caFiles []string
+	// The node trusts the pullgate CA besides the system's: the registry's certificate
+	// off loopback, and any registry an administrator certifies with it.
+	caFiles := []string{filepath.Join(ca.Path, pki.CAFile)}
 	scheme := "http"
 	if ip := net.ParseIP(o.registryBind); ip == nil || !ip.IsLoopback() {
 		scheme = "https"
@@ -167,7 +179,6 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		if listener, err = o.tlsListener(ca, listener); err != nil {
 			return nil, nil, err
 		}
-		caFiles = []string{filepath.Join(ca.Path, pki.CAFile)}
 	}
 	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
 	running, err := services.Start(ctx, services.Config{
@@ -193,9 +204,14 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		ImageDir:         filepath.Join(plane.DataDir, "nodes", nodeName, "images"),
 		RegistryHosts:    names,
 		RegistryAudience: services.Service,
-		Transport:        transport,
-		Metrics:          running.Metrics,
-		Log:              log.With("component", "node-agent"),
+		// The node's credentials: the cluster pull secret, read by the in-process agent
+		// with the administrator's client (a node's identity may not read it).
+		NodeCredentials: func(ctx context.Context) ([]*credentials.Config, error) {
+			return clusterpullsecret.Get(ctx, admin)
+		},
+		Transport: transport,
+		Metrics:   running.Metrics,
+		Log:       log.With("component", "node-agent"),
 	})
 	if err != nil {
 		running.Stop()
