@@ -69,5 +69,8 @@ func Get(ctx context.Context, client kubernetes.Interface) ([]*credentials.Confi
 		return nil, err
 	}
 	cfg.Source.Kind = "cluster pull secret"
+	for i := range cfg.Entries {
+		cfg.Entries[i].Source.Kind = cfg.Source.Kind
+	}
 	return []*credentials.Config{cfg}, nil
 }

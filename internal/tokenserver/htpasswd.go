@@ -58,7 +58,7 @@ func (h *Htpasswd) AuthenticatePassword(_ context.Context, username, password st
 }
 
 // Grant lets a user do actions on repositories matching a glob (path.Match, e.g.
-// "repository-main/*").
+// "repository-main/*"; "*" alone is every repository).
 type Grant struct {
 	User    string
 	Repos   string
@@ -91,7 +91,7 @@ func (g Grants) Allowed(user rbacauthz.User, req rbacauthz.Request) (bool, strin
 		if gr.User != user.Name && gr.User != "*" {
 			continue
 		}
-		if ok, _ := path.Match(gr.Repos, repo); !ok {
+		if ok, _ := path.Match(gr.Repos, repo); !ok && gr.Repos != "*" {
 			continue
 		}
 		for _, a := range gr.Actions {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"pullgate.dev/pullgate/internal/rbacauthz"
 )
 
 func TestParseScope(t *testing.T) {
@@ -85,4 +87,32 @@ func FuzzParseScope(f *testing.F) {
 			t.Fatalf("%q → %+v → %q → %+v, %v", raw, s, s.String(), again, err)
 		}
 	})
+}
+
+func TestGrants(t *testing.T) {
+	var g Grants
+	for _, s := range []string{"main-user=repository-main/*:pull", "developer=*:pull,push"} {
+		gr, err := ParseGrant(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g = append(g, gr)
+	}
+	for _, tc := range []struct {
+		user, action, ns, name string
+		want                   bool
+	}{
+		{"main-user", "pull", "repository-main", "app", true},
+		{"main-user", "pull", "other", "app", false},
+		{"main-user", "push", "repository-main", "app", false},
+		{"developer", "push", "team", "app", true},
+		{"nobody", "pull", "team", "app", false},
+	} {
+		if got, _ := g.Allowed(rbacauthz.User{Name: tc.user}, RequestFor(tc.action, tc.ns, tc.name)); got != tc.want {
+			t.Errorf("%s %s %s/%s: %v, want %v", tc.user, tc.action, tc.ns, tc.name, got, tc.want)
+		}
+	}
+	if _, err := ParseGrant("no-equals"); err == nil {
+		t.Error("a grant without USER= was accepted")
+	}
 }

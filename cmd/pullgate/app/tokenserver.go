@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 type tokenServerOptions struct {
 	*globalOptions
 	listen, dataDir, htpasswd, service, issuer string
+	tlsCert, tlsKey                            string
 	grants                                     []string
 }
 
@@ -42,6 +44,8 @@ written to --data-dir/jwks.json for the registry's --token-jwks.`,
 	cmd.Flags().StringArrayVar(&o.grants, "grant", nil, "USER=REPOSITORY-GLOB:ACTIONS, e.g. alice=team/*:pull (repeatable; USER * is anyone who signs in)")
 	cmd.Flags().StringVar(&o.service, "service", "registry", "service name the tokens are issued for")
 	cmd.Flags().StringVar(&o.issuer, "issuer", "pullgate-token-server", "issuer the tokens name")
+	cmd.Flags().StringVar(&o.tlsCert, "tls-cert-file", "", "serve HTTPS with this certificate (clients refuse an http realm for an https registry)")
+	cmd.Flags().StringVar(&o.tlsKey, "tls-key-file", "", "key of --tls-cert-file")
 	return cmd
 }
 
@@ -84,6 +88,14 @@ func (o *tokenServerOptions) Run(ctx context.Context) error {
 	listener, err := services.Listen(o.listen, "--listen")
 	if err != nil {
 		return err
+	}
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			listener.Close()
+			return fmt.Errorf("--tls-cert-file %s: %w", o.tlsCert, err)
+		}
+		listener = tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	log := o.logger()
 	mux := http.NewServeMux()

@@ -1,0 +1,271 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	corev1 "k8s.io/api/core/v1"
+
+	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/pkg/credentials"
+)
+
+// The second half of the seed, end to end, with real processes and host names:
+// privateregistry.example.com (a standalone registry with htpasswd users) and a second
+// one that delegates authentication to sso.example.com (a separate token server).
+// (The first half, cross-project pulls, is TestSeedCrossProjectCommands.)
+func TestSeedSecuredRegistries(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	addHosts(t, "privateregistry.example.com", "delegating.example.com", "sso.example.com")
+	cli := newCLI(t)
+	dir := t.TempDir()
+
+	// Users: developer may pull everything, main-user only repository-main/*.
+	htpasswd := filepath.Join(dir, "htpasswd")
+	writeHtpasswd(t, htpasswd, map[string]string{"developer": "dev-pass", "main-user": "main-pass"})
+	ca, err := pki.Open(filepath.Join(env.DataDir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.ServingCert("seed-registries", []string{"privateregistry.example.com", "delegating.example.com", "sso.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certDir := t.TempDir() // for skopeo: the CA that signed the registries' certificate
+	copyFile(t, filepath.Join(ca.Path, pki.CAFile), filepath.Join(certDir, "ca.crt"))
+
+	// 2. A private registry with Basic auth.
+	port := freePort(t)
+	private := fmt.Sprintf("privateregistry.example.com:%d", port)
+	registryA := startProcess(t, "registry is serving", "registry", "serve", "--standalone", "--htpasswd", htpasswd,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", t.TempDir(), "--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
+	caEnv := "SSL_CERT_FILE=" + filepath.Join(ca.Path, pki.CAFile)
+	adminCfg := basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}})
+	for _, repo := range []string{"repository-main/app", "other/app"} {
+		pushWithEnv(t, ctx, adminCfg, private+"/"+repo+":v1", caEnv)
+	}
+
+	dockerJSON := filepath.Join(basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}}), "config.json")
+	authJSON := filepath.Join(t.TempDir(), "auth.json")
+	copyFile(t, dockerJSON, authJSON)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"docker", []string{"create", "secret", "generic", "pull", "--from-file=.dockerconfigjson=" + dockerJSON, "--type=kubernetes.io/dockerconfigjson"}},
+		{"podman", []string{"create", "secret", "generic", "pull", "--from-file=" + authJSON, "--type=kubernetes.io/podmanconfigjson"}},
+		{"flags", []string{"create", "secret", "docker-registry", "pull", "--docker-server=" + private, "--docker-username=developer", "--docker-password=dev-pass", "--docker-email=unused"}},
+	} {
+		ns := createNamespace(t, ctx, "private-"+tc.name)
+		waitForServiceAccount(t, ctx, ns, "default")
+		cli.ok(ctx, "secret/pull created\n", append(tc.args, "-n", ns)...)
+		cli.ok(ctx, "", "secrets", "link", "default", "pull", "--for=pull", "-n", ns)
+		waitForCondition(t, ctx, ns, createPod(t, ctx, ns, "app", private+"/other/app:v1"), corev1.ConditionTrue, 30*time.Second)
+	}
+
+	// 3. One file, two users: the repository-main entry pulls repository-main/…,
+	// the registry's entry everything else; the registry's log says who pulled what.
+	both := filepath.Join(basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}, private + "/repository-main": {"main-user", "main-pass"}}), "config.json")
+	ns := createNamespace(t, ctx, "two-users")
+	waitForServiceAccount(t, ctx, ns, "default")
+	cli.ok(ctx, "secret/pull created\n", "create", "secret", "generic", "pull", "--from-file=.dockerconfigjson="+both, "--type=kubernetes.io/dockerconfigjson", "-n", ns)
+	cli.ok(ctx, "", "secrets", "link", "default", "pull", "--for=pull", "-n", ns)
+	waitForCondition(t, ctx, ns, createPod(t, ctx, ns, "main", private+"/repository-main/app:v1"), corev1.ConditionTrue, 30*time.Second)
+	waitForCondition(t, ctx, ns, createPod(t, ctx, ns, "other", private+"/other/app:v1"), corev1.ConditionTrue, 30*time.Second)
+	log := registryA.Output()
+	for _, want := range []string{"path=/v2/repository-main/app/manifests/v1 status=200 user=main-user", "path=/v2/other/app/manifests/v1 status=200 user=developer"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the registry's log does not show %q:\n%s", want, lastLines(log, 20))
+		}
+	}
+
+	// 4. Delegated authentication: a registry whose tokens come from sso.example.com.
+	ssoPort, regPort := freePort(t), freePort(t)
+	sso := fmt.Sprintf("sso.example.com:%d", ssoPort)
+	delegating := fmt.Sprintf("delegating.example.com:%d", regPort)
+	ssoDir := t.TempDir()
+	ssoUsers := filepath.Join(dir, "sso-htpasswd")
+	writeHtpasswd(t, ssoUsers, map[string]string{"developer@example.com": "sso-pass"})
+	startProcess(t, "token server is serving", "token-server", "--listen", fmt.Sprintf("127.0.0.1:%d", ssoPort), "--data-dir", ssoDir,
+		"--htpasswd", ssoUsers, "--grant", "developer@example.com=*:pull,push", "--service", "delegating", "--issuer", "sso",
+		"--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
+	startProcess(t, "registry is serving", "registry", "serve", "--standalone", "--listen", fmt.Sprintf("127.0.0.1:%d", regPort), "--data-dir", t.TempDir(),
+		"--token-realm", "https://"+sso+"/token", "--token-service", "delegating", "--token-issuer", "sso", "--token-jwks", filepath.Join(ssoDir, "jwks.json"),
+		"--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
+	ssoCfg := basicDockerConfig(t, map[string][2]string{delegating: {"developer@example.com", "sso-pass"}})
+	pushWithEnv(t, ctx, ssoCfg, delegating+"/team/app:v1", caEnv)
+
+	ns = createNamespace(t, ctx, "delegated")
+	waitForServiceAccount(t, ctx, ns, "default")
+	cli.ok(ctx, "secret/redhat-connect-sso created\n", "create", "secret", "docker-registry",
+		"--docker-server="+sso, "--docker-username=developer@example.com", "--docker-password=sso-pass", "--docker-email=unused",
+		"redhat-connect-sso", "-n", ns)
+	cli.ok(ctx, "secret/private-registry created\n", "create", "secret", "docker-registry",
+		"--docker-server="+delegating, "--docker-username=developer@example.com", "--docker-password=not-the-sso-password", "--docker-email=unused",
+		"private-registry", "-n", ns)
+	cli.ok(ctx, "", "secrets", "link", "default", "redhat-connect-sso", "private-registry", "--for=pull", "-n", ns)
+	pod := createPod(t, ctx, ns, "app", delegating+"/team/app:v1")
+	waitForCondition(t, ctx, ns, pod, corev1.ConditionTrue, 30*time.Second)
+	if ev := waitForEvent(t, ctx, ns, pod, "Pulled"); !strings.Contains(ev, "redhat-connect-sso") || !strings.Contains(ev, "token from "+sso) {
+		t.Errorf("Pulled event %q does not say the token host's credential was used", ev)
+	}
+
+	ns = createNamespace(t, ctx, "delegated-wrong")
+	waitForServiceAccount(t, ctx, ns, "default")
+	cli.ok(ctx, "", "create", "secret", "docker-registry", "--docker-server="+sso, "--docker-username=developer@example.com",
+		"--docker-password=wrong", "--docker-email=unused", "redhat-connect-sso", "-n", ns)
+	cli.ok(ctx, "", "secrets", "link", "default", "redhat-connect-sso", "--for=pull", "-n", ns)
+	w := waitForWaiting(t, ctx, ns, createPod(t, ctx, ns, "app", delegating+"/team/app:v1"), "ImagePullBackOff", 30*time.Second)
+	if !strings.Contains(w.Message, "token service "+sso) {
+		t.Errorf("back-off message does not name the token host %s:\n%s", sso, w.Message)
+	}
+
+	// 5. The cluster pull secret alone: a pod with no secret of its own pulls.
+	cli.ok(ctx, "secret/pull-secret updated in namespace pullgate-system\n", "adm", "set-pull-secret", dockerJSON)
+	t.Cleanup(func() {
+		empty := filepath.Join(t.TempDir(), "empty.json")
+		_ = os.WriteFile(empty, []byte(`{"auths": {}}`), 0o600)
+		cli.run(context.Background(), "adm", "set-pull-secret", empty)
+	})
+	ns = createNamespace(t, ctx, "cluster-secret")
+	waitForServiceAccount(t, ctx, ns, "default")
+	pod = createPod(t, ctx, ns, "app", private+"/repository-main/app:v1")
+	waitForCondition(t, ctx, ns, pod, corev1.ConditionTrue, 30*time.Second)
+	if ev := waitForEvent(t, ctx, ns, pod, "Pulled"); !strings.Contains(ev, "cluster pull secret") {
+		t.Errorf("Pulled event %q does not say the cluster pull secret was used", ev)
+	}
+
+	// 6. skopeo reads the same auth.json the Podman secret was made from.
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, skopeo, "inspect", "--authfile", authJSON, "--cert-dir", certDir, "docker://"+private+"/other/app:v1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"Digest"`) {
+		t.Errorf("skopeo with the auth.json: %v\n%s", err, out)
+	}
+}
+
+// addHosts points names at 127.0.0.1 in /etc/hosts for the test, and takes them out after.
+func addHosts(t *testing.T, names ...string) {
+	t.Helper()
+	const file = "/etc/hosts"
+	before, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := "127.0.0.1 " + strings.Join(names, " ") + " # pullgate e2e\n"
+	if err := os.WriteFile(file, append(before, []byte(line)...), 0o644); err != nil {
+		t.Fatalf("cannot make the test's host names resolve: %v", err)
+	}
+	t.Cleanup(func() {
+		now, err := os.ReadFile(file)
+		if err == nil {
+			_ = os.WriteFile(file, []byte(strings.Replace(string(now), line, "", 1)), 0o644)
+		}
+	})
+}
+
+func writeHtpasswd(t *testing.T, file string, users map[string]string) {
+	t.Helper()
+	var b strings.Builder
+	for u, p := range users {
+		hash, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s:%s\n", u, hash)
+	}
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// basicDockerConfig writes a DOCKER_CONFIG directory with key → (user, password).
+func basicDockerConfig(t *testing.T, entries map[string][2]string) string {
+	t.Helper()
+	var data []byte
+	var err error
+	for key, up := range entries {
+		if data, err = credentials.SetAuth(data, key, credentials.Credential{Username: up[0], Password: up[1]}, credentials.Docker); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// pushWithEnv pushes a one-layer image with crane, trusting the CA in extraEnv.
+func pushWithEnv(t *testing.T, ctx context.Context, dockerConfig, image, extraEnv string) {
+	t.Helper()
+	crane, err := harness.Tool("crane")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte(image), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layer := filepath.Join(dir, "layer.tar")
+	if out, err := runTar(ctx, layer, dir, "hello.txt"); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	cmd := exec.CommandContext(ctx, crane, "append", "-f", layer, "-t", image)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig, extraEnv)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("crane push %s: %v\n%s", image, err, out)
+	}
+}
+
+func startProcess(t *testing.T, ready string, args ...string) *harness.Process {
+	t.Helper()
+	p, err := harness.StartProcess(ready, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(p.Stop) })
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
