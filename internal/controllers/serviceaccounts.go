@@ -70,19 +70,9 @@ func NewServiceAccounts(client kubernetes.Interface, factory informers.SharedInf
 
 // Run processes namespaces until ctx ends.
 func (c *ServiceAccounts) Run(ctx context.Context, workers int) error {
-	defer utilruntime.HandleCrash()
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return fmt.Errorf("serviceaccounts controller: caches did not sync: %w", context.Cause(ctx))
-	}
-	for range workers {
-		go wait.UntilWithContext(ctx, func(ctx context.Context) {
-			for processNext(ctx, c.queue, c.sync, c.log) {
-			}
-		}, time.Second)
-	}
-	<-ctx.Done()
-	return nil
+	return runWorkers(ctx, "serviceaccounts", c.synced, c.queue, workers, func(ctx context.Context) bool {
+		return processNext(ctx, c.queue, c.sync, c.log)
+	})
 }
 
 func (c *ServiceAccounts) sync(ctx context.Context, name string) error {
@@ -110,6 +100,24 @@ func (c *ServiceAccounts) sync(ctx context.Context, name string) error {
 
 // fieldManager names pullgate's controllers in managedFields.
 const fieldManager = "pullgate-controllers"
+
+// runWorkers waits for the caches, then runs workers that call process until it says
+// the queue is shut down, until ctx ends: every controller's Run.
+func runWorkers(ctx context.Context, name string, synced []cache.InformerSynced, queue workqueue.TypedRateLimitingInterface[string], workers int, process func(context.Context) bool) error {
+	defer utilruntime.HandleCrash()
+	defer queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("%s controller: caches did not sync: %w", name, context.Cause(ctx))
+	}
+	for range workers {
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			for process(ctx) {
+			}
+		}, time.Second)
+	}
+	<-ctx.Done()
+	return nil
+}
 
 // processNext runs sync for the next key of queue, retrying with back-off on error.
 func processNext(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string], sync func(context.Context, string) error, log *slog.Logger) bool {

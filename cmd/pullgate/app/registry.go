@@ -138,12 +138,9 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 		return o.serveStandalone(ctx, dir.Path, storage, listener)
 	}
 	if o.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			listener.Close()
-			return fmt.Errorf("--tls-cert-file %s: %w", o.tlsCert, err)
+		if listener, err = withTLS(listener, o.tlsCert, o.tlsKey); err != nil {
+			return err
 		}
-		listener = tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	scheme := "http"
 	if o.tlsCert != "" {
@@ -179,11 +176,9 @@ func (o *registryServeOptions) serveStandalone(ctx context.Context, dir string, 
 		return err
 	}
 	if o.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return fmt.Errorf("--tls-cert-file %s: %w", o.tlsCert, err)
+		if listener, err = withTLS(listener, o.tlsCert, o.tlsKey); err != nil {
+			return err
 		}
-		listener = tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	return serveUntilDone(ctx, o.out, "registry is serving on "+listener.Addr().String(), handler, listener)
 }
@@ -202,4 +197,14 @@ func serveUntilDone(ctx context.Context, out io.Writer, ready string, handler ht
 	case err := <-errc:
 		return err
 	}
+}
+
+// withTLS serves listener over TLS with the given certificate; on error it closes it.
+func withTLS(listener net.Listener, certFile, keyFile string) (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		listener.Close()
+		return nil, fmt.Errorf("--tls-cert-file %s: %w", certFile, err)
+	}
+	return tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }

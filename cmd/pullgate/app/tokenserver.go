@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -90,12 +89,9 @@ func (o *tokenServerOptions) Run(ctx context.Context) error {
 		return err
 	}
 	if o.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			listener.Close()
-			return fmt.Errorf("--tls-cert-file %s: %w", o.tlsCert, err)
+		if listener, err = withTLS(listener, o.tlsCert, o.tlsKey); err != nil {
+			return err
 		}
-		listener = tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	log := o.logger()
 	mux := http.NewServeMux()
