@@ -72,9 +72,8 @@ func NewPullSecrets(client kubernetes.Interface, factory, labelled informers.Sha
 	slices.Sort(names)
 	c := &PullSecrets{
 		client: client, accounts: sa.Lister(), secrets: sec.Lister(),
-		synced: []cache.InformerSynced{sa.Informer().HasSynced, sec.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullsecrets"}),
+		synced:        []cache.InformerSynced{sa.Informer().HasSynced, sec.Informer().HasSynced},
+		queue:         newQueue("pullsecrets"),
 		log:           log.With("controller", "pullsecrets"),
 		registryNames: slices.Compact(names),
 		audience:      audience,

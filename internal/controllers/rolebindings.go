@@ -9,7 +9,6 @@ import (
 	"log/slog"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -44,9 +43,8 @@ func NewRoleBindings(client kubernetes.Interface, factory informers.SharedInform
 		namespaces:   ns.Lister(),
 		roleBindings: rb.Lister(),
 		synced:       []cache.InformerSynced{ns.Informer().HasSynced, rb.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "rolebindings"}),
-		log: log.With("controller", "rolebindings"),
+		queue:        newQueue("rolebindings"),
+		log:          log.With("controller", "rolebindings"),
 	}
 	enqueueNamespace := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -59,16 +57,7 @@ func NewRoleBindings(client kubernetes.Interface, factory informers.SharedInform
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := rb.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if b, ok := obj.(*rbacv1.RoleBinding); ok {
-				c.queue.Add(b.Namespace)
-			}
-		},
-	}); err != nil {
+	if _, err := rb.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: enqueueNamespaceOf(c.queue)}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -82,15 +71,8 @@ func (c *RoleBindings) Run(ctx context.Context, workers int) error {
 }
 
 func (c *RoleBindings) sync(ctx context.Context, name string) error {
-	ns, err := c.namespaces.Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	if live, err := liveNamespace(c.namespaces, name); !live || err != nil {
 		return err
-	}
-	if ns.Status.Phase == corev1.NamespaceTerminating || ns.DeletionTimestamp != nil {
-		return nil
 	}
 	for _, want := range registryroles.RoleBindings(name) {
 		if _, err := c.roleBindings.RoleBindings(name).Get(want.Name); err == nil {

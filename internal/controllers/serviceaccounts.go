@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -40,9 +37,8 @@ func NewServiceAccounts(client kubernetes.Interface, factory informers.SharedInf
 	c := &ServiceAccounts{
 		client: client, namespaces: ns.Lister(), accounts: sa.Lister(),
 		synced: []cache.InformerSynced{ns.Informer().HasSynced, sa.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "serviceaccounts"}),
-		log: log.With("controller", "serviceaccounts"),
+		queue:  newQueue("serviceaccounts"),
+		log:    log.With("controller", "serviceaccounts"),
 	}
 	if _, err := ns.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
@@ -53,16 +49,7 @@ func NewServiceAccounts(client kubernetes.Interface, factory informers.SharedInf
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := sa.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if s, ok := obj.(*corev1.ServiceAccount); ok {
-				c.queue.Add(s.Namespace)
-			}
-		},
-	}); err != nil {
+	if _, err := sa.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: enqueueNamespaceOf(c.queue)}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -76,15 +63,8 @@ func (c *ServiceAccounts) Run(ctx context.Context, workers int) error {
 }
 
 func (c *ServiceAccounts) sync(ctx context.Context, name string) error {
-	ns, err := c.namespaces.Get(name)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	if live, err := liveNamespace(c.namespaces, name); !live || err != nil {
 		return err
-	}
-	if ns.Status.Phase == corev1.NamespaceTerminating || ns.DeletionTimestamp != nil {
-		return nil
 	}
 	for _, sa := range ProjectServiceAccounts {
 		if _, err := c.accounts.ServiceAccounts(name).Get(sa); err == nil {
@@ -96,41 +76,4 @@ func (c *ServiceAccounts) sync(ctx context.Context, name string) error {
 		}
 	}
 	return nil
-}
-
-// fieldManager names pullgate's controllers in managedFields.
-const fieldManager = "pullgate-controllers"
-
-// runWorkers waits for the caches, then runs workers that call process until it says
-// the queue is shut down, until ctx ends: every controller's Run.
-func runWorkers(ctx context.Context, name string, synced []cache.InformerSynced, queue workqueue.TypedRateLimitingInterface[string], workers int, process func(context.Context) bool) error {
-	defer utilruntime.HandleCrash()
-	defer queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return fmt.Errorf("%s controller: caches did not sync: %w", name, context.Cause(ctx))
-	}
-	for range workers {
-		go wait.UntilWithContext(ctx, func(ctx context.Context) {
-			for process(ctx) {
-			}
-		}, time.Second)
-	}
-	<-ctx.Done()
-	return nil
-}
-
-// processNext runs sync for the next key of queue, retrying with back-off on error.
-func processNext(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string], sync func(context.Context, string) error, log *slog.Logger) bool {
-	key, quit := queue.Get()
-	if quit {
-		return false
-	}
-	defer queue.Done(key)
-	if err := sync(ctx, key); err != nil {
-		log.Warn("not reconciled; retrying", "key", key, "err", err)
-		queue.AddRateLimited(key)
-		return true
-	}
-	queue.Forget(key)
-	return true
 }
