@@ -10,8 +10,6 @@ import (
 	"crypto/rand"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,19 +133,9 @@ func podPull(ctx context.Context, env *harness.Env, ns, name, image string) time
 }
 
 func metric(env *harness.Env, name string) float64 {
-	resp, err := http.Get("http://" + env.RegistryHost + "/metrics")
+	v, err := env.Metric(name)
 	check(err)
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			var v float64
-			fmt.Sscan(rest, &v)
-			return v
-		}
-	}
-	check(fmt.Errorf("metric %s not exported", name))
-	return 0
+	return v
 }
 
 func median(d []time.Duration) time.Duration {

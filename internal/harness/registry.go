@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,4 +70,26 @@ func Crane(ctx context.Context, dockerConfig string, args ...string) (string, er
 		return out.String(), fmt.Errorf("crane %s: %w: %s", strings.Join(args, " "), err, out.String())
 	}
 	return out.String(), nil
+}
+
+// Metric reads one sample (name with its labels, as exported) from the registry's
+// /metrics, where `up` also exports the node agent's metrics.
+func (e *Env) Metric(name string) (float64, error) {
+	resp, err := http.Get("http://" + e.RegistryHost + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			_, err := fmt.Sscan(rest, &v)
+			return v, err
+		}
+	}
+	return 0, fmt.Errorf("metric %s not exported", name)
 }

@@ -322,21 +322,11 @@ func TestBlobGetsBypassDistribution(t *testing.T) {
 
 func metricValue(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + env.RegistryHost + "/metrics")
+	v, err := env.Metric(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			var v float64
-			fmt.Sscan(rest, &v)
-			return v
-		}
-	}
-	t.Fatalf("metric %s not exported", name)
-	return 0
+	return v
 }
 
 // Bad input at the registry's door: oversize headers are refused before any work,
