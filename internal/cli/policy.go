@@ -190,7 +190,7 @@ func (o *RoleOptions) add(ctx context.Context) error {
 		}
 	} else if !holdsAll(binding.Subjects, o.Subjects) {
 		for _, s := range o.Subjects {
-			if !slices.ContainsFunc(binding.Subjects, func(x rbacv1.Subject) bool { return sameSubject(x, s, o.Namespace) }) {
+			if !slices.ContainsFunc(binding.Subjects, func(x rbacv1.Subject) bool { return sameSubject(x, s) }) {
 				binding.Subjects = append(binding.Subjects, s)
 			}
 		}
@@ -217,7 +217,7 @@ func (o *RoleOptions) remove(ctx context.Context) error {
 			continue
 		}
 		kept := slices.DeleteFunc(slices.Clone(b.Subjects), func(x rbacv1.Subject) bool {
-			return slices.ContainsFunc(o.Subjects, func(s rbacv1.Subject) bool { return sameSubject(x, s, o.Namespace) })
+			return slices.ContainsFunc(o.Subjects, func(s rbacv1.Subject) bool { return sameSubject(x, s) })
 		})
 		if len(kept) == len(b.Subjects) {
 			continue
@@ -288,14 +288,14 @@ func (o *RoleOptions) dryRunSuffix() string {
 
 func holdsAll(have, want []rbacv1.Subject) bool {
 	for _, w := range want {
-		if !slices.ContainsFunc(have, func(h rbacv1.Subject) bool { return sameSubject(h, w, "") }) {
+		if !slices.ContainsFunc(have, func(h rbacv1.Subject) bool { return sameSubject(h, w) }) {
 			return false
 		}
 	}
 	return true
 }
 
-func sameSubject(a, b rbacv1.Subject, _ string) bool {
+func sameSubject(a, b rbacv1.Subject) bool {
 	return a.Kind == b.Kind && a.Name == b.Name && a.Namespace == b.Namespace
 }
 

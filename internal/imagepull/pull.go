@@ -137,10 +137,7 @@ func (p *Puller) Pull(ctx context.Context, req Request) (*Result, error) {
 	for _, a := range attempts {
 		res, err := p.pullWith(ctx, ref, ch, a.sent)
 		if err == nil {
-			res.Used = a.held
-			if tokenHost != "" {
-				res.TokenHost = tokenHost
-			}
+			res.Used, res.TokenHost = a.held, tokenHost
 			if err := p.Store.Record(res.Manifest.Digest, a.held.ID); err != nil {
 				return nil, &Error{Reason: ReasonStore, Message: err.Error(), Err: err}
 			}

@@ -117,22 +117,18 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 	key := string(pod.UID) + "/" + c.Image
 	cached, present := a.puller.Store.Lookup(ref.Name())
 
-	switch {
-	case c.ImagePullPolicy == corev1.PullNever && !present:
+	if c.ImagePullPolicy == corev1.PullNever && !present {
 		s.reason = ReasonErrImageNeverPull
 		s.message = fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
 		a.event(pod, c, corev1.EventTypeWarning, ReasonErrImageNeverPull, s.message)
 		return s
-	case present && c.ImagePullPolicy != corev1.PullAlways:
-		if wait, inBackoff := a.inBackoff(pod, c, key, &s); inBackoff {
-			s.retryAfter = wait
-			return s
-		}
-		return a.usePresent(ctx, pod, c, creds, key, cached, s)
 	}
 	if wait, inBackoff := a.inBackoff(pod, c, key, &s); inBackoff {
 		s.retryAfter = wait
 		return s
+	}
+	if present && c.ImagePullPolicy != corev1.PullAlways {
+		return a.usePresent(ctx, pod, c, creds, key, cached, s)
 	}
 	return a.pull(ctx, pod, c, creds, key, ref, s)
 }
