@@ -56,8 +56,10 @@ fuzz:
 ## bench: start-to-ready time, stop time and peak RSS of `pullgate up`, and the Go
 ## benchmarks of the library packages, each beside its goal or anchor.
 bench: tools build
+	@./hack/install-bench-tools.sh
 	$(GO) run ./hack/benchup -bin $(BIN)/pullgate -runs 3
 	$(GO) run ./hack/benchregistry
+	$(GO) run ./hack/benchsecurity
 	$(GO) run ./hack/benchpull
 	$(GO) run ./hack/benchcontrollers
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...

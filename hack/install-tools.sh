@@ -21,12 +21,11 @@ if [ "$(cat "$bin/.conformance-version" 2>/dev/null)" != "$conformance_version" 
   echo "$conformance_version" > "$bin/.conformance-version"
 fi
 
-# skopeo and podman, unmodified, from Debian (podman runs as root, no daemon), and
-# Debian's docker-registry 2.8.2, the reference `make bench` compares the registry with.
-if ! command -v skopeo >/dev/null || ! command -v podman >/dev/null || ! command -v docker-registry >/dev/null; then
-  echo "installing skopeo, podman and docker-registry"
+# skopeo and podman, unmodified, from Debian (podman runs without a daemon).
+if ! command -v skopeo >/dev/null || ! command -v podman >/dev/null; then
+  echo "installing skopeo and podman"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q skopeo podman docker-registry
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q skopeo podman
 fi

@@ -2,6 +2,7 @@ package imageapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,38 +14,89 @@ import (
 	"k8s.io/client-go/util/retry"
 )
 
-// Streams reads and writes ImageStreams.
+// Streams reads and writes ImageStreams through the API.
 type Streams struct {
 	Client dynamic.Interface
 }
 
-// RecordTag makes namespace/name exist and points tag at digest, keeping the tag's
-// history (newest first, at most MaxTagHistory). A push of an untagged manifest
-// (by digest) passes an empty tag and only makes sure the stream exists.
-func (s Streams) RecordTag(ctx context.Context, namespace, name, repository, tag, digest, mediaType string) error {
+// ErrStreamReplaced means the ImageStream a push began with was deleted (and maybe
+// made again) before the push ended.
+var ErrStreamReplaced = errors.New("the imagestream was deleted during the push")
+
+// Get returns the UID of ImageStream namespace/name, read from the API (not a
+// cache); exists is false when there is none.
+func (s Streams) Get(ctx context.Context, namespace, name string) (uid string, exists bool, err error) {
+	obj, err := s.Client.Resource(GVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return string(obj.GetUID()), true, nil
+}
+
+// Ensure returns the UID of ImageStream namespace/name, making it (pointing at
+// repository) when there is none; created says whether this call made it. The
+// namespace must exist: its absence is a NotFound error.
+func (s Streams) Ensure(ctx context.Context, namespace, name, repository string) (uid string, created bool, err error) {
+	res := s.Client.Resource(GVR).Namespace(namespace)
+	for range 3 {
+		if uid, exists, err := s.Get(ctx, namespace, name); err != nil || exists {
+			return uid, false, err
+		}
+		obj, err := res.Create(ctx, toUnstructured(&ImageStream{
+			TypeMeta:   metav1.TypeMeta{APIVersion: Group + "/" + Version, Kind: Kind},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		}), metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			continue // made by another push a moment ago
+		}
+		if err != nil {
+			return "", false, err
+		}
+		is, err := fromUnstructured(obj)
+		if err != nil {
+			return "", false, err
+		}
+		is.Status.DockerImageRepository = repository
+		if _, err := res.UpdateStatus(ctx, toUnstructured(is), metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+			return "", false, err
+		}
+		return string(obj.GetUID()), true, nil
+	}
+	return "", false, fmt.Errorf("imagestream %s/%s: made and deleted again while being made", namespace, name)
+}
+
+// RecordTag points tag at digest in ImageStream namespace/name, whose UID must be uid,
+// keeping the tag's history (newest first, at most MaxTagHistory). A stream that is
+// gone or was made again is ErrStreamReplaced: its tags are not this push's.
+func (s Streams) RecordTag(ctx context.Context, namespace, name, uid, repository, tag, digest, mediaType string) error {
+	return s.update(ctx, namespace, name, uid, func(st *ImageStreamStatus) bool {
+		return applyTag(st, repository, tag, digest, mediaType, time.Now())
+	})
+}
+
+// update applies change to the status of ImageStream namespace/name (of UID uid),
+// retrying on conflicts; change reports whether it changed anything.
+func (s Streams) update(ctx context.Context, namespace, name, uid string, change func(*ImageStreamStatus) bool) error {
 	res := s.Client.Resource(GVR).Namespace(namespace)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		obj, err := res.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			obj, err = res.Create(ctx, toUnstructured(&ImageStream{
-				TypeMeta:   metav1.TypeMeta{APIVersion: Group + "/" + Version, Kind: Kind},
-				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-			}), metav1.CreateOptions{})
-			if apierrors.IsAlreadyExists(err) {
-				return apierrors.NewConflict(GVR.GroupResource(), name, err)
-			}
+		if apierrors.IsNotFound(err) || err == nil && string(obj.GetUID()) != uid {
+			return fmt.Errorf("imagestream %s/%s: %w", namespace, name, ErrStreamReplaced)
 		}
 		if err != nil {
 			return err
 		}
-		var is ImageStream
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &is); err != nil {
-			return fmt.Errorf("imagestream %s/%s: %w", namespace, name, err)
+		is, err := fromUnstructured(obj)
+		if err != nil {
+			return err
 		}
-		if !applyTag(&is.Status, repository, tag, digest, mediaType, time.Now()) {
+		if !change(&is.Status) {
 			return nil
 		}
-		_, err = res.UpdateStatus(ctx, toUnstructured(&is), metav1.UpdateOptions{})
+		_, err = res.UpdateStatus(ctx, toUnstructured(is), metav1.UpdateOptions{})
 		return err
 	})
 }
@@ -73,6 +125,14 @@ func applyTag(st *ImageStreamStatus, repository, tag, digest, mediaType string, 
 	}
 	st.Tags = append(st.Tags, NamedTagEventList{Tag: tag, Items: []TagEvent{event}})
 	return true
+}
+
+func fromUnstructured(obj *unstructured.Unstructured) (*ImageStream, error) {
+	var is ImageStream
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &is); err != nil {
+		return nil, fmt.Errorf("imagestream %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+	}
+	return &is, nil
 }
 
 func toUnstructured(is *ImageStream) *unstructured.Unstructured {

@@ -30,6 +30,9 @@ const (
 	ReasonNoPlatform           = "NoMatchingPlatform"
 	ReasonStore                = "StoreError"
 	ReasonRegistryError        = "RegistryError"
+	// ReasonForeignRealm is a registry that names pullgate's own token service as its
+	// realm, for an image that is not on pullgate's registry: nothing is sent to it.
+	ReasonForeignRealm = "ForeignTokenRealm"
 )
 
 // Error is a failed pull: a reason for machines and one line for people, which
@@ -65,17 +68,21 @@ func authFailure(err error) bool {
 }
 
 // explain turns the failures of one pull into one Error.
-func explain(ref name.Reference, tokenHost string, noCredentials bool, failures []failure) *Error {
+func explain(ref name.Reference, pl *plan, noCredentials bool, failures []failure) *Error {
 	last := failures[len(failures)-1]
 	repo := ref.Context().Name()
 	registry := ref.Context().RegistryStr()
 	if !authFailure(last.err) {
-		return classify(last.err, ref, tokenHost)
+		return classify(last.err, ref, pl.tokenHost)
+	}
+	withheld := ""
+	if pl.withheld != "" {
+		withheld = " (" + pl.withheld + ")"
 	}
 	if noCredentials && len(failures) == 1 {
 		return &Error{Reason: ReasonNoCredentialMatched, Err: last.err, Message: fmt.Sprintf(
-			"no credential matched registry %s, and %s refused an anonymous pull of %s: %s; give the pod a pull secret for %s (pullgate create secret docker-registry NAME --docker-server=%s --docker-username=… --docker-password=…, then pullgate secrets link default NAME --for=pull)",
-			registry, refuser(last.err, registry), repo, registryMessage(last.err), registry, registry)}
+			"no credential matched registry %s%s, and %s refused an anonymous pull of %s: %s; give the pod a pull secret for %s (pullgate create secret docker-registry NAME --docker-server=%s --docker-username=… --docker-password=…, then pullgate secrets link default NAME --for=pull)",
+			registry, withheld, refuser(last.err, registry), repo, registryMessage(last.err), registry, registry)}
 	}
 	var tried []string
 	for _, f := range failures {
@@ -85,7 +92,7 @@ func explain(ref name.Reference, tokenHost string, noCredentials bool, failures 
 		}
 		tried = append(tried, fmt.Sprintf("as %s: %s refused: %s", as, refuser(f.err, registry), registryMessage(f.err)))
 	}
-	return &Error{Reason: ReasonUnauthorized, Err: last.err, Message: fmt.Sprintf("unauthorized to pull %s: %s", repo, strings.Join(tried, "; "))}
+	return &Error{Reason: ReasonUnauthorized, Err: last.err, Message: fmt.Sprintf("unauthorized to pull %s: %s%s", repo, strings.Join(tried, "; "), withheld)}
 }
 
 // refuser names who refused: the registry, or the token service on its own host.

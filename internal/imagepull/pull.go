@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,11 +42,15 @@ func (c Credential) anonymous() bool { return c.Auth == (authn.AuthConfig{}) }
 // Request is one image to pull, with the credentials to try.
 type Request struct {
 	Image string
-	// Credentials are tried in order; none means an anonymous pull.
+	// Credentials are the ones held for the image's registry, tried in order; none
+	// means an anonymous pull.
 	Credentials []Credential
-	// TokenHostCredentials returns the credentials for a token service on another host
-	// than the registry (delegated authentication); they are tried first there.
-	TokenHostCredentials func(host string) []Credential
+	// RealmCredentials returns the credentials held for a token service on another
+	// host than the registry (delegated authentication, the seed's sso.redhat.com).
+	// They are tried first, but only under the seed's rule — "pull secrets must be
+	// defined for both the authentication and registry endpoints" — so a registry
+	// the pod holds no credential for gets none of them.
+	RealmCredentials func(host string) []Credential
 }
 
 // Result is a pull that worked.
@@ -73,6 +80,10 @@ type Puller struct {
 	Parallel int
 	// Platform is the node's platform (default linux/GOARCH).
 	Platform *v1.Platform
+	// IntegratedHosts are the names of pullgate's integrated registry. Its token
+	// service is asked for tokens only for images on one of them: a registry elsewhere
+	// that names it as its realm is refused.
+	IntegratedHosts []string
 }
 
 func (p *Puller) platform() v1.Platform {
@@ -94,32 +105,91 @@ type attempt struct {
 	held, sent Credential
 }
 
+// plan is how one pull will authenticate.
+type plan struct {
+	challenge *transport.Challenge
+	attempts  []attempt
+	// tokenHost is the token service's host when it is not the registry's.
+	tokenHost string
+	// withheld says why credentials held for tokenHost were not sent, if they were not.
+	withheld string
+}
+
 // plan pings the registry and lists the attempts in order. When the token service
-// is on another host, the credentials for that host go first, then the image's.
-func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*transport.Challenge, []attempt, string, error) {
+// is on another host, the credentials for that host go first, then the image's —
+// only if the pod holds a credential for the image's registry, and never over plain
+// HTTP off loopback. A foreign registry whose realm is pullgate's own token service
+// is refused outright.
+func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*plan, error) {
 	reg := ref.Context().Registry
 	ch, err := transport.Ping(ctx, reg, p.transport())
 	if err != nil {
-		return nil, nil, "", connError(err, reg.RegistryStr(), "")
+		return nil, connError(err, reg.RegistryStr(), "")
+	}
+	pl := &plan{challenge: ch}
+	realm := bearerRealm(ch)
+	if realm != nil && !strings.EqualFold(realm.Host, reg.RegistryStr()) {
+		pl.tokenHost = realm.Host
+		if p.integrated(realm.Host) && !p.integrated(reg.RegistryStr()) {
+			return nil, &Error{Reason: ReasonForeignRealm, Message: fmt.Sprintf(
+				"registry %s names pullgate's own token service (%s) as where to get its tokens; pullgate's tokens are only for pullgate's registry, so no credential or token is sent: pull %s from the registry that holds it",
+				reg.RegistryStr(), realm.Redacted(), ref.Context().RepositoryStr())}
+		}
+		var realmCreds []Credential
+		if req.RealmCredentials != nil {
+			realmCreds = req.RealmCredentials(pl.tokenHost)
+		}
+		switch {
+		case len(realmCreds) == 0:
+		case len(req.Credentials) == 0:
+			pl.withheld = fmt.Sprintf("the credential for token service %s was not sent, because delegated authentication needs pull secrets for both the authentication and registry endpoints, and none is for registry %s",
+				pl.tokenHost, reg.RegistryStr())
+		case !secureRealm(realm):
+			pl.withheld = fmt.Sprintf("the credential for token service %s was not sent over plain HTTP (%s)", pl.tokenHost, realm.Redacted())
+		default:
+			for _, c := range realmCreds {
+				pl.attempts = append(pl.attempts, attempt{held: c, sent: c})
+			}
+		}
 	}
 	held := req.Credentials
 	if len(held) == 0 {
 		held = []Credential{Anonymous}
 	}
-	var attempts []attempt
-	tokenHost := ""
-	if realm, err := url.Parse(ch.Parameters["realm"]); err == nil && realm.Host != "" && realm.Host != reg.RegistryStr() {
-		tokenHost = realm.Host
-		if req.TokenHostCredentials != nil {
-			for _, c := range req.TokenHostCredentials(tokenHost) {
-				attempts = append(attempts, attempt{held: c, sent: c})
-			}
-		}
-	}
 	for _, c := range held {
-		attempts = append(attempts, attempt{held: c, sent: c})
+		pl.attempts = append(pl.attempts, attempt{held: c, sent: c})
 	}
-	return ch, attempts, tokenHost, nil
+	return pl, nil
+}
+
+// bearerRealm is the token service a Bearer challenge names, or nil.
+func bearerRealm(ch *transport.Challenge) *url.URL {
+	if !strings.EqualFold(ch.Scheme, "bearer") {
+		return nil
+	}
+	realm, err := url.Parse(ch.Parameters["realm"])
+	if err != nil || realm.Host == "" {
+		return nil
+	}
+	return realm
+}
+
+// secureRealm reports whether credentials may be sent to realm: over HTTPS, or to
+// this machine.
+func secureRealm(realm *url.URL) bool {
+	if realm.Scheme == "https" {
+		return true
+	}
+	host := realm.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (p *Puller) integrated(host string) bool {
+	return slices.ContainsFunc(p.IntegratedHosts, func(h string) bool { return strings.EqualFold(h, host) })
 }
 
 // Pull pulls req.Image, trying each credential until one works. Its error is an
@@ -129,15 +199,15 @@ func (p *Puller) Pull(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
 	}
-	ch, attempts, tokenHost, err := p.plan(ctx, ref, req)
+	pl, err := p.plan(ctx, ref, req)
 	if err != nil {
 		return nil, err
 	}
 	var failures []failure
-	for _, a := range attempts {
-		res, err := p.pullWith(ctx, ref, ch, a.sent)
+	for _, a := range pl.attempts {
+		res, err := p.pullWith(ctx, ref, pl.challenge, a.sent)
 		if err == nil {
-			res.Used, res.TokenHost = a.held, tokenHost
+			res.Used, res.TokenHost = a.held, pl.tokenHost
 			if err := p.Store.Record(res.Manifest.Digest, a.held.ID); err != nil {
 				return nil, &Error{Reason: ReasonStore, Message: err.Error(), Err: err}
 			}
@@ -148,7 +218,7 @@ func (p *Puller) Pull(ctx context.Context, req Request) (*Result, error) {
 			break
 		}
 	}
-	return nil, explain(ref, tokenHost, len(req.Credentials) == 0, failures)
+	return nil, explain(ref, pl, len(req.Credentials) == 0, failures)
 }
 
 // Verify checks that one of req's credentials can pull the manifest d of
@@ -158,13 +228,13 @@ func (p *Puller) Verify(ctx context.Context, req Request, d v1.Hash) (Credential
 	if err != nil {
 		return Credential{}, &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
 	}
-	_, attempts, tokenHost, err := p.plan(ctx, ref, req)
+	pl, err := p.plan(ctx, ref, req)
 	if err != nil {
 		return Credential{}, err
 	}
 	var failures []failure
-	for _, a := range attempts {
-		rt, err := p.authorize(ctx, ref, a.sent)
+	for _, a := range pl.attempts {
+		rt, err := p.authorize(ctx, ref, pl.challenge, a.sent)
 		if err == nil {
 			// A GET, not a HEAD: a refusal's body says why.
 			_, err = remote.Get(ref.Context().Digest(d.String()), remote.WithTransport(rt), remote.WithContext(ctx))
@@ -177,19 +247,61 @@ func (p *Puller) Verify(ctx context.Context, req Request, d v1.Hash) (Credential
 			break
 		}
 	}
-	return Credential{}, explain(ref, tokenHost, len(req.Credentials) == 0, failures)
+	return Credential{}, explain(ref, pl, len(req.Credentials) == 0, failures)
 }
 
-func (p *Puller) authorize(ctx context.Context, ref name.Reference, c Credential) (http.RoundTripper, error) {
+// authorize returns a transport that authenticates to ref's registry with c. For a
+// token service, the token is requested here for exactly this repository's pull and
+// nothing else, whatever scope the registry's challenges ask for; the transport then
+// only ever sends that token, to that registry.
+func (p *Puller) authorize(ctx context.Context, ref name.Reference, ch *transport.Challenge, c Credential) (http.RoundTripper, error) {
 	var auth authn.Authenticator = authn.Anonymous
 	if !c.anonymous() {
 		auth = authn.FromConfig(c.Auth)
 	}
-	return transport.NewWithContext(ctx, ref.Context().Registry, auth, p.transport(), []string{ref.Context().Scope(transport.PullScope)})
+	reg := ref.Context().Registry
+	if bearerRealm(ch) == nil {
+		// Basic auth to the registry itself, or none.
+		return transport.FromToken(reg, auth, p.schemeTransport(reg, ch), ch, &transport.Token{})
+	}
+	tok, err := transport.Exchange(ctx, reg, auth, p.schemeTransport(reg, ch), []string{ref.Context().Scope(transport.PullScope)}, ch)
+	if err != nil {
+		return nil, err
+	}
+	if tok.Token == "" {
+		tok.Token = tok.AccessToken
+	}
+	fixed := authn.FromConfig(authn.AuthConfig{RegistryToken: tok.Token})
+	return transport.FromToken(reg, fixed, p.schemeTransport(reg, ch), ch, tok)
+}
+
+// schemeTransport is the base transport, talking to the registry over the scheme its
+// ping answered on (go-containerregistry guesses http for loopback and private
+// names, which may serve HTTPS).
+func (p *Puller) schemeTransport(reg name.Registry, ch *transport.Challenge) http.RoundTripper {
+	scheme := "https"
+	if ch.Insecure {
+		scheme = "http"
+	}
+	return registryScheme{scheme: scheme, host: reg.RegistryStr(), next: p.transport()}
+}
+
+// registryScheme sends requests for host over scheme.
+type registryScheme struct {
+	scheme, host string
+	next         http.RoundTripper
+}
+
+func (t registryScheme) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.EqualFold(r.URL.Host, t.host) && r.URL.Scheme != t.scheme {
+		r = r.Clone(r.Context())
+		r.URL.Scheme = t.scheme
+	}
+	return t.next.RoundTrip(r)
 }
 
 func (p *Puller) pullWith(ctx context.Context, ref name.Reference, ch *transport.Challenge, c Credential) (*Result, error) {
-	rt, err := p.authorize(ctx, ref, c)
+	rt, err := p.authorize(ctx, ref, ch, c)
 	if err != nil {
 		return nil, err
 	}

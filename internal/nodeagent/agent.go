@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,6 +52,10 @@ type Config struct {
 	// service account tokens, KEP-4412, would).
 	RegistryHosts    []string
 	RegistryAudience string
+	// PullAuthorizer, when set, is asked before an image of the integrated registry
+	// already on the node is given to a pod: a grant removed since the image was
+	// pulled then bites at once, without a round trip to the registry.
+	PullAuthorizer PullAuthorizer
 	// NodeCredentials returns the node's own credentials (the cluster pull secret),
 	// tried after the pod's.
 	NodeCredentials func(ctx context.Context) ([]*credentials.Config, error)
@@ -101,7 +108,7 @@ func New(cfg Config) (*Agent, error) {
 	}))
 	a := &Agent{
 		cfg:      cfg,
-		puller:   &imagepull.Puller{Store: store, Transport: cfg.Transport},
+		puller:   &imagepull.Puller{Store: store, Transport: cfg.Transport, IntegratedHosts: cfg.RegistryHosts},
 		pods:     factory.Core().V1().Pods().Informer(),
 		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"}),
 		metrics:  newMetrics(cfg.Metrics),
@@ -118,6 +125,15 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// integrated reports whether image is on pullgate's integrated registry.
+func (a *Agent) integrated(image string) bool {
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(a.cfg.RegistryHosts, func(h string) bool { return strings.EqualFold(h, ref.Context().RegistryStr()) })
 }
 
 func (a *Agent) enqueue(obj any) {

@@ -2,6 +2,8 @@ package nodeagent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,14 +27,45 @@ import (
 // podCredentials is the kubelet's keyring for one pod, built once per sync: the pod's
 // image pull secrets, then the node's credentials. Problems with the secrets become
 // events, and notes added to a failed pull's message.
+//
+// Each credential has an ID for the node's pull records (KEP-2535): where it comes
+// from and a hash of what it holds, so that a secret rotated or replaced under the
+// same name no longer counts as the one that pulled an image.
 type podCredentials struct {
 	agent *Agent
 	pod   *corev1.Pod
 
 	built    bool
 	keyring  credentials.Keyring
-	secrets  map[string]string // "namespace/name" → credential ID
+	secrets  map[string]string // "namespace/name" → the secret's ID prefix
+	held     []string          // the IDs of every credential the pod holds
 	problems []string
+}
+
+// credentialID names a credential in pull records: its holder and a hash of its
+// content (never the content).
+func credentialID(holder string, c credentials.Credential) string {
+	h := sha256.New()
+	for _, part := range []string{c.Username, c.Password, c.IdentityToken, c.RegistryToken} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return holder + "#" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// nodeHolder is the holder of the node's own credentials in pull records.
+const nodeHolder = "node"
+
+// hold notes the credentials of configs as held by the pod, under holder.
+func (p *podCredentials) hold(holder func(credentials.Source) string, configs []*credentials.Config) {
+	for _, cfg := range configs {
+		if cfg == nil {
+			continue
+		}
+		for _, e := range cfg.Entries {
+			p.held = append(p.held, credentialID(holder(e.Source), e.Credential))
+		}
+	}
 }
 
 func (p *podCredentials) build(ctx context.Context) {
@@ -68,6 +100,7 @@ func (p *podCredentials) build(ctx context.Context) {
 		p.secrets[secret.Namespace+"/"+secret.Name] = fmt.Sprintf("secret:%s/%s/%s", secret.Namespace, secret.Name, secret.UID)
 		configs = append(configs, cfg)
 	}
+	p.hold(p.holder, configs)
 	if len(missing) > 0 {
 		p.agent.podEvent(p.pod, corev1.EventTypeWarning, "FailedToRetrieveImagePullSecret",
 			fmt.Sprintf("Unable to retrieve some image pull secrets (%s); attempting to pull the image may not succeed.", strings.Join(missing, ", ")))
@@ -85,7 +118,16 @@ func (p *podCredentials) build(ctx context.Context) {
 		for _, err := range p.keyring.AddLayer("node", node...) {
 			p.problems = append(p.problems, err.Error())
 		}
+		p.hold(p.holder, node)
 	}
+}
+
+// holder is who holds the credentials of source: one of the pod's secrets, or the node.
+func (p *podCredentials) holder(source credentials.Source) string {
+	if id, ok := p.secrets[source.Name]; ok && source.Kind == "secret" {
+		return id
+	}
+	return nodeHolder
 }
 
 // notes are the problems with the pod's secrets, for a failed pull's message.
@@ -94,10 +136,7 @@ func (p *podCredentials) notes() string { return strings.Join(p.problems, "; ") 
 // ids are the credentials the pod holds, as pull records name them.
 func (p *podCredentials) ids() []string {
 	p.build(context.Background())
-	var out []string
-	for _, id := range p.secrets {
-		out = append(out, id)
-	}
+	out := slices.Clone(p.held)
 	if len(p.agent.cfg.RegistryHosts) > 0 {
 		out = append(out, serviceAccountID(p.pod))
 	}
@@ -125,10 +164,10 @@ func (p *podCredentials) request(ctx context.Context, image string) imagepull.Re
 	if err == nil {
 		req.Credentials = p.convert(ctx, matches)
 	}
-	req.TokenHostCredentials = func(host string) []imagepull.Credential {
+	req.RealmCredentials = func(host string) []imagepull.Credential {
 		return p.convert(ctx, p.keyring.LookupHost(host))
 	}
-	if ref, err := name.ParseReference(image); err == nil && slices.Contains(p.agent.cfg.RegistryHosts, ref.Context().RegistryStr()) {
+	if p.agent.integrated(image) {
 		if c, err := p.agent.tokens.credential(ctx, p.pod); err == nil {
 			req.Credentials = append(req.Credentials, c)
 		} else {
@@ -147,7 +186,7 @@ func (p *podCredentials) convert(ctx context.Context, matches []credentials.Matc
 			continue
 		}
 		out = append(out, imagepull.Credential{
-			ID:          p.secrets[m.Source.Name],
+			ID:          credentialID(p.holder(m.Source), m.Credential),
 			Description: fmt.Sprintf("%s, %s", m.Source, c),
 			Auth: authn.AuthConfig{Username: c.Username, Password: c.Password,
 				IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken},

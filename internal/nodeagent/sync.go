@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"pullgate.dev/pullgate/internal/imagepull"
+	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // Waiting reasons, as the kubelet reports them, and pullgate's own for a pulled image.
@@ -134,11 +136,15 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 }
 
 // usePresent lets a pod use an image already on the node only if it was pulled
-// without credentials, or with credentials this pod holds, or if the pod's own
-// credentials can pull it now (KEP-2535).
+// without credentials, or with credentials this pod holds (the same secret with the
+// same content), or if the pod's own credentials can pull it now (KEP-2535). An
+// image of the integrated registry goes further: RBAC must still let the pod's
+// service account (or, for an image pulled anonymously, anyone) pull it, else the
+// registry is asked again with the pod's own credentials.
 func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, img imagepull.Image, s containerState) containerState {
 	req := creds.request(ctx, c.Image)
-	if a.puller.Store.Recorded(img.Descriptor.Digest).Allows(creds.ids()) {
+	record := a.puller.Store.Recorded(img.Descriptor.Digest)
+	if record.Allows(creds.ids()) && a.mayStillPull(ctx, pod, img.Ref, record) {
 		a.metrics.cacheHit()
 		a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 		return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
@@ -148,13 +154,36 @@ func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, cr
 	used, err := a.puller.Verify(pctx, req, img.Descriptor.Digest)
 	if err != nil {
 		perr := asPullError(err)
-		msg := fmt.Sprintf("image %s is on this node, but was pulled with credentials this pod does not hold, and the pod's own cannot pull it: %s", img.Ref, err)
+		msg := fmt.Sprintf("image %s is on this node, but this pod's credentials cannot pull it now, so it may not use it: %s", img.Ref, err)
 		return a.failed(pod, c, key, s, perr, msg, creds)
 	}
 	a.succeeded(key)
 	a.metrics.cacheHit()
 	a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine and can be accessed by the pod (checked with %s)", c.Image, used.Description))
 	return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
+}
+
+// mayStillPull asks RBAC whether the pod may still pull an image of the integrated
+// registry; any other image, or no authorizer, passes.
+func (a *Agent) mayStillPull(ctx context.Context, pod *corev1.Pod, image string, record imagepull.PullRecord) bool {
+	if a.cfg.PullAuthorizer == nil || !a.integrated(image) {
+		return true
+	}
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		return false
+	}
+	repo := ref.Context().RepositoryStr()
+	users := []rbacauthz.User{serviceAccountUser(pod.Namespace, serviceAccountName(pod))}
+	if record.Anonymous {
+		users = append(users, registryauth.Anonymous)
+	}
+	for _, u := range users {
+		if ok, err := a.cfg.PullAuthorizer.MayPull(ctx, u, repo); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Agent) pull(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, ref name.Reference, s containerState) containerState {

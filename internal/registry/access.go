@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/auth"
 	"github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // AccessControllerName is the name pullgate's access controller is registered under.
@@ -22,10 +25,14 @@ func init() {
 }
 
 // accessController verifies registry tokens offline with distribution's token
-// verifier (issuer, audience, ES256/EdDSA key from the JWKS, expiry, scope) and
-// counts what it refuses.
+// verifier (issuer, audience, ES256/EdDSA key from the JWKS, expiry, scope), then goes
+// further than distribution, which trusts a token until it expires: it refuses a
+// token that claims a longer life than the token service ever issues, and decides
+// each request's repository access again from RBAC (informers, no API call), so a
+// removed grant bites at the next request. It counts what it refuses.
 type accessController struct {
 	token   auth.AccessController
+	authz   registryauth.Authorizer
 	refused *prometheus.CounterVec
 	// realm is the token endpoint; a path alone ("/token") is completed with the
 	// scheme and host of each request, so clients are sent back to the name and port
@@ -33,8 +40,14 @@ type accessController struct {
 	realm, service string
 }
 
-// accessOptionMetrics is the option key carrying the refusal counter.
-const accessOptionMetrics = "pullgate.metrics"
+// The option keys carrying the refusal counter and the RBAC authorizer.
+const (
+	accessOptionMetrics = "pullgate.metrics"
+	accessOptionAuthz   = "pullgate.authz"
+)
+
+// lifetimeLeeway allows for clocks that differ between token services and registries.
+const lifetimeLeeway = time.Minute
 
 func newAccessController(options map[string]any) (auth.AccessController, error) {
 	inner, err := auth.GetAccessController("token", options)
@@ -42,23 +55,63 @@ func newAccessController(options map[string]any) (auth.AccessController, error) 
 		return nil, fmt.Errorf("registry token verifier: %w", err)
 	}
 	refused, _ := options[accessOptionMetrics].(*prometheus.CounterVec)
+	authz, _ := options[accessOptionAuthz].(registryauth.Authorizer)
 	realm, _ := options["realm"].(string)
 	service, _ := options["service"].(string)
-	return &accessController{token: inner, refused: refused, realm: realm, service: service}, nil
+	return &accessController{token: inner, authz: authz, refused: refused, realm: realm, service: service}, nil
 }
 
 func (a *accessController) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
 	grant, err := a.token.Authorized(r, access...)
 	if err == nil {
-		return grant, nil
+		reason, err := a.recheck(r, access)
+		if err == nil {
+			return grant, nil
+		}
+		a.count(reason)
+		return nil, &challenge{err: err, realm: a.realm, service: a.service, access: access}
 	}
-	if a.refused != nil {
-		a.refused.WithLabelValues(refusalReason(err)).Inc()
-	}
+	a.count(refusalReason(err))
 	if _, ok := err.(auth.Challenge); ok {
 		return nil, &challenge{err: err, realm: a.realm, service: a.service, access: access}
 	}
 	return nil, err
+}
+
+func (a *accessController) count(reason string) {
+	if a.refused != nil {
+		a.refused.WithLabelValues(reason).Inc()
+	}
+}
+
+// recheck refuses a verified token whose lifetime exceeds registryauth.MaxLifetime,
+// and any repository access that RBAC no longer grants the token's subject.
+func (a *accessController) recheck(r *http.Request, access []auth.Access) (reason string, err error) {
+	if a.authz == nil {
+		return "", nil
+	}
+	claims, err := registryauth.ParseVerified(registryauth.BearerToken(r.Header.Get("Authorization")))
+	if err != nil {
+		return "invalid_token", token.ErrInvalidToken
+	}
+	maxLife := registryauth.MaxLifetime + lifetimeLeeway
+	if claims.Lifetime() > maxLife || time.Until(time.Unix(claims.Expiration, 0)) > maxLife {
+		return "lifetime", token.ErrInvalidToken
+	}
+	user := claims.User()
+	for _, acc := range access {
+		if acc.Type != "repository" {
+			continue
+		}
+		namespace, name, ok := registryauth.SplitRepository(acc.Name)
+		if !ok {
+			return "revoked", token.ErrInsufficientScope
+		}
+		if allowed, _ := a.authz.Allowed(user, registryauth.RequestFor(acc.Action, namespace, name)); !allowed {
+			return "revoked", token.ErrInsufficientScope
+		}
+	}
+	return "", nil
 }
 
 // challenge is the 401's WWW-Authenticate: Bearer realm, service, scope and, for a

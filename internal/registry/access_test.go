@@ -19,7 +19,7 @@ import (
 	"pullgate.dev/pullgate/internal/tokenserver"
 )
 
-func newSigner(t *testing.T) *tokenserver.Signer {
+func newSigner(t testing.TB) *tokenserver.Signer {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	s, err := tokenserver.NewSigner(key)
 	if err != nil {

@@ -1,28 +1,29 @@
 package registry
 
 import (
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/auth"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/tokenserver"
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // catalog serves /v2/_catalog with only the repositories the caller may pull.
 type catalog struct {
-	verifier auth.AccessController
-	repos    distribution.RepositoryEnumerator
-	authz    Authorizer
+	verifier   auth.AccessController
+	enumerator distribution.RepositoryEnumerator
+	authz      registryauth.Authorizer
+	repos      *repositories // nil: every stored repository exists
 }
 
 func (c *catalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -35,7 +36,7 @@ func (c *catalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The token was verified above; its claims say who the caller is.
-	user := tokenUser(r.Header.Get("Authorization"))
+	user := requestUser(r)
 
 	n := -1
 	if s := r.URL.Query().Get("n"); s != "" {
@@ -49,17 +50,23 @@ func (c *catalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	last := r.URL.Query().Get("last")
 
 	var names []string
-	err := c.repos.Enumerate(r.Context(), func(name string) error {
+	err := c.enumerator.Enumerate(r.Context(), func(name string) error {
 		if name <= last {
 			return nil
 		}
-		namespace, stream, ok := strings.Cut(name, "/")
+		namespace, stream, ok := registryauth.SplitRepository(name)
 		if !ok {
 			return nil
 		}
-		if allowed, _ := c.authz.Allowed(user, tokenserver.RequestFor("pull", namespace, stream)); allowed {
-			names = append(names, name)
+		if allowed, _ := c.authz.Allowed(user, registryauth.RequestFor("pull", namespace, stream)); !allowed {
+			return nil
 		}
+		if c.repos != nil {
+			if servable, err := c.repos.Servable(r.Context(), name); err != nil || !servable {
+				return err
+			}
+		}
+		names = append(names, name)
 		return nil
 	})
 	if err != nil && !isPathNotFound(err) {
@@ -98,26 +105,15 @@ func authorize(w http.ResponseWriter, r *http.Request, verifier auth.AccessContr
 }
 
 func isPathNotFound(err error) bool {
-	return strings.Contains(err.Error(), "Path not found")
+	var notFound storagedriver.PathNotFoundError
+	return errors.As(err, &notFound)
 }
 
-// tokenUser reads subject and groups from a bearer token that has been verified.
-func tokenUser(header string) rbacauthz.User {
-	_, raw, _ := strings.Cut(header, " ")
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return tokenserver.Anonymous
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+// requestUser is who the request's token, already verified, was issued to.
+func requestUser(r *http.Request) rbacauthz.User {
+	claims, err := registryauth.ParseVerified(registryauth.BearerToken(r.Header.Get("Authorization")))
 	if err != nil {
-		return tokenserver.Anonymous
+		return registryauth.Anonymous
 	}
-	var claims struct {
-		Subject string   `json:"sub"`
-		Groups  []string `json:"groups"`
-	}
-	if json.Unmarshal(payload, &claims) != nil {
-		return tokenserver.Anonymous
-	}
-	return rbacauthz.User{Name: claims.Subject, Groups: claims.Groups}
+	return claims.User()
 }

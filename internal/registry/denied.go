@@ -7,15 +7,18 @@ import (
 	"regexp"
 	"strings"
 
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/registryroles"
 )
 
 // explainDenied rewrites the body of a 401 that refuses a valid token for lack of
 // scope: instead of distribution's "authentication required", the client is told
-// who was refused what, and which command grants it. Status and challenge stay as
-// they are, so clients behave exactly as before.
+// who was refused what — only the actions refused, not every one the request
+// needed — and which command grants it. Status and challenge stay as they are, so
+// clients behave exactly as before.
 type explainDenied struct {
-	next http.Handler
+	next  http.Handler
+	authz registryauth.Authorizer
 }
 
 func (h explainDenied) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -23,12 +26,13 @@ func (h explainDenied) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	h.next.ServeHTTP(&deniedWriter{ResponseWriter: w, r: r}, r)
+	h.next.ServeHTTP(&deniedWriter{ResponseWriter: w, r: r, authz: h.authz}, r)
 }
 
 type deniedWriter struct {
 	http.ResponseWriter
 	r        *http.Request
+	authz    registryauth.Authorizer
 	replaced bool
 }
 
@@ -45,10 +49,20 @@ func (d *deniedWriter) WriteHeader(code int) {
 		d.ResponseWriter.WriteHeader(code)
 		return
 	}
-	user := tokenUser(d.r.Header.Get("Authorization"))
+	claims, err := registryauth.ParseVerified(registryauth.BearerToken(d.r.Header.Get("Authorization")))
+	if err != nil {
+		d.ResponseWriter.WriteHeader(code)
+		return
+	}
 	var messages []string
 	for _, scope := range strings.Fields(m[1]) {
-		messages = append(messages, deniedMessage(user.Name, scope))
+		for _, refused := range d.refused(claims, scope) {
+			messages = append(messages, deniedMessage(claims.User().Name, refused))
+		}
+	}
+	if len(messages) == 0 {
+		d.ResponseWriter.WriteHeader(code)
+		return
 	}
 	body, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": "DENIED", "message": strings.Join(messages, "; ")}}})
 	d.Header().Del("Content-Length")
@@ -65,21 +79,50 @@ func (d *deniedWriter) Write(b []byte) (int, error) {
 	return d.ResponseWriter.Write(b)
 }
 
-// deniedMessage says who may not do what to a repository, and how to allow it.
-func deniedMessage(user, scope string) string {
+// refusal is one action on one resource that a request needed and was refused.
+type refusal struct {
+	typ, name, action string
+}
+
+// refused lists the actions of scope ("type:name:action,action") that the token does
+// not grant, or that RBAC no longer allows its subject.
+func (d *deniedWriter) refused(claims registryauth.Claims, scope string) []refusal {
 	typ, rest, _ := strings.Cut(scope, ":")
 	i := strings.LastIndexByte(rest, ':')
-	if typ != "repository" || i < 0 {
-		return fmt.Sprintf("%s is not allowed %s", user, scope)
+	if i < 0 {
+		return nil
 	}
-	name, actions := rest[:i], rest[i+1:]
-	namespace, _, _ := strings.Cut(name, "/")
+	name := rest[:i]
+	var out []refusal
+	for _, action := range strings.Split(rest[i+1:], ",") {
+		ok := claims.Grants(typ, name, action)
+		if ok && typ == "repository" && d.authz != nil {
+			namespace, stream, split := registryauth.SplitRepository(name)
+			ok = split
+			if split {
+				ok, _ = d.authz.Allowed(claims.User(), registryauth.RequestFor(action, namespace, stream))
+			}
+		}
+		if !ok {
+			out = append(out, refusal{typ: typ, name: name, action: action})
+		}
+	}
+	return out
+}
+
+// deniedMessage says who may not do what to a repository, and how to allow it.
+func deniedMessage(user string, r refusal) string {
+	if r.typ != "repository" {
+		return fmt.Sprintf("%s is not allowed %s on %s:%s", user, r.action, r.typ, r.name)
+	}
+	namespace, _, _ := strings.Cut(r.name, "/")
 	role, verb := registryroles.ImagePuller, "pull from"
-	if strings.Contains(actions, "push") || strings.Contains(actions, "*") {
+	switch r.action {
+	case "push", "*":
 		role, verb = registryroles.ImagePusher, "push to"
-	} else if strings.Contains(actions, "delete") {
+	case "delete":
 		role, verb = "registry-editor", "delete from"
 	}
 	return fmt.Sprintf("%s may not %s %s: it needs %s in namespace %s (pullgate policy add-role-to-user %s %s -n %s)",
-		user, verb, name, role, namespace, role, user, namespace)
+		user, verb, r.name, role, namespace, role, user, namespace)
 }

@@ -3,23 +3,19 @@ package registry
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	repositorymiddleware "github.com/distribution/distribution/v3/registry/middleware/repository"
 	"github.com/opencontainers/go-digest"
+
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
-// TagRecorder writes a pushed manifest into the ImageStream of its repository.
-type TagRecorder interface {
-	RecordTag(ctx context.Context, namespace, name, repository, tag, digest, mediaType string) error
-}
-
 const (
-	streamsMiddleware     = "pullgate-imagestreams"
-	streamsOptionRecorder = "recorder"
-	streamsOptionHost     = "host"
+	streamsMiddleware  = "pullgate-imagestreams"
+	streamsOptionRepos = "repositories"
+	streamsOptionHost  = "host"
 )
 
 func init() {
@@ -29,20 +25,20 @@ func init() {
 }
 
 func newStreamsMiddleware(_ context.Context, repo distribution.Repository, options map[string]any) (distribution.Repository, error) {
-	rec, ok := options[streamsOptionRecorder].(TagRecorder)
+	repos, ok := options[streamsOptionRepos].(*repositories)
 	if !ok {
-		return nil, fmt.Errorf("%s middleware: no recorder", streamsMiddleware)
+		return nil, fmt.Errorf("%s middleware: no repositories", streamsMiddleware)
 	}
 	host, _ := options[streamsOptionHost].(string)
-	return &streamRepository{Repository: repo, recorder: rec, host: host}, nil
+	return &streamRepository{Repository: repo, repos: repos, host: host}, nil
 }
 
 // streamRepository records every manifest PUT in the repository's ImageStream,
 // synchronously: the push succeeds only once the stream says so.
 type streamRepository struct {
 	distribution.Repository
-	recorder TagRecorder
-	host     string
+	repos *repositories
+	host  string
 }
 
 func (r *streamRepository) Manifests(ctx context.Context, options ...distribution.ManifestServiceOption) (distribution.ManifestService, error) {
@@ -70,9 +66,13 @@ func (m *streamManifests) Put(ctx context.Context, manifest distribution.Manifes
 		}
 	}
 	name := m.repo.Named().Name()
-	namespace, stream, _ := strings.Cut(name, "/")
+	namespace, stream, _ := registryauth.SplitRepository(name)
 	mediaType, _, _ := manifest.Payload()
-	if err := m.repo.recorder.RecordTag(ctx, namespace, stream, m.repo.host+"/"+name, tag, dgst.String(), mediaType); err != nil {
+	uid, err := m.repo.repos.UID(ctx, name)
+	if err == nil {
+		err = m.repo.repos.streams.RecordTag(ctx, namespace, stream, uid, m.repo.host+"/"+name, tag, dgst.String(), mediaType)
+	}
+	if err != nil {
 		return "", errcode.ErrorCodeUnknown.WithMessage(fmt.Sprintf("the manifest is stored but imagestream %s/%s could not be updated: %v; push again", namespace, stream, err))
 	}
 	return dgst, nil

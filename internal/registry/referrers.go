@@ -55,7 +55,13 @@ func (h *referrers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // put passes the manifest to distribution and, once stored, indexes its subject.
+// Nothing of the body is read for a caller that may not push there: distribution
+// refuses it at once.
 func (h *referrers) put(w http.ResponseWriter, r *http.Request, name string) {
+	if !granted(r, h.verifier, name, "push") {
+		h.next.ServeHTTP(w, r)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxManifestSize+1))
 	if err != nil {
 		w.WriteHeader(http.StatusBadRequest)
@@ -117,16 +123,15 @@ func (h *referrers) list(w http.ResponseWriter, r *http.Request, name, ref strin
 		return
 	}
 	artifactType := r.URL.Query().Get("artifactType")
-	index := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: []v1.Descriptor{}}
-	index.SchemaVersion = 2
 	dir := h.subjectDir(name, subject)
 	entries, err := h.driver.List(r.Context(), dir)
 	var notFound storagedriver.PathNotFoundError
 	if err != nil && !errors.As(err, &notFound) {
-		_ = errcode.ServeJSON(w, errcode.ErrorCodeUnknown.WithDetail(err.Error()))
+		_ = errcode.ServeJSON(w, errcode.ErrorCodeUnavailable.WithMessage("registry storage is unavailable; try again"))
 		return
 	}
 	sort.Strings(entries)
+	var manifests []v1.Descriptor
 	for _, entry := range entries {
 		data, err := h.driver.GetContent(r.Context(), entry)
 		if err != nil {
@@ -139,8 +144,18 @@ func (h *referrers) list(w http.ResponseWriter, r *http.Request, name, ref strin
 		if artifactType != "" && desc.ArtifactType != artifactType {
 			continue
 		}
-		index.Manifests = append(index.Manifests, desc)
+		manifests = append(manifests, desc)
 	}
+	serveIndex(w, r, artifactType, manifests)
+}
+
+// serveIndex answers a Referrers request with an image index of manifests.
+func serveIndex(w http.ResponseWriter, r *http.Request, artifactType string, manifests []v1.Descriptor) {
+	index := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: manifests}
+	if index.Manifests == nil {
+		index.Manifests = []v1.Descriptor{}
+	}
+	index.SchemaVersion = 2
 	if artifactType != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
 	}

@@ -11,11 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
+	"time"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/auth"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/storage"
@@ -27,7 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
-	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // Config is what the registry is built from.
@@ -47,10 +46,17 @@ type Config struct {
 	// TokenHandler serves /token in the same server (pullgate up); nil when the token
 	// service runs elsewhere.
 	TokenHandler http.Handler
-	Recorder     TagRecorder
-	Authz        Authorizer
+	// Streams ties repositories to their ImageStreams: a repository is served only
+	// while its ImageStream exists, and a push makes it.
+	Streams Streams
+	// Authz re-decides every request's access from RBAC, so a removed grant bites at
+	// the next request rather than when the token expires.
+	Authz registryauth.Authorizer
 	// NamespaceExists answers from an informer whether a namespace exists.
 	NamespaceExists func(string) bool
+	// BodyIdleTimeout cuts a request whose body stalls this long (default
+	// DefaultBodyIdleTimeout).
+	BodyIdleTimeout time.Duration
 	Metrics         prometheus.Registerer
 	Gatherer        prometheus.Gatherer
 	// BlobTransfer chooses sendfile or buffered copies for filesystem blob GETs
@@ -60,15 +66,11 @@ type Config struct {
 	Log          *slog.Logger
 }
 
-// Authorizer decides whether a user may pull from a repository.
-type Authorizer interface {
-	Allowed(user rbacauthz.User, req rbacauthz.Request) (bool, string)
-}
-
 // Registry is the registry's HTTP handler.
 type Registry struct {
 	http.Handler
-	app *handlers.App
+	app   *handlers.App
+	repos *repositories
 }
 
 // New builds the registry. distribution panics on a configuration it cannot use;
@@ -85,7 +87,7 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "pullgate", Subsystem: "registry", Name: "auth_refusals_total",
-		Help: "Registry requests refused by token verification, by reason.",
+		Help: "Registry requests refused by token verification or the per-request RBAC check, by reason: token_required, invalid_token, insufficient_scope, lifetime, revoked.",
 	}, []string{"reason"})
 	cfg.Metrics.MustRegister(refused)
 
@@ -95,12 +97,8 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 			"realm": cfg.Realm, "service": cfg.Service, "issuer": cfg.Issuer, "jwks": cfg.JWKSFile,
 			"signingalgorithms": []any{"ES256", "EdDSA"},
 			accessOptionMetrics: refused,
+			accessOptionAuthz:   cfg.Authz,
 		}},
-		Middleware: map[string][]configuration.Middleware{
-			"repository": {{Name: streamsMiddleware, Options: configuration.Parameters{
-				streamsOptionRecorder: cfg.Recorder, streamsOptionHost: cfg.Host,
-			}}},
-		},
 	}
 	dc.HTTP.Secret = cfg.HTTPSecret
 	dc.Log.AccessLog.Disabled = true
@@ -112,17 +110,26 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 		dc.Storage["delete"] = configuration.Parameters{"enabled": true}
 	}
 
+	driver, err := factory.Create(ctx, dc.Storage.Type(), dc.Storage.Parameters())
+	if err != nil {
+		return nil, fmt.Errorf("registry storage %s: %w", dc.Storage.Type(), err)
+	}
+	var repos *repositories
+	if cfg.Streams != nil {
+		repos = newRepositories(cfg.Streams, driver, cfg.Log)
+		dc.Middleware = map[string][]configuration.Middleware{
+			"repository": {{Name: streamsMiddleware, Options: configuration.Parameters{
+				streamsOptionRepos: repos, streamsOptionHost: cfg.Host,
+			}}},
+		}
+	}
+
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("registry configuration: %v", r)
 		}
 	}()
 	app := handlers.NewApp(ctx, dc)
-
-	driver, err := factory.Create(ctx, dc.Storage.Type(), dc.Storage.Parameters())
-	if err != nil {
-		return nil, fmt.Errorf("registry storage %s: %w", dc.Storage.Type(), err)
-	}
 	catalogRegistry, err := storage.NewRegistry(ctx, driver)
 	if err != nil {
 		return nil, err
@@ -141,7 +148,7 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
 	mux.Handle("/v2/_catalog", &catalog{
-		verifier: verifier, repos: catalogRegistry.(distribution.RepositoryEnumerator), authz: cfg.Authz,
+		verifier: verifier, enumerator: catalogRegistry.(distribution.RepositoryEnumerator), authz: cfg.Authz, repos: repos,
 	})
 	var blobs http.Handler = app
 	if dc.Storage.Type() == "filesystem" {
@@ -158,50 +165,34 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 			blobs = &sendfileBlobs{next: app, root: root, verifier: verifier, served: served.WithLabelValues(string(transfer)), transfer: transfer}
 		}
 	}
-	mux.Handle("/v2/", explainDenied{next: &namespaceGate{
+	mux.Handle("/v2/", explainDenied{authz: cfg.Authz, next: &repositoryGate{
 		next:     &referrers{next: blobs, driver: driver, verifier: verifier},
-		verifier: verifier, exists: cfg.NamespaceExists,
+		verifier: verifier, repos: repos, host: cfg.Host, namespaceExists: cfg.NamespaceExists, log: cfg.Log,
 	}})
-	return &Registry{Handler: instrument(cfg.Metrics, mux), app: app}, nil
+	idle := cfg.BodyIdleTimeout
+	if idle <= 0 {
+		idle = DefaultBodyIdleTimeout
+	}
+	return &Registry{Handler: bodyLimits{next: instrument(cfg.Metrics, mux), idle: idle}, app: app, repos: repos}, nil
+}
+
+// StreamDeleted clears the repository of an ImageStream that was deleted.
+func (r *Registry) StreamDeleted(ctx context.Context, namespace, name, uid string) {
+	if r.repos != nil {
+		r.repos.Deleted(ctx, namespace+"/"+name, uid)
+	}
+}
+
+// Reconcile clears the repositories of ImageStreams deleted while no registry ran.
+func (r *Registry) Reconcile(ctx context.Context) error {
+	if r.repos == nil {
+		return nil
+	}
+	return r.repos.Reconcile(ctx)
 }
 
 // Shutdown stops the registry's background work.
 func (r *Registry) Shutdown() error { return r.app.Shutdown() }
-
-// namespaceGate answers NAME_UNKNOWN for a repository whose namespace does not
-// exist, to a caller whose token is valid for that repository (so a namespace's
-// existence is told only to whom RBAC would let see it). Everything else goes to
-// distribution.
-type namespaceGate struct {
-	next     http.Handler
-	verifier auth.AccessController
-	exists   func(string) bool
-}
-
-func (g *namespaceGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name := repositoryName(r.URL.Path)
-	if name == "" || g.exists == nil {
-		g.next.ServeHTTP(w, r)
-		return
-	}
-	namespace, _, _ := strings.Cut(name, "/")
-	if g.exists(namespace) {
-		g.next.ServeHTTP(w, r)
-		return
-	}
-	if !grantsPull(r, g.verifier, name) {
-		g.next.ServeHTTP(w, r)
-		return
-	}
-	_ = errcode.ServeJSON(w, errcode.Errors{errcode.ErrorCodeNameUnknown.WithMessage(
-		fmt.Sprintf("repository %s: namespace %q does not exist; repositories are <namespace>/<name> (kubectl create namespace %s)", name, namespace, namespace))})
-}
-
-// grantsPull reports whether the request's token lets it pull from repository name.
-func grantsPull(r *http.Request, verifier auth.AccessController, name string) bool {
-	_, err := verifier.Authorized(r, pullAccess(name))
-	return err == nil
-}
 
 func pullAccess(name string) auth.Access {
 	return auth.Access{Resource: auth.Resource{Type: "repository", Name: name}, Action: "pull"}

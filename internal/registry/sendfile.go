@@ -55,7 +55,7 @@ func (h *sendfileBlobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	if !grantsPull(r, h.verifier, name) {
+	if !granted(r, h.verifier, name, "pull") {
 		h.next.ServeHTTP(w, r)
 		return
 	}

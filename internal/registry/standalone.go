@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +13,8 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/sirupsen/logrus"
+
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // StandaloneConfig is a registry with no Kubernetes behind it: users from an htpasswd
@@ -79,33 +79,19 @@ func (a *accessLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	if strings.HasPrefix(r.URL.Path, "/v2/") && r.URL.Path != "/v2/" {
-		a.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status, "user", requestUser(r), "took", time.Since(begin).Round(time.Millisecond))
+		a.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status, "user", logUser(r), "took", time.Since(begin).Round(time.Millisecond))
 	}
 }
 
-// requestUser is the Basic-auth user, or the subject of a bearer token (read only
-// for the log: distribution has verified it).
-func requestUser(r *http.Request) string {
+// logUser is the Basic-auth user, or the subject of a bearer token (read only for
+// the log: distribution has verified it).
+func logUser(r *http.Request) string {
 	if user, _, ok := r.BasicAuth(); ok {
 		return user
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	claims, err := registryauth.ParseVerified(registryauth.BearerToken(r.Header.Get("Authorization")))
+	if err != nil || claims.Subject == "" {
 		return "-"
 	}
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return "-"
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "-"
-	}
-	var claims struct {
-		Sub string `json:"sub"`
-	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Sub == "" {
-		return "-"
-	}
-	return claims.Sub
+	return claims.Subject
 }

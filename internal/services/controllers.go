@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/controllers"
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/registryroles"
 )
 
@@ -36,7 +37,7 @@ func newControllers(client kubernetes.Interface, factory informers.SharedInforme
 	if err != nil {
 		return nil, err
 	}
-	ps, err := controllers.NewPullSecrets(client, factory, labelled, registryNames, Service, log)
+	ps, err := controllers.NewPullSecrets(client, factory, labelled, registryNames, registryauth.Service, log)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/component-helpers/auth/rbac/reconciliation"
 
 	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/registryroles"
 )
 
@@ -53,7 +54,7 @@ const NodeTokenAudienceRole = "pullgate:node-registry-token"
 func NodeTokenAudience() *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: NodeTokenAudienceRole, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{Service}, Verbs: []string{"request-serviceaccounts-token-audience"}}},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{registryauth.Service}, Verbs: []string{"request-serviceaccounts-token-audience"}}},
 	}
 }
 

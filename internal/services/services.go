@@ -36,14 +36,9 @@ import (
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/registry"
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/registryroles"
 	"pullgate.dev/pullgate/internal/tokenserver"
-)
-
-// Registry token names.
-const (
-	Service = "pullgate-registry"
-	Issuer  = "pullgate-token-service"
 )
 
 // Config is what Start runs.
@@ -76,7 +71,9 @@ type Running struct {
 	// RegistryHost is the host:port clients pull from.
 	RegistryHost string
 	// Metrics is the registry served at /metrics, for other parts of the process.
-	Metrics  prometheus.Registerer
+	Metrics prometheus.Registerer
+	// Authz decides RBAC from the services' informers, for other parts of the process.
+	Authz    registryauth.Authorizer
 	server   *http.Server
 	registry *registry.Registry
 	cancel   context.CancelFunc
@@ -151,10 +148,16 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 	}
 	namespaces := factory.Core().V1().Namespaces()
 	nsInformer := namespaces.Informer()
+	streamIndex := imageapi.NewIndex(dyn)
 	factory.Start(runCtx.Done())
+	go streamIndex.Run(runCtx)
 	if !authz.WaitForSync(ctx) || !cache.WaitForCacheSync(ctx.Done(), nsInformer.HasSynced) {
 		cancel()
 		return nil, fmt.Errorf("informers did not sync: %w", context.Cause(ctx))
+	}
+	if err := streamIndex.WaitForSync(ctx); err != nil {
+		cancel()
+		return nil, err
 	}
 	ctrls.run(runCtx)
 	if err := publishRegistryInfo(ctx, client, cfg.Scheme, host, names); err != nil {
@@ -195,19 +198,20 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 		store = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}}
 	}
 	tokens := &tokenserver.Server{
-		Issuer: Issuer, Service: Service, Lifetime: tokenserver.MaxLifetime, Signer: signer,
-		Authn:   tokenserver.NewTokenReviewer(client, 10*time.Second, Service),
+		Issuer: registryauth.Issuer, Service: registryauth.Service, Lifetime: registryauth.MaxLifetime, Signer: signer,
+		Authn:   tokenserver.NewTokenReviewer(client, 10*time.Second, registryauth.Service, metrics),
 		Authz:   authz,
+		Limiter: &tokenserver.FailureLimiter{},
 		Log:     cfg.Log.With("component", "token-service"),
 		Metrics: tokenserver.NewMetrics(metrics),
 	}
 	reg, err := registry.New(ctx, registry.Config{
 		Host:    host,
 		Storage: store,
-		Service: Service, Issuer: Issuer, JWKSFile: jwksFile,
+		Service: registryauth.Service, Issuer: registryauth.Issuer, JWKSFile: jwksFile,
 		HTTPSecret:   secret,
 		TokenHandler: tokens,
-		Recorder:     imageapi.Streams{Client: dyn},
+		Streams:      streams{Streams: imageapi.Streams{Client: dyn}, Index: streamIndex},
 		Authz:        authz,
 		NamespaceExists: func(ns string) bool {
 			_, err := namespaces.Lister().Get(ns)
@@ -223,8 +227,19 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 		cancel()
 		return nil, err
 	}
-	server := &http.Server{Handler: reg, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
-	running := &Running{RegistryHost: host, Metrics: metrics, server: server, registry: reg, cancel: cancel, done: make(chan struct{})}
+	if err := streamIndex.OnDelete(func(namespace, name, uid string) {
+		go reg.StreamDeleted(runCtx, namespace, name, uid)
+	}); err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		if err := reg.Reconcile(runCtx); err != nil && runCtx.Err() == nil {
+			cfg.Log.Warn("clearing the repositories of deleted imagestreams", "err", err)
+		}
+	}()
+	server := newServer(reg)
+	running := &Running{RegistryHost: host, Metrics: metrics, Authz: authz, server: server, registry: reg, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(running.done)
 		if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -233,6 +248,21 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (*Running, er
 	}()
 	cfg.Log.Info("registry serving", "host", host, "listen", listener.Addr().String(), "storage", store.Type())
 	return running, nil
+}
+
+// streams is the ImageStream API as the registry uses it: reads from the index,
+// writes through the API.
+type streams struct {
+	imageapi.Streams
+	*imageapi.Index
+}
+
+// newServer serves handler with timeouts that close idle and stalled connections
+// but never cut a transfer that is making progress: headers must arrive within 30
+// s, an idle keep-alive connection is closed after 2 minutes, and request bodies are
+// watched by the registry itself (registry.DefaultBodyIdleTimeout).
+func newServer(handler http.Handler) *http.Server {
+	return &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 }
 
 // Stop shuts the registry down, waiting at most a few seconds for requests in flight.

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,30 +14,19 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/rbacauthz/rbacauthztest"
 )
 
 // Token issue with 10,000 RoleBindings in the cluster, the informer-fed authorizer
 // and cached token reviews: the goal is ≥ 5,000 tokens/s per core and no API round
 // trip per request in steady state (reported as api-calls/op).
 func BenchmarkIssueToken10000Bindings(b *testing.B) {
-	objs := []runtime.Object{&rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "system:image-puller"},
-		Rules:      []rbacv1.PolicyRule{{Verbs: []string{"get"}, APIGroups: []string{"image.pullgate.dev"}, Resources: []string{"imagestreams/layers"}}},
-	}}
-	for i := range 10000 {
-		objs = append(objs, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%d", i%1000), Name: fmt.Sprintf("b-%d", i)},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:image-puller"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: fmt.Sprintf("sa-%d", i), Namespace: "clients"}},
-		})
-	}
+	objs := rbacauthztest.PullerBindings(10000)
 	client := fake.NewClientset(objs...)
 	var apiCalls atomic.Int64
 	client.PrependReactor("create", "tokenreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -57,7 +45,7 @@ func BenchmarkIssueToken10000Bindings(b *testing.B) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	signer, _ := NewSigner(key)
 	s := &Server{Issuer: "iss", Service: "svc", Signer: signer, Authz: authz,
-		Authn: NewTokenReviewer(client, time.Minute, ""), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Authn: NewTokenReviewer(client, time.Minute, "", nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 
 	req := httptest.NewRequest(http.MethodGet, "/token?service=svc&scope=repository:ns-242/app:pull,push", nil)
 	req.SetBasicAuth("x", "a-kubernetes-token")

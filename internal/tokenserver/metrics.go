@@ -16,7 +16,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "pullgate", Subsystem: "token", Name: "requests_total",
-			Help: "Token requests by result: issued, unauthenticated, bad_scope.",
+			Help: "Token requests by result: issued, unauthenticated, rate_limited, bad_scope.",
 		}, []string{"result"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "pullgate", Subsystem: "token", Name: "actions_total",

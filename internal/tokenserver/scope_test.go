@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 func TestParseScope(t *testing.T) {
@@ -108,7 +109,7 @@ func TestGrants(t *testing.T) {
 		{"developer", "push", "team", "app", true},
 		{"nobody", "pull", "team", "app", false},
 	} {
-		if got, _ := g.Allowed(rbacauthz.User{Name: tc.user}, RequestFor(tc.action, tc.ns, tc.name)); got != tc.want {
+		if got, _ := g.Allowed(rbacauthz.User{Name: tc.user}, registryauth.RequestFor(tc.action, tc.ns, tc.name)); got != tc.want {
 			t.Errorf("%s %s %s/%s: %v, want %v", tc.user, tc.action, tc.ns, tc.name, got, tc.want)
 		}
 	}

@@ -10,27 +10,25 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/auth/token"
 
-	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registryauth"
 )
-
-// MaxLifetime bounds registry tokens.
-const MaxLifetime = 5 * time.Minute
 
 // Authenticator maps a Kubernetes token to a user.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (rbacauthz.User, error)
 }
 
-// Authorizer decides one RBAC request.
-type Authorizer interface {
-	Allowed(user rbacauthz.User, req rbacauthz.Request) (bool, string)
+// knownGood is an Authenticator that remembers the credentials it recently accepted.
+type knownGood interface {
+	KnownGood(token string) bool
 }
 
 // Server is the token endpoint.
@@ -40,9 +38,11 @@ type Server struct {
 	Lifetime time.Duration
 	Signer   *Signer
 	Authn    Authenticator
-	Authz    Authorizer
-	Log      *slog.Logger
-	Metrics  *Metrics
+	Authz    registryauth.Authorizer
+	// Limiter, when set, answers 429 to an address that keeps failing to log in.
+	Limiter *FailureLimiter
+	Log     *slog.Logger
+	Metrics *Metrics
 }
 
 type tokenResponse struct {
@@ -71,12 +71,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, se.Code, se.Error())
 		return
 	}
+	if wait, limited := s.limited(r); limited {
+		s.Metrics.observeRequest("rate_limited")
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", "too many failed logins from "+clientHost(r)+"; try again in "+retryAfter(wait)+" s")
+		return
+	}
 	user, err := s.authenticate(r)
 	if err != nil {
 		s.Metrics.observeRequest("unauthenticated")
 		status := http.StatusUnauthorized
 		if !errors.Is(err, ErrUnauthenticated) {
 			status = http.StatusServiceUnavailable
+		} else {
+			s.Limiter.Failed(r)
 		}
 		s.Log.Info("token refused", "reason", err.Error(), "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Basic realm="pullgate"`)
@@ -95,9 +103,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			denied = append(denied, sc.Type+":"+sc.Name+":"+d)
 		}
 	}
-	lifetime := min(s.Lifetime, MaxLifetime)
+	lifetime := min(s.Lifetime, registryauth.MaxLifetime)
 	if lifetime <= 0 {
-		lifetime = MaxLifetime
+		lifetime = registryauth.MaxLifetime
 	}
 	now := time.Now()
 	jwt, err := s.Signer.Sign(s.Issuer, user.Name, user.Groups, s.Service, access, now, lifetime)
@@ -108,7 +116,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Metrics.observeRequest("issued")
 	s.Metrics.observeGrants(access, len(denied))
-	s.Log.Info("token issued", "user", user.Name, "granted", grantedList(access), "denied", denied)
+	s.Log.Debug("token issued", "user", user.Name, "granted", grantedList(access), "denied", denied)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(tokenResponse{
@@ -122,7 +130,7 @@ func (s *Server) authenticate(r *http.Request) (rbacauthz.User, error) {
 		if r.Header.Get("Authorization") != "" {
 			return rbacauthz.User{}, ErrUnauthenticated
 		}
-		return Anonymous, nil
+		return registryauth.Anonymous, nil
 	}
 	if password == "" {
 		return rbacauthz.User{}, ErrUnauthenticated
@@ -131,6 +139,28 @@ func (s *Server) authenticate(r *http.Request) (rbacauthz.User, error) {
 		return pa.AuthenticatePassword(r.Context(), username, password)
 	}
 	return s.Authn.Authenticate(r.Context(), password)
+}
+
+// limited reports whether r comes from an address out of failed logins, unless its
+// credential is one recently accepted.
+func (s *Server) limited(r *http.Request) (time.Duration, bool) {
+	wait, limited := s.Limiter.Limited(r)
+	if !limited {
+		return 0, false
+	}
+	if _, password, ok := r.BasicAuth(); ok {
+		if kg, ok := s.Authn.(knownGood); ok && kg.KnownGood(password) {
+			return 0, false
+		}
+	}
+	return wait, true
+}
+
+func clientHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // PasswordAuthenticator is an Authenticator that checks a user name and password
@@ -145,7 +175,7 @@ func (s *Server) authorize(user rbacauthz.User, sc Scope) (granted, denied []str
 		// The catalog lists only what the caller may pull, so anyone may ask for it.
 		return []string{"*"}, nil
 	}
-	namespace, name, ok := strings.Cut(sc.Name, "/")
+	namespace, name, ok := registryauth.SplitRepository(sc.Name)
 	if !ok || strings.Contains(name, "/") {
 		// Repositories are <namespace>/<name>; nothing else exists.
 		return nil, sc.Actions
@@ -155,7 +185,7 @@ func (s *Server) authorize(user rbacauthz.User, sc Scope) (granted, denied []str
 		actions = []string{"pull", "push", "delete"}
 	}
 	for _, a := range actions {
-		if allowed, _ := s.Authz.Allowed(user, RequestFor(a, namespace, name)); allowed {
+		if allowed, _ := s.Authz.Allowed(user, registryauth.RequestFor(a, namespace, name)); allowed {
 			granted = append(granted, a)
 		} else {
 			denied = append(denied, a)
@@ -165,22 +195,6 @@ func (s *Server) authorize(user rbacauthz.User, sc Scope) (granted, denied []str
 		granted = []string{"*"}
 	}
 	return granted, denied
-}
-
-// RequestFor is the RBAC request a registry action on namespace/name needs, as in
-// OpenShift: pull is get on imagestreams/layers, push is update on it, delete is
-// delete on imagestreams.
-func RequestFor(action, namespace, name string) rbacauthz.Request {
-	req := rbacauthz.Request{Namespace: namespace, Group: imageapi.Group, Resource: imageapi.Resource, Name: name}
-	switch action {
-	case "pull":
-		req.Verb, req.Subresource = "get", imageapi.LayersSubresource
-	case "push":
-		req.Verb, req.Subresource = "update", imageapi.LayersSubresource
-	case "delete":
-		req.Verb = "delete"
-	}
-	return req
 }
 
 func contains(list []string, s string) bool {

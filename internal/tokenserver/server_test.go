@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // fakeAuthn knows one token (a unit-test fake for TokenReview).
@@ -88,7 +89,7 @@ func TestEachActionIsDecidedOnItsOwn(t *testing.T) {
 	if got := accessOf(t, body); got != "repository:project-b/app:pull" {
 		t.Errorf("granted %q, want pull on project-b/app only", got)
 	}
-	if body["expires_in"].(float64) > MaxLifetime.Seconds() || body["access_token"] != body["token"] {
+	if body["expires_in"].(float64) > registryauth.MaxLifetime.Seconds() || body["access_token"] != body["token"] {
 		t.Errorf("response %v", body)
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/go-jose/go-jose/v4"
+
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // Signer issues registry tokens signed with an ES256 key. The key's ID is its JWK
@@ -38,13 +40,6 @@ func (s *Signer) JWKS() []byte {
 	return data
 }
 
-// claims are distribution's claim set plus the subject's groups, which the registry
-// needs to filter its catalog by RBAC.
-type claims struct {
-	token.ClaimSet
-	Groups []string `json:"groups,omitempty"`
-}
-
 // Sign issues a token for subject (in groups) with access to resources, valid from
 // now for lifetime.
 func (s *Signer) Sign(issuer, subject string, groups []string, audience string, access []*token.ResourceActions, now time.Time, lifetime time.Duration) (string, error) {
@@ -65,7 +60,7 @@ func (s *Signer) Sign(issuer, subject string, groups []string, audience string, 
 		JWTID:      hex.EncodeToString(jti),
 		Access:     access,
 	}
-	payload, err := json.Marshal(claims{ClaimSet: set, Groups: groups})
+	payload, err := json.Marshal(registryauth.Claims{ClaimSet: set, Groups: groups})
 	if err != nil {
 		return "", err
 	}

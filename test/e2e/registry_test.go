@@ -295,17 +295,7 @@ func TestBlobGetsBypassDistribution(t *testing.T) {
 	cfg := dockerConfigFor(t, ctx, ns, "pusher", "admin")
 	image := env.RegistryHost + "/" + ns + "/app:v1"
 	pushImage(t, ctx, cfg, image)
-	manifest, err := harness.Crane(ctx, cfg, "manifest", image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m struct {
-		Layers []struct{ Digest string } `json:"layers"`
-	}
-	if err := json.Unmarshal([]byte(manifest), &m); err != nil || len(m.Layers) == 0 {
-		t.Fatalf("manifest %s: %v", manifest, err)
-	}
-	layer := m.Layers[0].Digest
+	layer := firstLayer(t, ctx, cfg, image)
 	before := metricValue(t, "pullgate_registry_filesystem_blob_gets_total{transfer=\"buffered\"}")
 
 	blob, err := harness.Crane(ctx, cfg, "blob", env.RegistryHost+"/"+ns+"/app@"+layer)

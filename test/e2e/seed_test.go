@@ -120,14 +120,29 @@ func TestSeedSecuredRegistries(t *testing.T) {
 		t.Errorf("Pulled event %q does not say the token host's credential was used", ev)
 	}
 
+	// A wrong sso credential: the refusal names the token host.
 	ns = createNamespace(t, ctx, "delegated-wrong")
 	waitForServiceAccount(t, ctx, ns, "default")
 	cli.ok(ctx, "", "create", "secret", "docker-registry", "--docker-server="+sso, "--docker-username=developer@example.com",
 		"--docker-password=wrong", "--docker-email=unused", "redhat-connect-sso", "-n", ns)
-	cli.ok(ctx, "", "secrets", "link", "default", "redhat-connect-sso", "--for=pull", "-n", ns)
+	cli.ok(ctx, "", "create", "secret", "docker-registry", "--docker-server="+delegating, "--docker-username=developer@example.com",
+		"--docker-password=not-the-sso-password", "--docker-email=unused", "private-registry", "-n", ns)
+	cli.ok(ctx, "", "secrets", "link", "default", "redhat-connect-sso", "private-registry", "--for=pull", "-n", ns)
 	w := waitForWaiting(t, ctx, ns, createPod(t, ctx, ns, "app", delegating+"/team/app:v1"), "ImagePullBackOff", 30*time.Second)
 	if !strings.Contains(w.Message, "token service "+sso) {
 		t.Errorf("back-off message does not name the token host %s:\n%s", sso, w.Message)
+	}
+
+	// The sso credential alone: "pull secrets must be defined for both the
+	// authentication and registry endpoints", and the pod is told so.
+	ns = createNamespace(t, ctx, "delegated-sso-only")
+	waitForServiceAccount(t, ctx, ns, "default")
+	cli.ok(ctx, "", "create", "secret", "docker-registry", "--docker-server="+sso, "--docker-username=developer@example.com",
+		"--docker-password=sso-pass", "--docker-email=unused", "redhat-connect-sso", "-n", ns)
+	cli.ok(ctx, "", "secrets", "link", "default", "redhat-connect-sso", "--for=pull", "-n", ns)
+	w = waitForWaiting(t, ctx, ns, createPod(t, ctx, ns, "app", delegating+"/team/app:v1"), "ImagePullBackOff", 30*time.Second)
+	if !strings.Contains(w.Message, "needs pull secrets for both the authentication and registry endpoints") {
+		t.Errorf("back-off message does not say both endpoints need a secret:\n%s", w.Message)
 	}
 
 	// 5. The cluster pull secret alone: a pod with no secret of its own pulls.

@@ -23,7 +23,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/nodeagent"
-	"pullgate.dev/pullgate/internal/services"
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/version"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
@@ -68,7 +68,7 @@ that the API server's Node authorizer gives it exactly a kubelet's rights.`,
 	cmd.Flags().StringVar(&o.name, "name", hostname, "name of the Node to register")
 	cmd.Flags().StringVar(&o.dataDir, "data-dir", filepath.Join(datadir.Default(), "node"), "directory for the node's image store")
 	cmd.Flags().StringSliceVar(&o.registryHosts, "registry-host", nil, "host[:port] of pullgate's integrated registry (repeatable): pulls from it may use the pod's service account token")
-	cmd.Flags().StringVar(&o.registryAudience, "registry-audience", services.Service, "audience of the service account tokens requested for the integrated registry")
+	cmd.Flags().StringVar(&o.registryAudience, "registry-audience", registryauth.Service, "audience of the service account tokens requested for the integrated registry")
 	cmd.Flags().StringSliceVar(&o.caFiles, "ca-file", nil, "PEM file of CAs to trust for registries, besides the system's (repeatable)")
 	cmd.Flags().StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9465); empty: off")
 	cmd.Flags().IntVar(&o.workers, "workers", 4, "pods worked on at once")
@@ -133,6 +133,9 @@ func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config) (*nodeagent.Age
 	}
 	cfg.Client = client
 	cfg.Version = version.Version
+	if cfg.PullAuthorizer == nil && len(cfg.RegistryHosts) > 0 {
+		cfg.PullAuthorizer = nodeagent.SubjectAccessReviews{Client: client}
+	}
 	return nodeagent.New(cfg)
 }
 

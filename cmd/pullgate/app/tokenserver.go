@@ -13,6 +13,7 @@ import (
 	"pullgate.dev/pullgate/internal/atomicfile"
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/services"
 	"pullgate.dev/pullgate/internal/tokenserver"
 )
@@ -96,7 +97,7 @@ func (o *tokenServerOptions) Run(ctx context.Context) error {
 	log := o.logger()
 	mux := http.NewServeMux()
 	mux.Handle("/token", &tokenserver.Server{
-		Issuer: o.issuer, Service: o.service, Lifetime: tokenserver.MaxLifetime, Signer: signer,
+		Issuer: o.issuer, Service: o.service, Lifetime: registryauth.MaxLifetime, Signer: signer,
 		Authn: users, Authz: grants, Log: log.With("component", "token-server"),
 		Metrics: tokenserver.NewMetrics(prometheus.NewRegistry()),
 	})

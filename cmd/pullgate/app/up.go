@@ -25,6 +25,7 @@ import (
 	"pullgate.dev/pullgate/internal/nodeagent"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registry"
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/services"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
@@ -203,7 +204,8 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		NodeName:         nodeName,
 		ImageDir:         filepath.Join(plane.DataDir, "nodes", nodeName, "images"),
 		RegistryHosts:    names,
-		RegistryAudience: services.Service,
+		RegistryAudience: registryauth.Service,
+		PullAuthorizer:   nodeagent.RBACPullAuthorizer{Authz: running.Authz},
 		// The node's credentials: the cluster pull secret, read by the in-process agent
 		// with the administrator's client (a node's identity may not read it).
 		NodeCredentials: func(ctx context.Context) ([]*credentials.Config, error) {

@@ -1,0 +1,59 @@
+package imageapi
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Index answers from an informer, with no API round trip, which ImageStreams exist
+// and with which UID, and tells a handler when one is deleted.
+type Index struct {
+	informer cache.SharedIndexInformer
+}
+
+// NewIndex watches every ImageStream through client; Run starts it.
+func NewIndex(client dynamic.Interface) *Index {
+	factory := dynamicinformer.NewDynamicSharedInformerFactory(client, 0)
+	return &Index{informer: factory.ForResource(GVR).Informer()}
+}
+
+// Run watches until ctx ends; WaitForSync waits for the first list.
+func (x *Index) Run(ctx context.Context) { x.informer.Run(ctx.Done()) }
+
+// WaitForSync waits until the index holds every ImageStream.
+func (x *Index) WaitForSync(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), x.informer.HasSynced) {
+		return fmt.Errorf("imagestream informer did not sync: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+// UID is the UID of ImageStream namespace/name, if it exists.
+func (x *Index) UID(namespace, name string) (string, bool) {
+	obj, exists, err := x.informer.GetIndexer().GetByKey(namespace + "/" + name)
+	if err != nil || !exists {
+		return "", false
+	}
+	return string(obj.(*unstructured.Unstructured).GetUID()), true
+}
+
+// OnDelete calls deleted with the namespace, name and UID of every ImageStream
+// deleted from now on (also one missed while the watch was broken).
+func (x *Index) OnDelete(deleted func(namespace, name, uid string)) error {
+	_, err := x.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				deleted(u.GetNamespace(), u.GetName(), string(u.GetUID()))
+			}
+		},
+	})
+	return err
+}
