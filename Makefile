@@ -21,7 +21,7 @@ FUZZTIME      ?= 30000x
 export PULLGATE_BIN := $(BIN)/pullgate
 export KUBECTL      := $(BIN)/kubectl
 
-.PHONY: all build up test tools unit e2e fuzz vet bench clean
+.PHONY: all build up test tools unit e2e fuzz vet tidy bench clean
 
 all: build
 
@@ -33,8 +33,8 @@ build:
 up: build
 	$(BIN)/pullgate up $(UP_ARGS)
 
-## test: everything — tools, vet, unit and end-to-end tests, fuzz targets.
-test: tools build vet
+## test: everything — tools, go.mod tidy, vet, unit and end-to-end tests, fuzz targets.
+test: tools tidy build vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) fuzz
 
@@ -44,8 +44,12 @@ tools:
 vet:
 	$(GO) vet ./...
 
+# go.mod must be what `go mod tidy` makes of it.
+tidy:
+	@$(GO) mod tidy -diff >/dev/null 2>&1 || { $(GO) mod tidy -diff; echo "go.mod is not tidy: run go mod tidy"; exit 1; }
+
 unit:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+	$(GO) test -count=1 ./internal/... ./pkg/...
 
 e2e: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/...

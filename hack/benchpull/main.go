@@ -18,7 +18,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -42,15 +41,7 @@ func main() {
 	ns := "benchpull"
 	_, err = env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	check(err)
-	_, err = env.Admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pusher"}}, metav1.CreateOptions{})
-	check(err)
-	_, err = env.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "pusher"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "pusher", Namespace: ns}},
-	}, metav1.CreateOptions{})
-	check(err)
-	token, err := env.ServiceAccountToken(ctx, ns, "pusher")
+	token, err := env.Account(ctx, ns, "pusher", "admin")
 	check(err)
 	cfg, err := env.DockerConfig(tmp, token)
 	check(err)

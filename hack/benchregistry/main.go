@@ -33,7 +33,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"pullgate.dev/pullgate/internal/harness"
@@ -150,15 +149,7 @@ func pullgateTarget(ctx context.Context, env *harness.Env) *target {
 	ns := "bench"
 	_, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	check(err)
-	_, err = env.Admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "admin"}}, metav1.CreateOptions{})
-	check(err)
-	_, err = env.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "admin"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "admin", Namespace: ns}},
-	}, metav1.CreateOptions{})
-	check(err)
-	saToken, err := env.ServiceAccountToken(ctx, ns, "admin")
+	saToken, err := env.Account(ctx, ns, "admin", "admin")
 	check(err)
 	t := &target{name: "pullgate", host: env.RegistryHost, repo: ns + "/app"}
 	deadline := time.Now().Add(30 * time.Second)

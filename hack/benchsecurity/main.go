@@ -5,8 +5,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -38,22 +36,20 @@ func main() {
 		_, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		check(err)
 	}
-	for _, sa := range []struct{ ns, name string }{{"owner", "admin"}, {"reader", "app"}} {
-		_, err := env.Admin.CoreV1().ServiceAccounts(sa.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa.name}}, metav1.CreateOptions{})
-		check(err)
-	}
-	bind(ctx, env, "owner", "admin", "admin", "owner")
-	adminToken, err := env.ServiceAccountToken(ctx, "owner", "admin")
+	adminToken, err := env.Account(ctx, "owner", "admin", "admin")
 	check(err)
 	cfg, err := env.DockerConfig(os.TempDir(), adminToken)
 	check(err)
 	defer os.RemoveAll(cfg)
 	image := env.RegistryHost + "/owner/app:v1"
-	until(30*time.Second, func() bool { return pushScratch(ctx, cfg, image) == nil })
+	until(30*time.Second, func() bool {
+		_, err := harness.PushFile(ctx, cfg, image, []byte("benchsecurity"))
+		return err == nil
+	})
 	digest, err := harness.Crane(ctx, cfg, "digest", image)
 	check(err)
 	manifest := "http://" + env.RegistryHost + "/v2/owner/app/manifests/" + trim(digest)
-	readerToken, err := env.ServiceAccountToken(ctx, "reader", "app")
+	readerToken, err := env.Account(ctx, "reader", "app", "")
 	check(err)
 
 	var took []time.Duration
@@ -83,27 +79,6 @@ func bind(ctx context.Context, env *harness.Env, ns, role, sa, saNS string) {
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: saNS}},
 	}, metav1.CreateOptions{})
 	check(err)
-}
-
-// pushScratch pushes a one-layer image with crane append.
-func pushScratch(ctx context.Context, cfg, image string) error {
-	dir, err := os.MkdirTemp("", "benchsecurity-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	layer := dir + "/layer.tar"
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	content := []byte("benchsecurity")
-	_ = tw.WriteHeader(&tar.Header{Name: "hello.txt", Mode: 0o644, Size: int64(len(content))})
-	_, _ = tw.Write(content)
-	_ = tw.Close()
-	if err := os.WriteFile(layer, buf.Bytes(), 0o644); err != nil {
-		return err
-	}
-	_, err = harness.Crane(ctx, cfg, "append", "-f", layer, "-t", image)
-	return err
 }
 
 func registryToken(env *harness.Env, k8sToken, scope string) string {

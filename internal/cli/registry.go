@@ -18,32 +18,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	"pullgate.dev/pullgate/internal/atomicfile"
+	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registryinfo"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
-
-// Where the registry publishes its names, for clients: ConfigMap kube-public/pullgate-registry.
-const (
-	RegistryInfoNamespace = "kube-public"
-	RegistryInfoName      = "pullgate-registry"
-	RegistryAudience      = "pullgate-registry"
-)
-
-// RegistryInfo is what the registry publishes about itself.
-type RegistryInfo struct {
-	Hostnames []string
-	URL       string
-}
-
-func registryInfo(ctx context.Context, client kubernetes.Interface) (RegistryInfo, error) {
-	cm, err := client.CoreV1().ConfigMaps(RegistryInfoNamespace).Get(ctx, RegistryInfoName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return RegistryInfo{}, fmt.Errorf("no integrated registry is published in this cluster (configmap %s/%s not found): run pullgate up, or pullgate registry serve against it", RegistryInfoNamespace, RegistryInfoName)
-	}
-	if err != nil {
-		return RegistryInfo{}, err
-	}
-	return RegistryInfo{Hostnames: strings.Split(cm.Data["hostnames"], ","), URL: cm.Data["url"]}, nil
-}
 
 // NewRegistryInfoCommand is `pullgate registry info`.
 func NewRegistryInfoCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -54,7 +32,7 @@ func NewRegistryInfoCommand(f cmdutil.Factory, streams genericiooptions.IOStream
 		Run: func(cmd *cobra.Command, _ []string) {
 			client, err := f.KubernetesClientSet()
 			cmdutil.CheckErr(err)
-			info, err := registryInfo(cmd.Context(), client)
+			info, err := registryinfo.Read(cmd.Context(), client)
 			cmdutil.CheckErr(err)
 			fmt.Fprintf(streams.Out, "URL:       %s\nHostnames: %s\n", info.URL, strings.Join(info.Hostnames, ", "))
 		},
@@ -66,6 +44,13 @@ type RegistryLoginOptions struct {
 	genericiooptions.IOStreams
 	ServiceAccount string
 	To             string
+
+	Namespace string
+	Client    kubernetes.Interface
+	// KubeconfigToken is the kubeconfig's own token, used without -z.
+	KubeconfigToken string
+	// DockerConfigDir is where Docker's config.json is, without --to.
+	DockerConfigDir string
 }
 
 // NewRegistryLoginCommand is `pullgate registry login`.
@@ -81,7 +66,8 @@ kubeconfig's token, or with -z a token of that service account of the current
 namespace (for the registry's audience, valid 1 hour).`,
 		Args: cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			cmdutil.CheckErr(o.Run(cmd.Context(), f))
+			cmdutil.CheckErr(o.Complete(f))
+			cmdutil.CheckErr(o.Run(cmd.Context()))
 		},
 	}
 	cmd.Flags().StringVarP(&o.ServiceAccount, "serviceaccount", "z", "", "log in as this service account of the current namespace")
@@ -89,30 +75,56 @@ namespace (for the registry's audience, valid 1 hour).`,
 	return cmd
 }
 
-func (o *RegistryLoginOptions) Run(ctx context.Context, f cmdutil.Factory) error {
-	client, err := f.KubernetesClientSet()
+// Complete reads the kubeconfig: the client, the namespace, its own token, and where
+// Docker keeps its config.
+func (o *RegistryLoginOptions) Complete(f cmdutil.Factory) error {
+	var err error
+	if o.Client, err = f.KubernetesClientSet(); err != nil {
+		return err
+	}
+	if o.Namespace, _, err = f.ToRawKubeConfigLoader().Namespace(); err != nil {
+		return err
+	}
+	if o.ServiceAccount == "" {
+		cfg, err := f.ToRESTConfig()
+		if err != nil {
+			return err
+		}
+		o.KubeconfigToken = cfg.BearerToken
+		if o.KubeconfigToken == "" && cfg.BearerTokenFile != "" {
+			data, err := os.ReadFile(cfg.BearerTokenFile)
+			if err != nil {
+				return err
+			}
+			o.KubeconfigToken = strings.TrimSpace(string(data))
+		}
+	}
+	if o.To == "" {
+		o.DockerConfigDir = os.Getenv("DOCKER_CONFIG")
+		if o.DockerConfigDir == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return err
+			}
+			o.DockerConfigDir = filepath.Join(home, ".docker")
+		}
+	}
+	return nil
+}
+
+// Run writes a credential for every name of the registry.
+func (o *RegistryLoginOptions) Run(ctx context.Context) error {
+	info, err := registryinfo.Read(ctx, o.Client)
 	if err != nil {
 		return err
 	}
-	info, err := registryInfo(ctx, client)
-	if err != nil {
-		return err
-	}
-	token, who, err := o.token(ctx, f, client)
+	token, who, err := o.token(ctx)
 	if err != nil {
 		return err
 	}
 	path, flavor := o.To, credentials.Podman
 	if path == "" {
-		dir := os.Getenv("DOCKER_CONFIG")
-		if dir == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return err
-			}
-			dir = filepath.Join(home, ".docker")
-		}
-		path, flavor = filepath.Join(dir, "config.json"), credentials.Docker
+		path, flavor = filepath.Join(o.DockerConfigDir, "config.json"), credentials.Docker
 	}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -133,40 +145,26 @@ func (o *RegistryLoginOptions) Run(ctx context.Context, f cmdutil.Factory) error
 	return nil
 }
 
-// token is the service account's new token, or the kubeconfig's own.
-func (o *RegistryLoginOptions) token(ctx context.Context, f cmdutil.Factory, client kubernetes.Interface) (string, string, error) {
-	if o.ServiceAccount != "" {
-		ns, _, err := f.ToRawKubeConfigLoader().Namespace()
+// token is a new token of the service account, or the kubeconfig's own.
+func (o *RegistryLoginOptions) token(ctx context.Context) (string, string, error) {
+	if o.ServiceAccount == "" {
+		user, err := whoAmI(ctx, o.Client)
 		if err != nil {
 			return "", "", err
 		}
-		tr, err := client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, o.ServiceAccount, &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{RegistryAudience}, ExpirationSeconds: ptr.To(int64(3600))},
-		}, metav1.CreateOptions{})
-		if apierrors.IsNotFound(err) {
-			return "", "", fmt.Errorf("serviceaccount %q not found in namespace %q", o.ServiceAccount, ns)
+		if o.KubeconfigToken == "" {
+			return "", "", fmt.Errorf("%s signs in with a client certificate, which the registry cannot check: log in as a service account with -z NAME", user.Username)
 		}
-		if err != nil {
-			return "", "", err
-		}
-		return tr.Status.Token, fmt.Sprintf("system:serviceaccount:%s:%s", ns, o.ServiceAccount), nil
+		return o.KubeconfigToken, user.Username, nil
 	}
-	cfg, err := f.ToRESTConfig()
+	tr, err := o.Client.CoreV1().ServiceAccounts(o.Namespace).CreateToken(ctx, o.ServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{registryauth.Service}, ExpirationSeconds: ptr.To(int64(3600))},
+	}, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", "", fmt.Errorf("serviceaccount %q not found in namespace %q", o.ServiceAccount, o.Namespace)
+	}
 	if err != nil {
 		return "", "", err
 	}
-	token := cfg.BearerToken
-	if token == "" && cfg.BearerTokenFile != "" {
-		data, err := os.ReadFile(cfg.BearerTokenFile)
-		if err != nil {
-			return "", "", err
-		}
-		token = strings.TrimSpace(string(data))
-	}
-	if token == "" {
-		user, _ := whoAmI(ctx, client)
-		return "", "", fmt.Errorf("%s signs in with a client certificate, which the registry cannot check: log in as a service account with -z NAME", user.Username)
-	}
-	user, err := whoAmI(ctx, client)
-	return token, user.Username, err
+	return tr.Status.Token, fmt.Sprintf("system:serviceaccount:%s:%s", o.Namespace, o.ServiceAccount), nil
 }

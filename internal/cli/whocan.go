@@ -13,6 +13,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+
+	"pullgate.dev/pullgate/internal/rbacauthz"
 )
 
 // WhoCanOptions is `policy who-can VERB RESOURCE[/SUBRESOURCE]`: who RBAC lets do it
@@ -82,47 +84,32 @@ func (o *WhoCanOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rulesOf := func(ref rbacv1.RoleRef) []rbacv1.PolicyRule {
+	b := rbacauthz.Bindings{RulesOf: func(ref rbacv1.RoleRef, _ string) []rbacv1.PolicyRule {
 		if ref.Kind == "Role" {
-			for _, r := range roles.Items {
-				if r.Name == ref.Name {
-					return r.Rules
-				}
+			if i := slices.IndexFunc(roles.Items, func(r rbacv1.Role) bool { return r.Name == ref.Name }); i >= 0 {
+				return roles.Items[i].Rules
 			}
 			return nil
 		}
-		for _, r := range clusterRoles.Items {
-			if r.Name == ref.Name {
-				return r.Rules
-			}
+		if i := slices.IndexFunc(clusterRoles.Items, func(r rbacv1.ClusterRole) bool { return r.Name == ref.Name }); i >= 0 {
+			return clusterRoles.Items[i].Rules
 		}
 		return nil
+	}}
+	for i := range crbs.Items {
+		b.ClusterRoleBindings = append(b.ClusterRoleBindings, &crbs.Items[i])
 	}
+	for i := range rbs.Items {
+		b.RoleBindings = append(b.RoleBindings, &rbs.Items[i])
+	}
+	req := rbacauthz.Request{Verb: o.Verb, Namespace: o.Namespace, Group: o.Resource.Group, Resource: o.Resource.Resource, Subresource: o.Subresource}
 	var users, groups []string
-	add := func(ref rbacv1.RoleRef, subjects []rbacv1.Subject, bindingNS string) {
-		if !slices.ContainsFunc(rulesOf(ref), o.allows) {
-			return
+	for _, g := range rbacauthz.WhoCan(req, b) {
+		if g.Subject.Kind == rbacv1.GroupKind {
+			groups = append(groups, g.Subject.Name)
+		} else {
+			users = append(users, g.UserName())
 		}
-		for _, s := range subjects {
-			switch s.Kind {
-			case rbacv1.UserKind:
-				users = append(users, s.Name)
-			case rbacv1.GroupKind:
-				groups = append(groups, s.Name)
-			case rbacv1.ServiceAccountKind:
-				ns := s.Namespace
-				if ns == "" {
-					ns = bindingNS
-				}
-				users = append(users, "system:serviceaccount:"+ns+":"+s.Name)
-			}
-		}
-	}
-	for _, b := range crbs.Items {
-		add(b.RoleRef, b.Subjects, "")
-	}
-	for _, b := range rbs.Items {
-		add(b.RoleRef, b.Subjects, b.Namespace)
 	}
 	resource := o.Resource.String()
 	if o.Subresource != "" {
@@ -132,29 +119,6 @@ func (o *WhoCanOptions) Run(ctx context.Context) error {
 	printList(o.Out, "Users:  ", users)
 	printList(o.Out, "Groups: ", groups)
 	return nil
-}
-
-// allows is RBAC's rule match for the asked verb and resource.
-func (o *WhoCanOptions) allows(r rbacv1.PolicyRule) bool {
-	if len(r.ResourceNames) > 0 {
-		return false
-	}
-	if !slices.Contains(r.Verbs, o.Verb) && !slices.Contains(r.Verbs, rbacv1.VerbAll) {
-		return false
-	}
-	if !slices.Contains(r.APIGroups, o.Resource.Group) && !slices.Contains(r.APIGroups, rbacv1.APIGroupAll) {
-		return false
-	}
-	want := o.Resource.Resource
-	if o.Subresource != "" {
-		want += "/" + o.Subresource
-	}
-	for _, res := range r.Resources {
-		if res == want || res == rbacv1.ResourceAll || (o.Subresource != "" && res == "*/"+o.Subresource) {
-			return true
-		}
-	}
-	return false
 }
 
 func printList(w interface{ Write([]byte) (int, error) }, label string, items []string) {

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -22,9 +21,9 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 
+	"pullgate.dev/pullgate/internal/reconcile"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -50,11 +49,10 @@ const (
 // deleted accounts. The secret's name is derived from the account's, so restarts and
 // concurrent runs converge on one secret per account.
 type PullSecrets struct {
+	*reconcile.Loop
 	client   kubernetes.Interface
 	accounts corelisters.ServiceAccountLister
 	secrets  corelisters.SecretLister // only LabelPullSecret secrets
-	synced   []cache.InformerSynced
-	queue    workqueue.TypedRateLimitingInterface[string]
 	log      *slog.Logger
 	// RegistryNames are every host[:port] the registry answers to.
 	registryNames []string
@@ -70,23 +68,19 @@ func NewPullSecrets(client kubernetes.Interface, factory, labelled informers.Sha
 	sec := labelled.Core().V1().Secrets()
 	names := slices.Clone(registryNames)
 	slices.Sort(names)
+	log = log.With("controller", "pullsecrets")
 	c := &PullSecrets{
 		client: client, accounts: sa.Lister(), secrets: sec.Lister(),
-		synced:        []cache.InformerSynced{sa.Informer().HasSynced, sec.Informer().HasSynced},
-		queue:         newQueue("pullsecrets"),
-		log:           log.With("controller", "pullsecrets"),
+		log:           log,
 		registryNames: slices.Compact(names),
 		audience:      audience,
 		lifetime:      defaultPullTokenLifetime,
-		keys:          &signingKeys{client: client},
+		keys:          &signingKeys{jwks: apiServerKeys(client)},
 	}
-	enqueueSA := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
+	c.Loop = reconcile.New("pullsecrets", c.sync, log)
+	c.Synced = []cache.InformerSynced{sa.Informer().HasSynced, sec.Informer().HasSynced}
 	if _, err := sa.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueueSA, UpdateFunc: func(_, obj any) { enqueueSA(obj) }, DeleteFunc: enqueueSA,
+		AddFunc: c.EnqueueKey, UpdateFunc: func(_, obj any) { c.EnqueueKey(obj) }, DeleteFunc: c.EnqueueKey,
 	}); err != nil {
 		return nil, err
 	}
@@ -95,7 +89,7 @@ func NewPullSecrets(client kubernetes.Interface, factory, labelled informers.Sha
 			obj = tomb.Obj
 		}
 		if s, ok := obj.(*corev1.Secret); ok && s.Annotations[corev1.ServiceAccountNameKey] != "" {
-			c.queue.Add(s.Namespace + "/" + s.Annotations[corev1.ServiceAccountNameKey])
+			c.Add(s.Namespace + "/" + s.Annotations[corev1.ServiceAccountNameKey])
 		}
 	}
 	if _, err := sec.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -109,33 +103,6 @@ func NewPullSecrets(client kubernetes.Interface, factory, labelled informers.Sha
 // PullSecretSelector selects the secrets this controller writes.
 func PullSecretSelector() labels.Selector {
 	return labels.SelectorFromSet(labels.Set{LabelPullSecret: "true"})
-}
-
-// Run processes service accounts until ctx ends.
-func (c *PullSecrets) Run(ctx context.Context, workers int) error {
-	return runWorkers(ctx, "pullsecrets", c.synced, c.queue, workers, c.next)
-}
-
-func (c *PullSecrets) next(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	after, err := c.sync(ctx, key)
-	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-		err = nil // the namespace and its accounts are going away
-	}
-	if err != nil {
-		c.log.Warn("service account not reconciled; retrying", "serviceaccount", key, "err", err)
-		c.queue.AddRateLimited(key)
-		return true
-	}
-	c.queue.Forget(key)
-	if after > 0 {
-		c.queue.AddAfter(key, after)
-	}
-	return true
 }
 
 // PullSecretName is the name of the registry pull secret of service account sa.
@@ -280,7 +247,7 @@ func (c *PullSecrets) issueToken(ctx context.Context, sa *corev1.ServiceAccount,
 		return nil, fmt.Errorf("token for service account %s/%s: %w", sa.Namespace, sa.Name, err)
 	}
 	entries := map[string]map[string]string{}
-	auth := base64.StdEncoding.EncodeToString([]byte(registryUsername + ":" + tr.Status.Token))
+	auth := credentials.EncodeAuth(registryUsername, tr.Status.Token)
 	for _, host := range c.registryNames {
 		entries[host] = map[string]string{"username": registryUsername, "password": tr.Status.Token, "email": registryEmail, "auth": auth}
 	}

@@ -7,8 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -16,8 +16,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	rbaclisters "k8s.io/client-go/listers/rbac/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
+	"pullgate.dev/pullgate/internal/reconcile"
 	"pullgate.dev/pullgate/internal/registryroles"
 )
 
@@ -26,11 +26,10 @@ import (
 // is created; an existing one is never changed, so a user's edit of its subjects
 // stands, as in OpenShift.
 type RoleBindings struct {
+	*reconcile.Loop
 	client       kubernetes.Interface
 	namespaces   corelisters.NamespaceLister
 	roleBindings rbaclisters.RoleBindingLister
-	synced       []cache.InformerSynced
-	queue        workqueue.TypedRateLimitingInterface[string]
 	log          *slog.Logger
 }
 
@@ -38,63 +37,39 @@ type RoleBindings struct {
 func NewRoleBindings(client kubernetes.Interface, factory informers.SharedInformerFactory, log *slog.Logger) (*RoleBindings, error) {
 	ns := factory.Core().V1().Namespaces()
 	rb := factory.Rbac().V1().RoleBindings()
-	c := &RoleBindings{
-		client:       client,
-		namespaces:   ns.Lister(),
-		roleBindings: rb.Lister(),
-		synced:       []cache.InformerSynced{ns.Informer().HasSynced, rb.Informer().HasSynced},
-		queue:        newQueue("rolebindings"),
-		log:          log.With("controller", "rolebindings"),
-	}
-	enqueueNamespace := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
+	log = log.With("controller", "rolebindings")
+	c := &RoleBindings{client: client, namespaces: ns.Lister(), roleBindings: rb.Lister(), log: log}
+	c.Loop = reconcile.New("rolebindings", c.sync, log)
+	c.Synced = []cache.InformerSynced{ns.Informer().HasSynced, rb.Informer().HasSynced}
 	if _, err := ns.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueueNamespace,
-		UpdateFunc: func(_, obj any) { enqueueNamespace(obj) },
+		AddFunc:    c.EnqueueKey,
+		UpdateFunc: func(_, obj any) { c.EnqueueKey(obj) },
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := rb.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: enqueueNamespaceOf(c.queue)}); err != nil {
+	if _, err := rb.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: c.EnqueueNamespaceOf}); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Run processes namespaces until ctx ends.
-func (c *RoleBindings) Run(ctx context.Context, workers int) error {
-	return runWorkers(ctx, "rolebindings", c.synced, c.queue, workers, func(ctx context.Context) bool {
-		return processNext(ctx, c.queue, c.sync, c.log)
-	})
-}
-
-func (c *RoleBindings) sync(ctx context.Context, name string) error {
+// sync gives namespace name the bindings it lacks.
+func (c *RoleBindings) sync(ctx context.Context, name string) (time.Duration, error) {
 	if live, err := liveNamespace(c.namespaces, name); !live || err != nil {
-		return err
+		return 0, err
 	}
 	for _, want := range registryroles.RoleBindings(name) {
 		if _, err := c.roleBindings.RoleBindings(name).Get(want.Name); err == nil {
 			continue
 		}
-		_, err := c.client.RbacV1().RoleBindings(name).Create(ctx, want, metav1.CreateOptions{})
+		_, err := c.client.RbacV1().RoleBindings(name).Create(ctx, want, metav1.CreateOptions{FieldManager: fieldManager})
 		switch {
 		case err == nil:
 			c.log.Debug("created rolebinding", "namespace", name, "name", want.Name)
 		case apierrors.IsAlreadyExists(err):
-		case apierrors.IsForbidden(err) && isTerminating(err):
-			return nil
 		default:
-			return fmt.Errorf("creating rolebinding %s/%s: %w", name, want.Name, err)
+			return 0, fmt.Errorf("creating rolebinding %s/%s: %w", name, want.Name, err)
 		}
 	}
-	return nil
-}
-
-// isTerminating recognises the API server's refusal to create in a namespace being deleted.
-func isTerminating(err error) bool {
-	status, ok := err.(apierrors.APIStatus)
-	return ok && status.Status().Details != nil && status.Status().Details.Causes != nil &&
-		len(status.Status().Details.Causes) > 0 && status.Status().Details.Causes[0].Type == corev1.NamespaceTerminatingCause
+	return 0, nil
 }

@@ -6,7 +6,6 @@ package controlplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/kubeconfig"
+	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/pki"
 )
 
@@ -77,7 +77,7 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 	tameKlog(cfg.Verbosity)
 
 	// The port first: a port in use must not leave a new data directory behind.
-	listener, err := listen(cfg.BindAddress, cfg.APIPort, "--api-port")
+	listener, err := listen.TCP(net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.APIPort)), "--api-port")
 	if err != nil {
 		return nil, err
 	}
@@ -189,23 +189,6 @@ func (p *Plane) watch(ctx context.Context, components []*component, etcdErr <-ch
 		p.done <- fmt.Errorf("etcd stopped: %w", err)
 	case <-ctx.Done():
 	}
-}
-
-func listen(bindAddress string, port int, flag string) (net.Listener, error) {
-	addr := net.JoinHostPort(bindAddress, strconv.Itoa(port))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("port %d on %s is not available (%v): stop what holds it or choose another with %s", port, bindAddress, unwrapSyscall(err), flag)
-	}
-	return l, nil
-}
-
-func unwrapSyscall(err error) error {
-	var sys *os.SyscallError
-	if errors.As(err, &sys) {
-		return sys.Err
-	}
-	return err
 }
 
 // freePorts asks the kernel for n unused loopback ports.

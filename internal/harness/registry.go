@@ -49,6 +49,11 @@ func (e *Env) DockerConfig(dir, token string) (string, error) {
 // Crane runs crane with DOCKER_CONFIG=dockerConfig (empty: no credentials) and
 // returns its combined output.
 func Crane(ctx context.Context, dockerConfig string, args ...string) (string, error) {
+	return CraneEnv(ctx, dockerConfig, nil, args...)
+}
+
+// CraneEnv is Crane with more environment variables.
+func CraneEnv(ctx context.Context, dockerConfig string, extraEnv []string, args ...string) (string, error) {
 	crane, err := Tool("crane")
 	if err != nil {
 		return "", err
@@ -63,7 +68,7 @@ func Crane(ctx context.Context, dockerConfig string, args ...string) (string, er
 		dockerConfig = empty
 	}
 	cmd := exec.CommandContext(ctx, crane, args...)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig)
+	cmd.Env = append(append(os.Environ(), "DOCKER_CONFIG="+dockerConfig), extraEnv...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

@@ -33,6 +33,14 @@ func (x *Index) WaitForSync(ctx context.Context) error {
 	return nil
 }
 
+// Repository is the repository (namespace/path) an ImageStream holds.
+func Repository(obj *unstructured.Unstructured) string {
+	if repo := obj.GetAnnotations()[AnnotationRepository]; repo != "" {
+		return repo
+	}
+	return obj.GetNamespace() + "/" + obj.GetName()
+}
+
 // UID is the UID of ImageStream namespace/name, if it exists.
 func (x *Index) UID(namespace, name string) (string, bool) {
 	obj, exists, err := x.informer.GetIndexer().GetByKey(namespace + "/" + name)
@@ -42,16 +50,16 @@ func (x *Index) UID(namespace, name string) (string, bool) {
 	return string(obj.(*unstructured.Unstructured).GetUID()), true
 }
 
-// OnDelete calls deleted with the namespace, name and UID of every ImageStream
-// deleted from now on (also one missed while the watch was broken).
-func (x *Index) OnDelete(deleted func(namespace, name, uid string)) error {
+// OnDelete calls deleted with the repository (namespace/path) and UID of every
+// ImageStream deleted from now on (also one missed while the watch was broken).
+func (x *Index) OnDelete(deleted func(repository, uid string)) error {
 	_, err := x.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
 			}
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				deleted(u.GetNamespace(), u.GetName(), string(u.GetUID()))
+				deleted(Repository(u), string(u.GetUID()))
 			}
 		},
 	})

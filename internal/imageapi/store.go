@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,9 +38,10 @@ func (s Streams) Get(ctx context.Context, namespace, name string) (uid string, e
 }
 
 // Ensure returns the UID of ImageStream namespace/name, making it (pointing at
-// repository) when there is none; created says whether this call made it. The
-// namespace must exist: its absence is a NotFound error.
+// repository, host/namespace/path) when there is none; created says whether this call
+// made it. The namespace must exist: its absence is a NotFound error.
 func (s Streams) Ensure(ctx context.Context, namespace, name, repository string) (uid string, created bool, err error) {
+	_, path, _ := strings.Cut(repository, "/")
 	res := s.Client.Resource(GVR).Namespace(namespace)
 	for range 3 {
 		if uid, exists, err := s.Get(ctx, namespace, name); err != nil || exists {
@@ -47,7 +49,7 @@ func (s Streams) Ensure(ctx context.Context, namespace, name, repository string)
 		}
 		obj, err := res.Create(ctx, toUnstructured(&ImageStream{
 			TypeMeta:   metav1.TypeMeta{APIVersion: Group + "/" + Version, Kind: Kind},
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Annotations: map[string]string{AnnotationRepository: path}},
 		}), metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			continue // made by another push a moment ago

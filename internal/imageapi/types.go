@@ -20,6 +20,10 @@ const (
 	Kind              = "ImageStream"
 )
 
+// AnnotationRepository names the repository an ImageStream holds (namespace/path),
+// for a path that is not the stream's own name (a nested one, charts/mychart).
+const AnnotationRepository = Group + "/repository"
+
 // GVR is the ImageStream resource.
 var GVR = schema.GroupVersionResource{Group: Group, Version: Version, Resource: Resource}
 

@@ -10,29 +10,6 @@ func authConfig(user, pass string) authn.AuthConfig {
 	return authn.AuthConfig{Username: user, Password: pass}
 }
 
-// hijackAfter sends limit bytes of the body, then resets the connection.
-type hijackAfter struct {
-	http.ResponseWriter
-	limit, sent int
-}
-
-func (h *hijackAfter) Write(b []byte) (int, error) {
-	if h.sent+len(b) > h.limit {
-		b = b[:h.limit-h.sent]
-		n, _ := h.ResponseWriter.Write(b)
-		h.sent += n
-		h.ResponseWriter.(http.Flusher).Flush()
-		conn, _, err := http.NewResponseController(h.ResponseWriter).Hijack()
-		if err == nil {
-			conn.Close()
-		}
-		panic(http.ErrAbortHandler)
-	}
-	n, err := h.ResponseWriter.Write(b)
-	h.sent += n
-	return n, err
-}
-
 // corrupting flips the first byte of every body it writes.
 type corrupting struct {
 	http.ResponseWriter

@@ -19,6 +19,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"pullgate.dev/pullgate/internal/harness"
 )
 
 // serve runs go-containerregistry's in-memory registry behind wrap and pushes a random
@@ -80,8 +82,7 @@ func TestInterruptedBlobIsResumedNotTrusted(t *testing.T) {
 				ranged.Add(1)
 			}
 			if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet && cut.Load() {
-				hj := &hijackAfter{ResponseWriter: w, limit: 100 << 10}
-				h.ServeHTTP(hj, r)
+				h.ServeHTTP(harness.CutAfter(w, 100<<10), r)
 				return
 			}
 			h.ServeHTTP(w, r)

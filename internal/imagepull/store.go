@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/singleflight"
 
@@ -100,7 +101,11 @@ type TransferError struct {
 }
 
 func (e *TransferError) Error() string {
-	return fmt.Sprintf("downloading blob %s stopped after %s of %s: %v", e.Blob, humanBytes(e.Have), humanBytes(e.Total), e.Err)
+	total := "an unknown size"
+	if e.Total >= 0 {
+		total = units.BytesSize(float64(e.Total))
+	}
+	return fmt.Sprintf("downloading blob %s stopped after %s of %s: %v", e.Blob, units.BytesSize(float64(e.Have)), total, e.Err)
 }
 
 func (e *TransferError) Unwrap() error { return e.Err }

@@ -1,5 +1,5 @@
 // Package kubeconfig writes the kubeconfig files pullgate hands to people and to its
-// embedded components, and loads REST configs from them.
+// embedded components.
 package kubeconfig
 
 import (

@@ -28,9 +28,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/flowcontrol"
-	"k8s.io/client-go/util/workqueue"
 
 	"pullgate.dev/pullgate/internal/imagepull"
+	"pullgate.dev/pullgate/internal/reconcile"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -75,7 +75,7 @@ type Agent struct {
 	cfg      Config
 	puller   *imagepull.Puller
 	pods     cache.SharedIndexInformer
-	queue    workqueue.TypedRateLimitingInterface[string]
+	loop     *reconcile.Loop
 	recorder record.EventRecorder
 	metrics  *metrics
 	tokens   *tokenCache
@@ -83,6 +83,7 @@ type Agent struct {
 	mu       sync.Mutex
 	backoff  *flowcontrol.Backoff
 	failures map[string]*pullFailure // podUID/image → the last failure
+	uids     map[string]string       // namespace/name → UID of the pods seen
 }
 
 type pullFailure struct {
@@ -110,16 +111,18 @@ func New(cfg Config) (*Agent, error) {
 		cfg:      cfg,
 		puller:   &imagepull.Puller{Store: store, Transport: cfg.Transport, IntegratedHosts: cfg.RegistryHosts},
 		pods:     factory.Core().V1().Pods().Informer(),
-		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"}),
 		metrics:  newMetrics(cfg.Metrics),
 		tokens:   &tokenCache{client: cfg.Client, audience: cfg.RegistryAudience, tokens: map[string]cachedToken{}},
 		backoff:  flowcontrol.NewBackOff(backoffInitial, backoffMax),
 		failures: map[string]*pullFailure{},
+		uids:     map[string]string{},
 	}
+	a.loop = reconcile.New("pods", a.sync, cfg.Log)
+	a.loop.Synced = []cache.InformerSynced{a.pods.HasSynced}
 	_, err = a.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    a.enqueue,
-		UpdateFunc: func(_, obj any) { a.enqueue(obj) },
-		DeleteFunc: a.enqueue,
+		AddFunc:    a.loop.EnqueueKey,
+		UpdateFunc: func(_, obj any) { a.loop.EnqueueKey(obj) },
+		DeleteFunc: a.loop.EnqueueKey,
 	})
 	if err != nil {
 		return nil, err
@@ -136,15 +139,8 @@ func (a *Agent) integrated(image string) bool {
 	return slices.ContainsFunc(a.cfg.RegistryHosts, func(h string) bool { return strings.EqualFold(h, ref.Context().RegistryStr()) })
 }
 
-func (a *Agent) enqueue(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		a.queue.Add(key)
-	}
-}
-
 // Run registers the node, then works until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.queue.ShutDown()
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.cfg.Client.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
@@ -162,37 +158,5 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Ready != nil {
 		a.cfg.Ready()
 	}
-	var wg sync.WaitGroup
-	for range a.cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for a.work(ctx) {
-			}
-		}()
-	}
-	<-ctx.Done()
-	a.queue.ShutDown()
-	wg.Wait()
-	return nil
-}
-
-func (a *Agent) work(ctx context.Context) bool {
-	key, quit := a.queue.Get()
-	if quit {
-		return false
-	}
-	defer a.queue.Done(key)
-	after, err := a.sync(ctx, key)
-	switch {
-	case err != nil:
-		a.cfg.Log.Warn("pod sync failed; retrying", "pod", key, "err", err)
-		a.queue.AddRateLimited(key)
-	case after > 0:
-		a.queue.Forget(key)
-		a.queue.AddAfter(key, after)
-	default:
-		a.queue.Forget(key)
-	}
-	return true
+	return a.loop.Run(ctx, a.cfg.Workers)
 }

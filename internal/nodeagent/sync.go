@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -56,6 +57,9 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 		return 0, nil
 	}
 	pod := obj.(*corev1.Pod)
+	a.mu.Lock()
+	a.uids[key] = string(pod.UID)
+	a.mu.Unlock()
 	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return 0, nil
 	}
@@ -274,9 +278,23 @@ func (a *Agent) inBackoff(pod *corev1.Pod, c container, key string, s *container
 	return wait, true
 }
 
-// forget drops the back-off state of a pod that is gone.
+// forget drops what the agent keeps for a pod that is gone: its images' back-off
+// and last failures, and its service account's token.
 func (a *Agent) forget(namespace, name string) {
 	a.tokens.forget(namespace, name)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	uid, ok := a.uids[namespace+"/"+name]
+	if !ok {
+		return
+	}
+	delete(a.uids, namespace+"/"+name)
+	for key := range a.failures {
+		if strings.HasPrefix(key, uid+"/") {
+			delete(a.failures, key)
+			a.backoff.Reset(key)
+		}
+	}
 }
 
 func previousStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {

@@ -21,6 +21,9 @@ import (
 	"path/filepath"
 	"time"
 
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/client-go/util/keyutil"
+
 	"pullgate.dev/pullgate/internal/atomicfile"
 )
 
@@ -34,9 +37,6 @@ const (
 	ServiceAccountPub   = "sa.pub"
 	certLifetime        = 10 * 365 * 24 * time.Hour
 	clockSkewAllowance  = 5 * time.Minute
-	privateKeyPEMType   = "EC PRIVATE KEY"
-	certificatePEMType  = "CERTIFICATE"
-	publicKeyPEMType    = "PUBLIC KEY"
 	defaultCACommonName = "pullgate-ca"
 )
 
@@ -87,11 +87,6 @@ func Open(path string) (*Dir, error) {
 	return d, nil
 }
 
-// CAPEM returns the CA certificate in PEM form.
-func (d *Dir) CAPEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: certificatePEMType, Bytes: d.CA.Raw})
-}
-
 // ServingCert returns the API server's serving certificate for hosts (names and IP
 // literals), creating it when missing. An existing certificate is kept as it is.
 func (d *Dir) ServingCert(name string, hosts []string) (KeyPair, error) {
@@ -128,8 +123,8 @@ func (d *Dir) ServiceAccountKeys() (privPath, pubPath string, err error) {
 		if !exists(pubPath) {
 			return privPath, pubPath, writePublicKey(pubPath, key.Public())
 		}
-		if _, err := readPEM(pubPath, publicKeyPEMType); err != nil {
-			return "", "", err
+		if _, err := keyutil.PublicKeysFromFile(pubPath); err != nil {
+			return "", "", corrupt(pubPath, err)
 		}
 		return privPath, pubPath, nil
 	}
@@ -194,29 +189,6 @@ func (d *Dir) ensureLeaf(name string, fill func(*x509.Certificate)) (KeyPair, er
 	return kp, writeKeyPair(kp.CertFile, kp.KeyFile, der, key)
 }
 
-// Sign issues a client certificate for user and groups without storing it, for
-// kubeconfigs handed to people (pullgate adm create-kubeconfig).
-func (d *Dir) Sign(user string, groups []string, lifetime time.Duration) (certPEM, keyPEM []byte, err error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := template(pkix.Name{CommonName: user, Organization: groups})
-	tmpl.NotAfter = time.Now().Add(lifetime)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, d.CA, key.Public(), d.key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: certificatePEMType, Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: privateKeyPEMType, Bytes: keyDER}), nil
-}
-
 // loadPair reads a certificate and its key. Both missing is (nil, nil, nil): the
 // caller creates them. One missing, unreadable or not matching the other is an error.
 func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
@@ -268,55 +240,37 @@ func exists(path string) bool {
 	return err == nil || !errors.Is(err, fs.ErrNotExist)
 }
 
-func readPEM(path, wantType string) (*pem.Block, error) {
+// corrupt names a PKI file that cannot be used, and what to do about it.
+func corrupt(path string, err error) error {
+	return fmt.Errorf("pki file %s: %v; the file is corrupt, restore it or move the pki directory aside", path, err)
+}
+
+func readCert(path string) (*x509.Certificate, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("pki file %s: %w", path, err)
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("pki file %s: no PEM data; the file is corrupt, restore it or move the pki directory aside", path)
-	}
-	if wantType != "" && block.Type != wantType {
-		return nil, fmt.Errorf("pki file %s: PEM block is %q, want %q", path, block.Type, wantType)
-	}
-	return block, nil
-}
-
-func readCert(path string) (*x509.Certificate, error) {
-	block, err := readPEM(path, certificatePEMType)
+	certs, err := certutil.ParseCertsPEM(data)
 	if err != nil {
-		return nil, err
+		return nil, corrupt(path, err)
 	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("pki file %s: %w", path, err)
-	}
-	return cert, nil
+	return certs[0], nil
 }
 
 func readKey(path string) (crypto.Signer, error) {
-	block, err := readPEM(path, "")
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pki file %s: %w", path, err)
 	}
-	switch block.Type {
-	case privateKeyPEMType:
-		key, err := x509.ParseECPrivateKey(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("pki file %s: %w", path, err)
-		}
-		return key, nil
-	case "PRIVATE KEY":
-		key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("pki file %s: %w", path, err)
-		}
-		if signer, ok := key.(crypto.Signer); ok {
-			return signer, nil
-		}
+	key, err := keyutil.ParsePrivateKeyPEM(data)
+	if err != nil {
+		return nil, corrupt(path, err)
 	}
-	return nil, fmt.Errorf("pki file %s: unsupported private key type %q", path, block.Type)
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, corrupt(path, fmt.Errorf("unsupported private key %T", key))
+	}
+	return signer, nil
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {
@@ -329,15 +283,15 @@ func writeKeyPair(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) e
 	if err := writeKey(keyPath, key); err != nil {
 		return err
 	}
-	return writeNew(certPath, pem.EncodeToMemory(&pem.Block{Type: certificatePEMType, Bytes: der}), 0o644)
+	return writeNew(certPath, pem.EncodeToMemory(&pem.Block{Type: certutil.CertificateBlockType, Bytes: der}), 0o644)
 }
 
 func writeKey(path string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalECPrivateKey(key)
+	data, err := keyutil.MarshalPrivateKeyToPEM(key)
 	if err != nil {
 		return err
 	}
-	return writeNew(path, pem.EncodeToMemory(&pem.Block{Type: privateKeyPEMType, Bytes: der}), 0o600)
+	return writeNew(path, data, 0o600)
 }
 
 func writePublicKey(path string, pub crypto.PublicKey) error {
@@ -345,7 +299,7 @@ func writePublicKey(path string, pub crypto.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	return writeNew(path, pem.EncodeToMemory(&pem.Block{Type: publicKeyPEMType, Bytes: der}), 0o644)
+	return writeNew(path, pem.EncodeToMemory(&pem.Block{Type: keyutil.PublicKeyBlockType, Bytes: der}), 0o644)
 }
 
 // writeNew writes a new PKI file; an existing file is never replaced.

@@ -37,8 +37,10 @@ func TestOpenCreatesOnceAndReuses(t *testing.T) {
 		t.Error("an existing serving certificate was overwritten")
 	}
 
-	block, _ := readPEM(serving.CertFile, certificatePEMType)
-	cert, _ := x509.ParseCertificate(block.Bytes)
+	cert, err := readCert(serving.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(first.CA)
 	if _, err := cert.Verify(x509.VerifyOptions{DNSName: "localhost", Roots: pool}); err != nil {
@@ -69,7 +71,7 @@ func TestBrokenFilesAreErrorsNamingThem(t *testing.T) {
 		content    []byte
 		want       string
 	}{
-		{"garbage certificate", "admin.crt", []byte("garbage"), "no PEM data"},
+		{"garbage certificate", "admin.crt", []byte("garbage"), "the file is corrupt"},
 		{"key of another CA", CAKeyFile, otherKey, "does not match"},
 	}
 	for _, tt := range tests {

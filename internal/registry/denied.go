@@ -115,7 +115,10 @@ func deniedMessage(user string, r refusal) string {
 	if r.typ != "repository" {
 		return fmt.Sprintf("%s is not allowed %s on %s:%s", user, r.action, r.typ, r.name)
 	}
-	namespace, _, _ := strings.Cut(r.name, "/")
+	namespace, _, ok := registryauth.SplitRepository(r.name)
+	if !ok {
+		return fmt.Sprintf("%s is not a repository of this registry: a repository is <namespace>/<path>, in a Kubernetes namespace you may push to (e.g. NAMESPACE/%s)", r.name, r.name)
+	}
 	role, verb := registryroles.ImagePuller, "pull from"
 	switch r.action {
 	case "push", "*":

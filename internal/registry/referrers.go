@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"path"
 	"sort"
@@ -30,6 +31,7 @@ type referrers struct {
 	next     http.Handler
 	driver   storagedriver.StorageDriver
 	verifier auth.AccessController
+	log      *slog.Logger
 }
 
 const referrersRoot = "/pullgate/referrers"
@@ -98,8 +100,16 @@ func (h *referrers) put(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	data, _ := json.Marshal(desc)
 	ctx := r.Context()
-	_ = h.driver.PutContent(ctx, h.linkPath(name, m.Subject.Digest, dgst), data)
-	_ = h.driver.PutContent(ctx, h.reversePath(name, dgst), []byte(m.Subject.Digest.String()))
+	// The manifest is stored and acknowledged; an index that could not be written is
+	// logged (the next push of the manifest writes it again).
+	for path, content := range map[string][]byte{
+		h.linkPath(name, m.Subject.Digest, dgst): data,
+		h.reversePath(name, dgst):                []byte(m.Subject.Digest.String()),
+	} {
+		if err := h.driver.PutContent(ctx, path, content); err != nil {
+			h.log.Error("referrers index not written", "repository", name, "manifest", dgst, "subject", m.Subject.Digest, "err", err)
+		}
+	}
 }
 
 func (h *referrers) forget(ctx context.Context, name string, dgst digest.Digest) {
@@ -107,10 +117,16 @@ func (h *referrers) forget(ctx context.Context, name string, dgst digest.Digest)
 	if err != nil {
 		return
 	}
+	var paths []string
 	if s, err := digest.Parse(string(subject)); err == nil {
-		_ = h.driver.Delete(ctx, h.linkPath(name, s, dgst))
+		paths = append(paths, h.linkPath(name, s, dgst))
 	}
-	_ = h.driver.Delete(ctx, h.reversePath(name, dgst))
+	for _, p := range append(paths, h.reversePath(name, dgst)) {
+		var notFound storagedriver.PathNotFoundError
+		if err := h.driver.Delete(ctx, p); err != nil && !errors.As(err, &notFound) {
+			h.log.Error("referrers index entry not removed", "repository", name, "manifest", dgst, "err", err)
+		}
+	}
 }
 
 func (h *referrers) list(w http.ResponseWriter, r *http.Request, name, ref string) {

@@ -24,7 +24,6 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/sirupsen/logrus"
 
 	"pullgate.dev/pullgate/internal/registryauth"
 )
@@ -62,7 +61,6 @@ type Config struct {
 	// BlobTransfer chooses sendfile or buffered copies for filesystem blob GETs
 	// (default buffered).
 	BlobTransfer BlobTransfer
-	Verbose      bool
 	Log          *slog.Logger
 }
 
@@ -79,11 +77,8 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	if cfg.Realm == "" {
 		cfg.Realm = "/token"
 	}
-	// distribution logs every 4xx as an error; a 404 on a HEAD is how clients ask
-	// whether a blob exists. Its per-request log is kept for -v.
-	logrus.SetLevel(logrus.FatalLevel)
-	if cfg.Verbose {
-		logrus.SetLevel(logrus.InfoLevel)
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "pullgate", Subsystem: "registry", Name: "auth_refusals_total",
@@ -166,7 +161,7 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 		}
 	}
 	mux.Handle("/v2/", explainDenied{authz: cfg.Authz, next: &repositoryGate{
-		next:     &referrers{next: blobs, driver: driver, verifier: verifier},
+		next:     &referrers{next: blobs, driver: driver, verifier: verifier, log: cfg.Log},
 		verifier: verifier, repos: repos, host: cfg.Host, namespaceExists: cfg.NamespaceExists, log: cfg.Log,
 	}})
 	idle := cfg.BodyIdleTimeout
@@ -176,10 +171,11 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	return &Registry{Handler: bodyLimits{next: instrument(cfg.Metrics, mux), idle: idle}, app: app, repos: repos}, nil
 }
 
-// StreamDeleted clears the repository of an ImageStream that was deleted.
-func (r *Registry) StreamDeleted(ctx context.Context, namespace, name, uid string) {
+// StreamDeleted clears the repository (namespace/path) of an ImageStream that was
+// deleted.
+func (r *Registry) StreamDeleted(ctx context.Context, repository, uid string) {
 	if r.repos != nil {
-		r.repos.Deleted(ctx, namespace+"/"+name, uid)
+		r.repos.Deleted(ctx, repository, uid)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd" // distribution's own access controllers
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/distribution/distribution/v3/registry/handlers"
-	"github.com/sirupsen/logrus"
 
 	"pullgate.dev/pullgate/internal/registryauth"
 )
@@ -34,7 +33,6 @@ type StandaloneConfig struct {
 // NewStandalone builds the standalone registry's handler. Every request is logged
 // with the user it was made as, so one can see which credential pulled what.
 func NewStandalone(ctx context.Context, cfg StandaloneConfig) (h http.Handler, err error) {
-	logrus.SetLevel(logrus.FatalLevel)
 	dc := &configuration.Configuration{Storage: cfg.Storage}
 	switch {
 	case cfg.Htpasswd != "" && cfg.TokenRealm != "":

@@ -176,8 +176,8 @@ func (s *Server) authorize(user rbacauthz.User, sc Scope) (granted, denied []str
 		return []string{"*"}, nil
 	}
 	namespace, name, ok := registryauth.SplitRepository(sc.Name)
-	if !ok || strings.Contains(name, "/") {
-		// Repositories are <namespace>/<name>; nothing else exists.
+	if !ok {
+		// Repositories are <namespace>/<path>; nothing else exists.
 		return nil, sc.Actions
 	}
 	actions := sc.Actions

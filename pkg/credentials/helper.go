@@ -1,21 +1,20 @@
 package credentials
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/docker/docker-credential-helpers/client"
+	helpercreds "github.com/docker/docker-credential-helpers/credentials"
 )
 
 // DefaultHelperTimeout bounds one run of a docker-credential helper.
 const DefaultHelperTimeout = 10 * time.Second
-
-// helperNotFound is what docker-credential-helpers print when they hold nothing for a server.
-const helperNotFound = "credentials not found in native keychain"
 
 // ErrHelperNoCredential means the helper answered that it has nothing for the server.
 var ErrHelperNoCredential = errors.New("the credential helper has no credential for this registry")
@@ -37,8 +36,8 @@ func (m Match) Resolve(ctx context.Context, timeout time.Duration) (Credential, 
 	return RunHelper(ctx, m.Helper, server, timeout)
 }
 
-// RunHelper runs `docker-credential-<helper> get` with server on stdin, per the
-// docker-credential-helpers protocol. Errors name the helper and the server, never
+// RunHelper runs `docker-credential-<helper> get` for server, with the protocol of
+// docker-credential-helpers' own client. Errors name the helper and the server, never
 // the secret.
 func RunHelper(ctx context.Context, helper, server string, timeout time.Duration) (Credential, error) {
 	if timeout <= 0 {
@@ -47,43 +46,36 @@ func RunHelper(ctx context.Context, helper, server string, timeout time.Duration
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	program := "docker-credential-" + helper
-	cmd := exec.CommandContext(ctx, program, "get")
-	cmd.Stdin = strings.NewReader(server)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// A helper's children may hold its output open after it is killed.
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	if ctx.Err() == context.DeadlineExceeded {
+	var cmd *exec.Cmd
+	creds, err := client.Get(func(args ...string) client.Program {
+		cmd = exec.CommandContext(ctx, program, args...)
+		// A helper's children may hold its output open after it is killed.
+		cmd.WaitDelay = time.Second
+		return helperProgram{cmd}
+	}, server)
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil && creds.Username == "<token>":
+		return Credential{IdentityToken: creds.Secret}, nil
+	case err == nil:
+		return Credential{Username: creds.Username, Password: creds.Secret}, nil
+	case ctx.Err() == context.DeadlineExceeded:
 		return Credential{}, fmt.Errorf("%s get %s: no answer within %s", program, server, timeout)
-	}
-	if err != nil {
-		msg := strings.TrimSpace(stdout.String())
-		if strings.Contains(msg, helperNotFound) {
-			return Credential{}, fmt.Errorf("%s get %s: %w", program, server, ErrHelperNoCredential)
-		}
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) {
-			return Credential{}, fmt.Errorf("%s get %s: exit code %d", program, server, exitErr.ExitCode())
-		}
-		return Credential{}, fmt.Errorf("%s get %s: %w", program, server, err)
-	}
-	return parseHelperOutput(stdout.Bytes(), program, server)
-}
-
-// parseHelperOutput reads {"ServerURL": …, "Username": …, "Secret": …}. A Username of
-// "<token>" marks an identity token.
-func parseHelperOutput(out []byte, program, server string) (Credential, error) {
-	var resp struct {
-		ServerURL string
-		Username  string
-		Secret    string
-	}
-	if err := json.Unmarshal(out, &resp); err != nil {
+	case helpercreds.IsErrCredentialsNotFound(err):
+		return Credential{}, fmt.Errorf("%s get %s: %w", program, server, ErrHelperNoCredential)
+	case cmd != nil && cmd.ProcessState != nil && !cmd.ProcessState.Success():
+		return Credential{}, fmt.Errorf("%s get %s: exit code %d", program, server, cmd.ProcessState.ExitCode())
+	case errors.As(err, &exitErr):
+		return Credential{}, fmt.Errorf("%s get %s: exit code %d", program, server, exitErr.ExitCode())
+	case cmd != nil && cmd.ProcessState == nil:
+		return Credential{}, fmt.Errorf("%s get %s: %v", program, server, cmd.Err)
+	default:
+		// What the helper printed may hold the secret: it is not repeated.
 		return Credential{}, fmt.Errorf("%s get %s: answer is not the helper protocol's JSON", program, server)
 	}
-	if resp.Username == "<token>" {
-		return Credential{IdentityToken: resp.Secret}, nil
-	}
-	return Credential{Username: resp.Username, Password: resp.Secret}, nil
 }
+
+// helperProgram is a helper's process as docker-credential-helpers' client runs it.
+type helperProgram struct{ *exec.Cmd }
+
+func (p helperProgram) Input(in io.Reader) { p.Stdin = in }

@@ -207,7 +207,7 @@ func TestSeedPullSecretCommands(t *testing.T) {
 // Bad arguments are a usage error as oc's, exit 1; a missing namespace or secret is
 // one line naming it.
 func TestCLIRefusesBadArguments(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	cli := newCLI(t)
 	ns := createNamespace(t, ctx, "cli-bad")
 	waitForServiceAccount(t, ctx, ns, "default")
@@ -248,7 +248,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // Docker config.json that crane then pulls with; adm create-kubeconfig makes a real
 // user that whoami reports.
 func TestRegistryLoginAndUsers(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	cli := newCLI(t)
 	ns := createNamespace(t, ctx, "login")
 	image := env.RegistryHost + "/" + ns + "/app:v1"

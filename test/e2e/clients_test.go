@@ -84,7 +84,7 @@ var clients = []registryClient{
 // skopeo and podman, as they come: push as a project admin, pull as project-b's
 // default service account, denied to project-a's until system:image-puller is granted.
 func TestSkopeoAndPodmanFollowRBAC(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	projectA := createNamespace(t, ctx, "clients-a")
 	projectB := createNamespace(t, ctx, "clients-b")
 	waitForServiceAccount(t, ctx, projectA, "default")
@@ -102,6 +102,11 @@ func TestSkopeoAndPodmanFollowRBAC(t *testing.T) {
 
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
+			if c.name == "podman" {
+				requireRootlessPodman(t)
+			} else {
+				requireCommand(t, c.name)
+			}
 			image := env.RegistryHost + "/" + projectB + "/" + c.name + ":v1"
 			if out, err := c.push(ctx, t, source, image, adminToken); err != nil {
 				t.Fatalf("push as project admin: %v\n%s", err, out)

@@ -17,16 +17,10 @@ import (
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
-func context2m(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // The README's tour: a namespace gets its default service account within 2 s, a
 // docker-registry secret can be made in it, and deleting it completes.
 func TestKubectlTour(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	if _, err := env.Kubectl(ctx, "create", "ns", "project-a"); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +65,7 @@ func TestKubectlTour(t *testing.T) {
 // kubectl, built from the same release, sees the embedded server's real version,
 // and `pullgate version` names it.
 func TestVersions(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	out, err := env.Kubectl(ctx, "version")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +84,7 @@ func TestVersions(t *testing.T) {
 
 // Every /readyz check passes, as `kubectl get --raw /readyz?verbose` shows.
 func TestEveryReadyzCheckPasses(t *testing.T) {
-	out, err := env.Kubectl(context2m(t), "get", "--raw", "/readyz?verbose")
+	out, err := env.Kubectl(harness.Context(t, 2*time.Minute), "get", "--raw", "/readyz?verbose")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +95,7 @@ func TestEveryReadyzCheckPasses(t *testing.T) {
 
 // A new namespace gets kube-root-ca.crt holding pullgate's CA (root-ca-cert-publisher).
 func TestNewNamespaceGetsRootCA(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "rootca")
 	var cm *corev1.ConfigMap
 	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
@@ -118,7 +112,7 @@ func TestNewNamespaceGetsRootCA(t *testing.T) {
 
 // Deleting an owner collects what it owns (garbage collector).
 func TestOwnerReferencesAreCollected(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "gc")
 	cms := env.Admin.CoreV1().ConfigMaps(ns)
 	owner, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "owner"}}, metav1.CreateOptions{})
@@ -146,7 +140,7 @@ func TestOwnerReferencesAreCollected(t *testing.T) {
 // A service-account client authenticates as that service account and is bound by
 // RBAC: forbidden to list pods until a RoleBinding grants view.
 func TestServiceAccountClientsFollowRBAC(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "sa-rbac")
 	waitForServiceAccount(t, ctx, ns, "default")
 	sa, err := env.ServiceAccountClient(ctx, ns, "default")

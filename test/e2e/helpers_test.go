@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +40,34 @@ func waitForServiceAccount(t *testing.T, ctx context.Context, ns, name string) {
 	}
 }
 
-func runTar(ctx context.Context, out, dir string, files ...string) ([]byte, error) {
-	return exec.CommandContext(ctx, "tar", append([]string{"-C", dir, "-cf", out}, files...)...).CombinedOutput()
+// requireCommand skips the test, saying how to install it, when name is not installed.
+func requireCommand(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s is not installed: install it with sudo apt-get install -y %s (make tools does, as root or with sudo)", name, name)
+	}
+	return path
+}
+
+// requireRootlessPodman skips a podman test for an ordinary user whose podman cannot
+// map the user IDs an image's files are owned by.
+func requireRootlessPodman(t *testing.T) {
+	t.Helper()
+	requireCommand(t, "podman")
+	if os.Geteuid() == 0 {
+		return
+	}
+	out, err := exec.Command("podman", podman(t, "unshare", "cat", "/proc/self/uid_map")...).CombinedOutput()
+	ids := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) == 3 {
+			n, _ := strconv.Atoi(f[2])
+			ids += n
+		}
+	}
+	if err != nil || ids < 65536 {
+		u := os.Getenv("USER")
+		t.Skipf("rootless podman cannot run here for %s (%d user IDs mapped, %v): give the user subordinate IDs with sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s, and install uidmap", u, ids, err, u)
+	}
 }

@@ -2,7 +2,9 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"pullgate.dev/pullgate/internal/harness"
@@ -10,6 +12,22 @@ import (
 
 var env *harness.Env
 
+// testDomain is where the tests' host names live (privateregistry.example.com, …):
+// the harness's name proxy sends them all to this machine, for pullgate and every
+// client the tests run, with no /etc/hosts entry and no root.
+const testDomain = "example.com"
+
 func TestMain(m *testing.M) {
-	os.Exit(harness.Main(m, &env, harness.Options{}))
+	proxy, err := harness.StartNameProxy(testDomain)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "harness: name proxy:", err)
+		os.Exit(1)
+	}
+	for _, kv := range proxy.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	code := harness.Main(m, &env, harness.Options{})
+	proxy.Close()
+	os.Exit(code)
 }

@@ -30,7 +30,7 @@ import (
 
 // A pod in project-b pulls an image pushed to project-b with no action by anyone.
 func TestPodPullsFromItsOwnProject(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	projectB := createNamespace(t, ctx, "project-b")
 	waitForServiceAccount(t, ctx, projectB, "default")
 	image := env.RegistryHost + "/" + projectB + "/app:v1"
@@ -197,31 +197,13 @@ func resettingProxy(t *testing.T, target string, limit int) string {
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
-			rp.ServeHTTP(&cutWriter{ResponseWriter: w, left: limit}, r)
+			rp.ServeHTTP(harness.CutAfter(w, limit), r)
 			return
 		}
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
-}
-
-type cutWriter struct {
-	http.ResponseWriter
-	left int
-}
-
-func (c *cutWriter) Write(b []byte) (int, error) {
-	if len(b) > c.left {
-		_, _ = c.ResponseWriter.Write(b[:c.left])
-		c.ResponseWriter.(http.Flusher).Flush()
-		if conn, _, err := http.NewResponseController(c.ResponseWriter).Hijack(); err == nil {
-			conn.Close()
-		}
-		panic(http.ErrAbortHandler)
-	}
-	c.left -= len(b)
-	return c.ResponseWriter.Write(b)
 }
 
 func newPod(ns, name, image string) *corev1.Pod {
@@ -307,7 +289,7 @@ func waitForEvent(t *testing.T, ctx context.Context, ns, pod, reason string) str
 // (system:node:<name>), so the Node authorizer gives it a kubelet's rights and no
 // more. A pod whose nodeName is set is honoured without the scheduler.
 func TestMoreNodesWithPullgateNode(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "second-node")
 	waitForServiceAccount(t, ctx, ns, "default")
 	image := env.RegistryHost + "/" + ns + "/app:v1"

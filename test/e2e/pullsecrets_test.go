@@ -25,7 +25,7 @@ import (
 // pull secret for the integrated registry, with an entry for each of its names, whose
 // token the registry accepts.
 func TestServiceAccountsGetRegistryPullSecrets(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "pull-secrets")
 	image := env.RegistryHost + "/" + ns + "/app:v1"
 	digest := pushImage(t, ctx, dockerConfigFor(t, ctx, ns, "pusher", "admin"), image)
@@ -55,7 +55,7 @@ func TestServiceAccountsGetRegistryPullSecrets(t *testing.T) {
 
 // A deleted or edited pull secret is put back; the account still lists it once.
 func TestPullSecretsAreRepaired(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "repair")
 	first := waitForPullSecret(t, ctx, ns, "default")
 	if err := env.Admin.CoreV1().Secrets(ns).Delete(ctx, first.Name, metav1.DeleteOptions{}); err != nil {
@@ -84,7 +84,7 @@ func TestPullSecretsAreRepaired(t *testing.T) {
 // token within the token service's review cache (10 s) — well inside the registry
 // token's lifetime.
 func TestDeletedServiceAccountLosesRegistryAccess(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "gone")
 	image := env.RegistryHost + "/" + ns + "/app:v1"
 	digest := pushImage(t, ctx, dockerConfigFor(t, ctx, ns, "pusher", "admin"), image)

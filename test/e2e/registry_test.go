@@ -29,7 +29,7 @@ import (
 // until system:image-puller is granted in project-b, and denied again once the
 // binding is removed.
 func TestRegistryCrossProjectPullFollowsRBAC(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	projectA := createNamespace(t, ctx, "project-a")
 	projectB := createNamespace(t, ctx, "project-b")
 	for _, ns := range []string{projectA, projectB} {
@@ -81,7 +81,7 @@ func TestRegistryCrossProjectPullFollowsRBAC(t *testing.T) {
 
 // A push writes the ImageStream: tag → digest, synchronously.
 func TestPushRecordsImageStream(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "streams")
 	cfg := dockerConfigFor(t, ctx, ns, "pusher", "edit")
 	digest := pushImage(t, ctx, cfg, env.RegistryHost+"/"+ns+"/web:1.0")
@@ -115,7 +115,7 @@ func TestPushRecordsImageStream(t *testing.T) {
 
 // The catalog lists only what the caller may pull.
 func TestCatalogListsOnlyPullableRepositories(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	mine := createNamespace(t, ctx, "catalog-mine")
 	theirs := createNamespace(t, ctx, "catalog-theirs")
 	pushImage(t, ctx, dockerConfigFor(t, ctx, mine, "pusher", "admin"), env.RegistryHost+"/"+mine+"/app:v1")
@@ -135,7 +135,7 @@ func TestCatalogListsOnlyPullableRepositories(t *testing.T) {
 
 // A repository in a namespace that does not exist is NAME_UNKNOWN, with the fix.
 func TestMissingNamespaceIsNameUnknown(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "cluster-admins")
 	waitForServiceAccount(t, ctx, ns, "default")
 	_, err := env.Admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
@@ -164,23 +164,7 @@ func TestMissingNamespaceIsNameUnknown(t *testing.T) {
 // empty) and returns a DOCKER_CONFIG logged in to the registry with its token.
 func dockerConfigFor(t *testing.T, ctx context.Context, ns, name, clusterRole string) string {
 	t.Helper()
-	if name != "default" {
-		_, err := env.Admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if clusterRole != "" {
-		_, err := env.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: name + "-" + clusterRole},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	token, err := env.ServiceAccountToken(ctx, ns, name)
+	token, err := env.Account(ctx, ns, name, clusterRole)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,33 +175,26 @@ func dockerConfigFor(t *testing.T, ctx context.Context, ns, name, clusterRole st
 	return dir
 }
 
-// pushImage pushes a one-layer image with crane and returns its digest. RBAC granted
-// a moment ago may take the registry's informers a moment to see.
+// pushImage pushes a one-layer image with crane and returns its digest.
 func pushImage(t *testing.T, ctx context.Context, dockerConfig, image string) string {
 	t.Helper()
 	return pushFile(t, ctx, dockerConfig, image, []byte(image))
 }
 
-// pushFile pushes a one-layer image holding content as hello.txt.
-func pushFile(t *testing.T, ctx context.Context, dockerConfig, image string, content []byte) string {
+// pushFile pushes a one-layer image holding content as hello.txt. RBAC granted a
+// moment ago may take the registry's informers a moment to see.
+func pushFile(t *testing.T, ctx context.Context, dockerConfig, image string, content []byte, extraEnv ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	layer := filepath.Join(dir, "layer.tar")
-	if out, err := runTar(ctx, layer, dir, "hello.txt"); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
+	var digest string
 	var err error
 	harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
-		_, err = harness.Crane(ctx, dockerConfig, "append", "-f", layer, "-t", image)
+		digest, err = harness.PushFile(ctx, dockerConfig, image, content, extraEnv...)
 		return err == nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return craneDigest(t, ctx, dockerConfig, image)
+	return digest
 }
 
 func craneDigest(t *testing.T, ctx context.Context, dockerConfig, image string) string {
@@ -254,7 +231,7 @@ func assertDenied(t *testing.T, out string) {
 // `pullgate registry serve` runs against any cluster's API: here the embedded one,
 // as a separate process with its own storage and signing key.
 func TestRegistryServeAgainstAnyCluster(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	port, err := harness.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +267,7 @@ func TestRegistryServeAgainstAnyCluster(t *testing.T) {
 // Blob GETs over plain HTTP are served straight from the filesystem (buffered copy by
 // default), whole and correct.
 func TestBlobGetsBypassDistribution(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "sendfile")
 	cfg := dockerConfigFor(t, ctx, ns, "pusher", "admin")
 	image := env.RegistryHost + "/" + ns + "/app:v1"
@@ -322,7 +299,7 @@ func metricValue(t *testing.T, name string) float64 {
 // Bad input at the registry's door: oversize headers are refused before any work,
 // and a manifest whose digest does not match its content is DIGEST_INVALID.
 func TestRegistryRefusesBadInput(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+env.RegistryHost+"/v2/", nil)
 	req.Header.Set("X-Padding", strings.Repeat("x", 128<<10))
 	resp, err := http.DefaultClient.Do(req)
@@ -361,7 +338,7 @@ func TestRegistryRefusesBadInput(t *testing.T) {
 
 // Anonymous pulls work only where RBAC grants system:unauthenticated the puller role.
 func TestAnonymousPullOnlyWhereGranted(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "public")
 	image := env.RegistryHost + "/" + ns + "/app:v1"
 	digest := pushImage(t, ctx, dockerConfigFor(t, ctx, ns, "pusher", "admin"), image)
@@ -386,7 +363,7 @@ func TestAnonymousPullOnlyWhereGranted(t *testing.T) {
 // Inside `up`, the registry, token service and controllers run as pullgate:services
 // with their own cluster role, not as an administrator.
 func TestServicesRunWithTheirOwnRole(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -404,5 +381,59 @@ func TestServicesRunWithTheirOwnRole(t *testing.T) {
 		if answer := lines[len(lines)-1]; answer != c.want {
 			t.Errorf("pullgate:services can-i %v: %q, want %s", c.args, answer, c.want)
 		}
+	}
+}
+
+// Repositories nest inside a namespace, as helm push oci://…/team/charts and skopeo
+// sync make them: each is an ImageStream of its own (a readable name and a hash,
+// annotated with the path), pulled by pods and listed in the catalog like any other.
+// A name with no namespace is refused, saying what a repository name looks like.
+func TestNestedRepositories(t *testing.T) {
+	ctx := harness.Context(t, 2*time.Minute)
+	ns := createNamespace(t, ctx, "nested")
+	cfg := dockerConfigFor(t, ctx, ns, "pusher", "admin")
+	chart := env.RegistryHost + "/" + ns + "/charts/mychart:1.0"
+	digest := pushFile(t, ctx, cfg, chart, []byte("a chart"))
+	token, err := env.Account(ctx, ns, "pusher", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced := env.RegistryHost + "/" + ns + "/synced/app:v1"
+	skopeo := requireCommand(t, "skopeo")
+	creds := "pullgate:" + token
+	if out, err := run(ctx, skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", creds, "--dest-creds", creds,
+		"docker://"+chart, "docker://"+synced); err != nil {
+		t.Fatalf("skopeo copy to a nested repository: %v\n%s", err, out)
+	}
+
+	dyn, err := dynamic.NewForConfig(env.AdminConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := dyn.Resource(imageapi.GVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]string{}
+	for _, is := range list.Items {
+		paths[is.GetAnnotations()[imageapi.AnnotationRepository]] = is.GetName()
+	}
+	for _, path := range []string{ns + "/charts/mychart", ns + "/synced/app"} {
+		if name := paths[path]; !strings.HasPrefix(name, strings.ReplaceAll(strings.TrimPrefix(path, ns+"/"), "/", "-")+"-") {
+			t.Errorf("imagestream of %s: %q (all: %v)", path, name, paths)
+		}
+	}
+	waitForServiceAccount(t, ctx, ns, "default")
+	pod := waitForCondition(t, ctx, ns, createPod(t, ctx, ns, "chart", chart), corev1.ConditionTrue, 30*time.Second)
+	if id := pod.Status.ContainerStatuses[0].ImageID; !strings.HasSuffix(id, digest) {
+		t.Errorf("pod pulled %s, want %s", id, digest)
+	}
+	if out, _ := harness.Crane(ctx, cfg, "catalog", env.RegistryHost); !strings.Contains(out, ns+"/charts/mychart") || !strings.Contains(out, ns+"/synced/app") {
+		t.Errorf("catalog does not list the nested repositories:\n%s", out)
+	}
+
+	out, err := harness.Crane(ctx, cfg, "append", "-f", "/dev/null", "-t", env.RegistryHost+"/lonely:v1")
+	if err == nil || !strings.Contains(out, "a repository is <namespace>/<path>") {
+		t.Errorf("a push to a repository with no namespace: %v\n%s", err, out)
 	}
 }

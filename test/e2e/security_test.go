@@ -72,7 +72,7 @@ func (h *hostileRegistry) received() []string {
 // nothing: not its service account's pull secret, not a secret of its own, not the
 // cluster pull secret, not even an anonymous token.
 func TestHostileRegistryGetsNoTokenOrCredential(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	b := createNamespace(t, ctx, "victim")
 	waitForServiceAccount(t, ctx, b, "default")
 	pusherCfg := dockerConfigFor(t, ctx, b, "pusher", "admin")
@@ -176,7 +176,7 @@ func (te *tokenEndpoint) requests() []*http.Request {
 // it only when the pod also holds one for the image's registry, and the token asked
 // for is the image's own repository, pull only — never the scope a challenge names.
 func TestDelegatedRealmGetsOnlyTheImagesPullScope(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	realm := newTokenEndpoint(t)
 	registry := newHostileRegistry(t, "http://"+realm.host+"/token", "delegated", "repository:someone-else/crown-jewels:pull,push")
 	image := registry.host + "/team/app:v1"
@@ -436,7 +436,7 @@ func tokenRequest(ctx context.Context, password string, scopes ...string) (int, 
 // expires; and a token signed with the right key but a life longer than the token
 // service ever issues is refused.
 func TestRevokedGrantBitesAtTheNextRequest(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	a := createNamespace(t, ctx, "revoked-a")
 	b := createNamespace(t, ctx, "revoked-b")
 	waitForServiceAccount(t, ctx, a, "default")
@@ -501,7 +501,7 @@ func TestRevokedGrantBitesAtTheNextRequest(t *testing.T) {
 // failing is answered 429 with Retry-After; a client logged in with a good token
 // before is not slowed.
 func TestTokenReviewsAreNotAmplified(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "flood")
 	waitForServiceAccount(t, ctx, ns, "default")
 	good, err := env.ServiceAccountToken(ctx, ns, "default")
@@ -609,7 +609,7 @@ func TestNodeCacheFollowsRevocationAndRotation(t *testing.T) {
 	startProcess(t, "registry is serving", "registry", "serve", "--standalone", "--htpasswd", htpasswd,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", t.TempDir())
 	privateImage := private + "/team/app:v1"
-	pushWithEnv(t, ctx, basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}}), privateImage, "")
+	pushImage(t, ctx, basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}}), privateImage)
 
 	ns := createNamespace(t, ctx, "rotated")
 	waitForServiceAccount(t, ctx, ns, "default")
@@ -646,7 +646,7 @@ func TestNodeCacheFollowsRevocationAndRotation(t *testing.T) {
 // A refusal names only what was refused: a builder allowed to push to its own
 // repository but not to read another namespace's is told about the read only.
 func TestDeniedNamesOnlyTheRefusedAction(t *testing.T) {
-	ctx := context2m(t)
+	ctx := harness.Context(t, 2*time.Minute)
 	a := createNamespace(t, ctx, "builder-a")
 	b := createNamespace(t, ctx, "secret-b")
 	waitForServiceAccount(t, ctx, a, "builder")

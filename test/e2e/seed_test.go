@@ -21,12 +21,12 @@ import (
 
 // The second half of the seed, end to end, with real processes and host names:
 // privateregistry.example.com (a standalone registry with htpasswd users) and a second
-// one that delegates authentication to sso.example.com (a separate token server).
+// one that delegates authentication to sso.example.com (a separate token server),
+// reached through the harness's name proxy (TestMain).
 // (The first half, cross-project pulls, is TestSeedCrossProjectCommands.)
 func TestSeedSecuredRegistries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	addHosts(t, "privateregistry.example.com", "delegating.example.com", "sso.example.com")
 	cli := newCLI(t)
 	dir := t.TempDir()
 
@@ -52,7 +52,7 @@ func TestSeedSecuredRegistries(t *testing.T) {
 	caEnv := "SSL_CERT_FILE=" + filepath.Join(ca.Path, pki.CAFile)
 	adminCfg := basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}})
 	for _, repo := range []string{"repository-main/app", "other/app"} {
-		pushWithEnv(t, ctx, adminCfg, private+"/"+repo+":v1", caEnv)
+		pushFile(t, ctx, adminCfg, private+"/"+repo+":v1", []byte(private+"/"+repo+":v1"), caEnv)
 	}
 
 	dockerJSON := filepath.Join(basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}}), "config.json")
@@ -103,7 +103,7 @@ func TestSeedSecuredRegistries(t *testing.T) {
 		"--token-realm", "https://"+sso+"/token", "--token-service", "delegating", "--token-issuer", "sso", "--token-jwks", filepath.Join(ssoDir, "jwks.json"),
 		"--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
 	ssoCfg := basicDockerConfig(t, map[string][2]string{delegating: {"developer@example.com", "sso-pass"}})
-	pushWithEnv(t, ctx, ssoCfg, delegating+"/team/app:v1", caEnv)
+	pushFile(t, ctx, ssoCfg, delegating+"/team/app:v1", []byte(delegating+"/team/app:v1"), caEnv)
 
 	ns = createNamespace(t, ctx, "delegated")
 	waitForServiceAccount(t, ctx, ns, "default")
@@ -161,34 +161,11 @@ func TestSeedSecuredRegistries(t *testing.T) {
 	}
 
 	// 6. skopeo reads the same auth.json the Podman secret was made from.
-	skopeo, err := exec.LookPath("skopeo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	skopeo := requireCommand(t, "skopeo")
 	out, err := exec.CommandContext(ctx, skopeo, "inspect", "--authfile", authJSON, "--cert-dir", certDir, "docker://"+private+"/other/app:v1").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"Digest"`) {
 		t.Errorf("skopeo with the auth.json: %v\n%s", err, out)
 	}
-}
-
-// addHosts points names at 127.0.0.1 in /etc/hosts for the test, and takes them out after.
-func addHosts(t *testing.T, names ...string) {
-	t.Helper()
-	const file = "/etc/hosts"
-	before, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := "127.0.0.1 " + strings.Join(names, " ") + " # pullgate e2e\n"
-	if err := os.WriteFile(file, append(before, []byte(line)...), 0o644); err != nil {
-		t.Fatalf("cannot make the test's host names resolve: %v", err)
-	}
-	t.Cleanup(func() {
-		now, err := os.ReadFile(file)
-		if err == nil {
-			_ = os.WriteFile(file, []byte(strings.Replace(string(now), line, "", 1)), 0o644)
-		}
-	})
 }
 
 func writeHtpasswd(t *testing.T, file string, users map[string]string) {
@@ -221,28 +198,6 @@ func basicDockerConfig(t *testing.T, entries map[string][2]string) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// pushWithEnv pushes a one-layer image with crane, trusting the CA in extraEnv.
-func pushWithEnv(t *testing.T, ctx context.Context, dockerConfig, image, extraEnv string) {
-	t.Helper()
-	crane, err := harness.Tool("crane")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte(image), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	layer := filepath.Join(dir, "layer.tar")
-	if out, err := runTar(ctx, layer, dir, "hello.txt"); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
-	cmd := exec.CommandContext(ctx, crane, "append", "-f", layer, "-t", image)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig, extraEnv)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("crane push %s: %v\n%s", image, err, out)
-	}
 }
 
 func startProcess(t *testing.T, ready string, args ...string) *harness.Process {

@@ -73,11 +73,8 @@ func TestPortInUse(t *testing.T) {
 
 			args := []string{"--data-dir", dir, "--api-port", strconv.Itoa(apiPort), flag, port}
 			res := runUp(t, harness.RunOptions{}, args...)
-			want := "port " + port // the API server's message
-			if flag == "--registry-port" {
-				want = "127.0.0.1:" + port
-			}
-			assertOneErrorLine(t, res, want, flag)
+			// The address, who holds it (this test), and the flag that changes it.
+			assertOneErrorLine(t, res, "127.0.0.1:"+port, flag, "held by pid "+strconv.Itoa(os.Getpid()))
 			if _, err := os.Stat(dir); !os.IsNotExist(err) {
 				t.Errorf("data dir %s was created by a start that failed on its port", dir)
 			}

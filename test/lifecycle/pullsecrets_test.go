@@ -16,7 +16,7 @@ import (
 // converges: every service account ends with exactly one registry pull secret,
 // listed once (OpenShift once made secrets without end here: OCPBUGS-36833).
 func TestPullSecretsConvergeAfterSIGKILLMidBurst(t *testing.T) {
-	ctx := testContext(t)
+	ctx := harness.Context(t, 3*time.Minute)
 	var names []string
 	for i := range 30 {
 		ns, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: fmt.Sprintf("burst-%d-", i)}}, metav1.CreateOptions{})

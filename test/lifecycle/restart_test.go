@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"context"
 	"net"
 	"strconv"
 	"syscall"
@@ -10,17 +9,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"pullgate.dev/pullgate/internal/harness"
 )
-
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // Objects written before a SIGKILL are all there after the restart, unchanged.
 func TestSIGKILLKeepsEveryObject(t *testing.T) {
-	ctx := testContext(t)
+	ctx := harness.Context(t, 3*time.Minute)
 	ns, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "survivor-"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +76,7 @@ func TestSignalsStopEverything(t *testing.T) {
 			if err := env.Restart(); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := env.Admin.CoreV1().Namespaces().Get(testContext(t), "default", metav1.GetOptions{}); err != nil {
+			if _, err := env.Admin.CoreV1().Namespaces().Get(harness.Context(t, 3*time.Minute), "default", metav1.GetOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		})

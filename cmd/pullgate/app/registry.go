@@ -20,6 +20,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/cli"
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/services"
@@ -116,31 +117,25 @@ func (o *registryServeOptions) storageConfig() (configuration.Storage, error) {
 }
 
 func (o *registryServeOptions) Run(ctx context.Context, storage configuration.Storage) error {
-	log := o.logger()
-	restConfig, err := o.kube.ToRESTConfig()
-	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
-	}
 	dir, err := datadir.Open(o.dataDir)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
+	if o.standalone {
+		return o.serveStandalone(ctx, dir.Path, storage)
+	}
+	restConfig, err := o.kube.ToRESTConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
 	ca, err := pki.Open(filepath.Join(dir.Path, "pki"))
 	if err != nil {
 		return err
 	}
-	listener, err := services.Listen(o.listen, "--listen")
+	listener, err := o.listener()
 	if err != nil {
 		return err
-	}
-	if o.standalone {
-		return o.serveStandalone(ctx, dir.Path, storage, listener)
-	}
-	if o.tlsCert != "" {
-		if listener, err = withTLS(listener, o.tlsCert, o.tlsKey); err != nil {
-			return err
-		}
 	}
 	scheme := "http"
 	if o.tlsCert != "" {
@@ -149,7 +144,7 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	running, err := services.Start(ctx, services.Config{
 		KubeConfig: restConfig, DataDir: dir.Path, PKI: ca, Storage: storage, RegistryHost: o.host, Scheme: scheme,
 		BlobTransfer: registry.BlobTransfer(o.blobTransfer),
-		Verbose:      o.verbosity > 0, Log: log,
+		Log:          o.logger(),
 	}, listener)
 	if err != nil {
 		return err
@@ -160,9 +155,17 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	return nil
 }
 
+// listener binds --listen, with TLS when a certificate is given.
+func (o *registryServeOptions) listener() (net.Listener, error) {
+	listener, err := listen.TCP(o.listen, "--listen")
+	if err != nil || o.tlsCert == "" {
+		return listener, err
+	}
+	return withTLS(listener, o.tlsCert, o.tlsKey)
+}
+
 // serveStandalone serves a registry with no Kubernetes behind it.
-func (o *registryServeOptions) serveStandalone(ctx context.Context, dir string, storage configuration.Storage, listener net.Listener) error {
-	defer listener.Close()
+func (o *registryServeOptions) serveStandalone(ctx context.Context, dir string, storage configuration.Storage) error {
 	secret, err := services.HTTPSecret(filepath.Join(dir, "http-secret"))
 	if err != nil {
 		return err
@@ -175,11 +178,11 @@ func (o *registryServeOptions) serveStandalone(ctx context.Context, dir string, 
 	if err != nil {
 		return err
 	}
-	if o.tlsCert != "" {
-		if listener, err = withTLS(listener, o.tlsCert, o.tlsKey); err != nil {
-			return err
-		}
+	listener, err := o.listener()
+	if err != nil {
+		return err
 	}
+	defer listener.Close()
 	return serveUntilDone(ctx, o.out, "registry is serving on "+listener.Addr().String(), handler, listener)
 }
 
@@ -204,7 +207,7 @@ func withTLS(listener net.Listener, certFile, keyFile string) (net.Listener, err
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		listener.Close()
-		return nil, fmt.Errorf("--tls-cert-file %s: %w", certFile, err)
+		return nil, fmt.Errorf("TLS certificate %s: %w", certFile, err)
 	}
 	return tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }

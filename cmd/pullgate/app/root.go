@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -24,10 +25,17 @@ type globalOptions struct {
 	errOut    io.Writer
 }
 
+// logger is pullgate's own log; it also sets how much distribution (which logs
+// through logrus's global logger) says: every 4xx is an error to it — a 404 on a HEAD
+// is how clients ask whether a blob exists — so only -v shows its per-request log.
 func (g *globalOptions) logger() *slog.Logger {
 	level := slog.LevelInfo
 	if g.verbosity >= 2 {
 		level = slog.LevelDebug
+	}
+	logrus.SetLevel(logrus.FatalLevel)
+	if g.verbosity > 0 {
+		logrus.SetLevel(logrus.InfoLevel)
 	}
 	return slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
 }

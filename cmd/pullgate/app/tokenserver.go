@@ -12,9 +12,9 @@ import (
 
 	"pullgate.dev/pullgate/internal/atomicfile"
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/services"
 	"pullgate.dev/pullgate/internal/tokenserver"
 )
 
@@ -85,7 +85,7 @@ func (o *tokenServerOptions) Run(ctx context.Context) error {
 	if err := atomicfile.Replace(filepath.Join(dir.Path, "jwks.json"), signer.JWKS(), 0o644); err != nil {
 		return err
 	}
-	listener, err := services.Listen(o.listen, "--listen")
+	listener, err := listen.TCP(o.listen, "--listen")
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"pullgate.dev/pullgate/internal/controlplane"
 
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/nodeagent"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registry"
@@ -95,7 +95,7 @@ func (o *upOptions) Validate() error {
 func (o *upOptions) Run(ctx context.Context) error {
 	log := o.logger()
 	log.Info("starting pullgate", "data-dir", o.dataDir)
-	registryListener, err := services.Listen(net.JoinHostPort(o.registryBind, strconv.Itoa(o.registryPort)), "--registry-port")
+	registryListener, err := listen.TCP(net.JoinHostPort(o.registryBind, strconv.Itoa(o.registryPort)), "--registry-port")
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,6 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		DataDir:       plane.DataDir,
 		PKI:           ca,
 		BlobTransfer:  registry.BlobTransfer(o.blobTransfer),
-		Verbose:       o.verbosity > 0,
 		Log:           log,
 	}, listener)
 	if err != nil {
@@ -268,9 +267,5 @@ func (o *upOptions) tlsListener(ca *pki.Dir, listener net.Listener) (net.Listene
 	if err != nil {
 		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(kp.CertFile, kp.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("registry certificate %s: %w", kp.CertFile, err)
-	}
-	return tls.NewListener(listener, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+	return withTLS(listener, kp.CertFile, kp.KeyFile)
 }

@@ -1,0 +1,231 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding/base64"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/record"
+
+	"pullgate.dev/pullgate/internal/imagepull"
+	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/pkg/credentials"
+)
+
+// basicRegistry is go-containerregistry's in-memory registry behind Basic auth for
+// user:password, holding a random image at <host>/ns/app:1.
+func basicRegistry(t *testing.T, user, password string) string {
+	t.Helper()
+	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != want {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(host + "/ns/app:1")
+	if err := remote.Write(ref, img, remote.WithAuth(basicAuth{user, password})); err != nil {
+		t.Fatal(err)
+	}
+	return host + "/ns/app:1"
+}
+
+type basicAuth struct{ user, password string }
+
+func (b basicAuth) Authorization() (*authn.AuthConfig, error) {
+	return &authn.AuthConfig{Username: b.user, Password: b.password}, nil
+}
+
+// agentFor is an agent of node "n1" on a fake API, with a fake event recorder.
+func agentFor(t *testing.T, client *fake.Clientset, cfg Config) (*Agent, *record.FakeRecorder) {
+	t.Helper()
+	cfg.Client, cfg.NodeName, cfg.ImageDir = client, "n1", t.TempDir()
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := record.NewFakeRecorder(100)
+	a.recorder = events
+	return a, events
+}
+
+// podWith is pod ns/name on n1 pulling image, with imagePullSecrets secrets.
+func podWith(ns, name, image string, secrets ...string) *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
+		Spec:       corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "app", Image: image, ImagePullPolicy: corev1.PullIfNotPresent}}},
+	}
+	for _, s := range secrets {
+		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
+	}
+	return pod
+}
+
+func pullSecret(t *testing.T, ns, name, host, user, password string) *corev1.Secret {
+	t.Helper()
+	data, err := credentials.SetAuth(nil, host, credentials.Credential{Username: user, Password: password}, credentials.Docker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}
+}
+
+// sync runs one sync of pod and returns the pod's first container's waiting state.
+func syncPod(t *testing.T, a *Agent, client *fake.Clientset, pod *corev1.Pod) corev1.ContainerStateWaiting {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil {
+		if _, err := client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	current, _ := client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err := a.pods.GetIndexer().Update(current); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.sync(ctx, pod.Namespace+"/"+pod.Name); err != nil {
+		t.Fatal(err)
+	}
+	current, _ = client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if len(current.Status.ContainerStatuses) == 0 || current.Status.ContainerStatuses[0].State.Waiting == nil {
+		t.Fatalf("pod %s has no container status: %+v", pod.Name, current.Status)
+	}
+	return *current.Status.ContainerStatuses[0].State.Waiting
+}
+
+// KEP-2535: an image on the node goes to a pod that holds the credential it was
+// pulled with (same secret, same content), and to no other without asking the
+// registry with the pod's own credentials; a rotated secret counts as another.
+func TestImageOnTheNodeGoesOnlyToPodsThatMayPullIt(t *testing.T) {
+	image := basicRegistry(t, "dev", "right")
+	host := strings.SplitN(image, "/", 2)[0]
+	client := fake.NewClientset(pullSecret(t, "a", "good", host, "dev", "right"), pullSecret(t, "a", "wrong", host, "dev", "wrong"))
+	a, _ := agentFor(t, client, Config{})
+
+	if w := syncPod(t, a, client, podWith("a", "first", image, "good")); w.Reason != ReasonPullOnly {
+		t.Fatalf("first pod: %s %s", w.Reason, w.Message)
+	}
+	if w := syncPod(t, a, client, podWith("a", "same-secret", image, "good")); w.Reason != ReasonPullOnly {
+		t.Errorf("a pod with the same secret: %s %s", w.Reason, w.Message)
+	}
+	w := syncPod(t, a, client, podWith("a", "no-secret", image))
+	if w.Reason != ReasonErrImagePull || !strings.Contains(w.Message, "is on this node, but this pod's credentials cannot pull it now") {
+		t.Errorf("a pod with no credential: %s %s", w.Reason, w.Message)
+	}
+	if w := syncPod(t, a, client, podWith("a", "wrong-secret", image, "wrong")); w.Reason != ReasonErrImagePull {
+		t.Errorf("a pod with a wrong credential: %s %s", w.Reason, w.Message)
+	}
+	// The good secret rotated to a wrong password, under the same name.
+	rotated := pullSecret(t, "a", "good", host, "dev", "rotated")
+	if _, err := client.CoreV1().Secrets("a").Update(context.Background(), rotated, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if w := syncPod(t, a, client, podWith("a", "after-rotation", image, "good")); w.Reason != ReasonErrImagePull {
+		t.Errorf("a pod whose secret was rotated: %s %s", w.Reason, w.Message)
+	}
+}
+
+// A failed pull is ErrImagePull, then ImagePullBackOff until the back-off passes; a
+// pod that is gone leaves no back-off behind.
+func TestFailedPullBacksOffAndIsForgotten(t *testing.T) {
+	image := basicRegistry(t, "dev", "right")
+	client := fake.NewClientset()
+	a, events := agentFor(t, client, Config{})
+	pod := podWith("a", "p", image)
+	if w := syncPod(t, a, client, pod); w.Reason != ReasonErrImagePull || !strings.Contains(w.Message, "no credential matched") {
+		t.Fatalf("first try: %s %s", w.Reason, w.Message)
+	}
+	w := syncPod(t, a, client, pod)
+	if w.Reason != ReasonImagePullBackOff || !strings.Contains(w.Message, "Back-off pulling image") {
+		t.Errorf("second try: %s %s", w.Reason, w.Message)
+	}
+	var reasons []string
+	for len(events.Events) > 0 {
+		reasons = append(reasons, strings.Fields(<-events.Events)[1])
+	}
+	if strings.Join(reasons, ",") != "Pulling,Failed,Failed,BackOff" {
+		t.Errorf("events %v", reasons)
+	}
+	if err := a.pods.GetIndexer().Delete(pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.sync(context.Background(), "a/p"); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.failures) != 0 || len(a.uids) != 0 {
+		t.Errorf("a deleted pod left %d failures and %d uids", len(a.failures), len(a.uids))
+	}
+}
+
+// fakePullAuthz allows what allow says.
+type fakePullAuthz struct{ allow map[string]bool }
+
+func (f fakePullAuthz) MayPull(_ context.Context, user rbacauthz.User, repo string) (bool, error) {
+	return f.allow[user.Name+" "+repo], nil
+}
+
+// An image of the integrated registry on the node is given only while RBAC lets the
+// pod's service account (or, for an anonymous pull, anyone) pull it.
+func TestIntegratedImagesFollowRBAC(t *testing.T) {
+	client := fake.NewClientset()
+	authz := fakePullAuthz{allow: map[string]bool{"system:serviceaccount:a:default b/app": true, "system:anonymous pub/app": true}}
+	a, _ := agentFor(t, client, Config{RegistryHosts: []string{"registry.local:5000"}, PullAuthorizer: authz})
+	pod := podWith("a", "p", "registry.local:5000/b/app:1")
+	other := podWith("c", "p", "registry.local:5000/b/app:1")
+	withSA := imagepull.PullRecord{Credentials: []string{"serviceaccount:a/default"}}
+	anonymous := imagepull.PullRecord{Anonymous: true}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		pod    *corev1.Pod
+		image  string
+		record imagepull.PullRecord
+		want   bool
+	}{
+		{pod, "registry.local:5000/b/app:1", withSA, true},
+		{other, "registry.local:5000/b/app:1", withSA, false},
+		{other, "registry.local:5000/pub/app:1", anonymous, true},
+		{other, "registry.local:5000/b/app:1", anonymous, false},
+		{other, "elsewhere.io/b/app:1", withSA, true},
+	} {
+		if got := a.mayStillPull(ctx, tc.pod, tc.image, tc.record); got != tc.want {
+			t.Errorf("%s/%s, %s, %+v: %v, want %v", tc.pod.Namespace, tc.pod.Name, tc.image, tc.record, got, tc.want)
+		}
+	}
+}
+
+func TestCredentialIDsHashContentNeverShowIt(t *testing.T) {
+	a := credentialID("secret:a/s/uid", credentials.Credential{Username: "u", Password: "hunter2"})
+	b := credentialID("secret:a/s/uid", credentials.Credential{Username: "u", Password: "hunter3"})
+	if a == b || !strings.HasPrefix(a, "secret:a/s/uid#") || strings.Contains(a, "hunter2") {
+		t.Errorf("ids %q %q", a, b)
+	}
+	if a != credentialID("secret:a/s/uid", credentials.Credential{Username: "u", Password: "hunter2"}) {
+		t.Error("the same content has two ids")
+	}
+}

@@ -1,0 +1,133 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+// fakeStreams is an ImageStream API whose informer and API agree, unless lag says
+// the informer has not seen a stream yet.
+type fakeStreams struct {
+	mu      sync.Mutex
+	uids    map[string]string // namespace/name → uid
+	lag     map[string]bool   // not yet in the informer
+	counter int
+}
+
+func (f *fakeStreams) UID(ns, name string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lag[ns+"/"+name] {
+		return "", false
+	}
+	uid, ok := f.uids[ns+"/"+name]
+	return uid, ok
+}
+
+func (f *fakeStreams) Get(_ context.Context, ns, name string) (string, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	uid, ok := f.uids[ns+"/"+name]
+	return uid, ok, nil
+}
+
+func (f *fakeStreams) Ensure(_ context.Context, ns, name, _ string) (string, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if uid, ok := f.uids[ns+"/"+name]; ok {
+		return uid, false, nil
+	}
+	f.counter++
+	uid := fmt.Sprintf("uid-%d", f.counter)
+	f.uids[ns+"/"+name] = uid
+	return uid, true, nil
+}
+
+func (f *fakeStreams) RecordTag(context.Context, string, string, string, string, string, string, string) error {
+	return nil
+}
+
+func (f *fakeStreams) delete(ns, name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	uid := f.uids[ns+"/"+name]
+	delete(f.uids, ns+"/"+name)
+	return uid
+}
+
+// A repository is servable only while the stream that owns its storage exists; a
+// stream made again gets an empty repository; a deletion missed while nothing ran is
+// caught by Reconcile; a stream the informer has not seen yet is found in the API.
+func TestRepositoriesBelongToTheirStream(t *testing.T) {
+	ctx := context.Background()
+	driver := inmemory.New()
+	streams := &fakeStreams{uids: map[string]string{}, lag: map[string]bool{}}
+	r := newRepositories(streams, driver, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	link := "/docker/registry/v2/repositories/d/old/_manifests/tags/secret-v1/current/link"
+	servable := func() bool {
+		t.Helper()
+		ok, err := r.Servable(ctx, "d/old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	if servable() {
+		t.Fatal("a repository nobody pushed to is servable")
+	}
+	if err := r.Ensure(ctx, "d/old", "h"); err != nil {
+		t.Fatal(err)
+	}
+	if err := driver.PutContent(ctx, link, []byte("sha256:old")); err != nil {
+		t.Fatal(err)
+	}
+	if !servable() {
+		t.Fatal("a pushed repository is not servable")
+	}
+
+	// Deleted while no registry ran, then made again: nothing old is reachable.
+	oldUID := streams.delete("d", "old")
+	if servable() {
+		t.Error("the repository of a deleted stream is servable")
+	}
+	if err := r.Ensure(ctx, "d/old", "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := driver.GetContent(ctx, link); err == nil {
+		t.Error("the old tenant's tag survived the new tenant's first push")
+	}
+	if !servable() {
+		t.Error("the new tenant's repository is not servable")
+	}
+	r.Deleted(ctx, "d/old", oldUID) // a late event about the old stream changes nothing
+	if !servable() {
+		t.Error("a late delete event of the old stream cleared the new one")
+	}
+
+	// Missed deletion, found by Reconcile.
+	_ = driver.PutContent(ctx, link, []byte("sha256:new"))
+	streams.delete("d", "old")
+	if err := r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := driver.GetContent(ctx, link); err == nil {
+		t.Error("Reconcile left the links of a deleted stream")
+	}
+
+	// A stream made by another replica that this one's informer has not seen yet.
+	other := newRepositories(streams, driver, r.log)
+	if err := other.Ensure(ctx, "e/app", "h"); err != nil {
+		t.Fatal(err)
+	}
+	streams.lag["e/app"] = true
+	if ok, err := r.Servable(ctx, "e/app"); err != nil || !ok {
+		t.Errorf("a stream not yet in the informer: %v %v", ok, err)
+	}
+}
