@@ -66,7 +66,11 @@ func validateCredentialFiles(typ corev1.SecretType, sources []string) error {
 		return fmt.Errorf("--from-file=%s: %w", sources[0], err)
 	}
 	if len(cfg.Entries) == 0 {
-		return fmt.Errorf("--from-file=%s: no registry credentials in it (an \"auths\" object with at least one entry)", sources[0])
+		why := ""
+		if len(cfg.Warnings) > 0 {
+			why = ": " + strings.Join(cfg.Warnings, "; ")
+		}
+		return fmt.Errorf("--from-file=%s: no registry credentials in it as the kubelet reads it (an \"auths\" object with at least one entry)%s", sources[0], why)
 	}
 	return nil
 }

@@ -86,6 +86,11 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 		listener.Close()
 		return nil, err
 	}
+	if err := dir.RequireFree(datadir.MinFree); err != nil {
+		listener.Close()
+		dir.Close()
+		return nil, err
+	}
 	p, err := preparePKI(dir.Path, cfg.BindAddress)
 	if err != nil {
 		listener.Close()

@@ -60,6 +60,23 @@ func Open(path string) (*Dir, error) {
 	return &Dir{Path: abs, lock: lock}, nil
 }
 
+// MinFree is the free space pullgate up needs in its data directory: etcd
+// preallocates 64 MiB of write-ahead log, and needs room to grow its database.
+const MinFree = 256 << 20
+
+// RequireFree refuses a data directory with less than min bytes free.
+func (d *Dir) RequireFree(min int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d.Path, &st); err != nil {
+		return nil // cannot tell: let the components say
+	}
+	if free := int64(st.Bavail) * int64(st.Bsize); free < min {
+		return fmt.Errorf("data dir %s has only %d MiB free; pullgate up needs at least %d MiB there (etcd preallocates 64 MiB of write-ahead log): free space or choose another --data-dir",
+			d.Path, free>>20, min>>20)
+	}
+	return nil
+}
+
 // Close releases the lock.
 func (d *Dir) Close() error { return d.lock.Close() }
 

@@ -58,6 +58,9 @@ type Env struct {
 type Options struct {
 	// ExtraArgs are appended to `pullgate up`.
 	ExtraArgs []string
+	// DataDir is the data directory to use (a small filesystem, say); empty: a new
+	// temporary one. Close removes what is in it.
+	DataDir string
 }
 
 // Start runs `pullgate up` in a new temporary data directory and waits until it is ready.
@@ -66,9 +69,11 @@ func Start(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pullgate-e2e-")
-	if err != nil {
-		return nil, err
+	dir := opts.DataDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "pullgate-e2e-"); err != nil {
+			return nil, err
+		}
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -171,12 +176,31 @@ func (e *Env) Signal(sig syscall.Signal) error {
 	default:
 	}
 	_ = cmd.Process.Signal(sig)
+	return e.Wait(sig, stopTimeout)
+}
+
+// Send sends sig and returns at once.
+func (e *Env) Send(sig syscall.Signal) {
+	e.mu.Lock()
+	cmd := e.cmd
+	e.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+}
+
+// Wait waits, at most timeout, for pullgate to exit after sig and returns its exit
+// error; past timeout it kills pullgate and says so.
+func (e *Env) Wait(sig syscall.Signal, timeout time.Duration) error {
+	e.mu.Lock()
+	cmd, exited := e.cmd, e.exited
+	e.mu.Unlock()
 	select {
 	case <-exited:
-	case <-time.After(stopTimeout):
+	case <-time.After(timeout):
 		_ = cmd.Process.Kill()
 		<-exited
-		return fmt.Errorf("pullgate did not stop within %s of %v", stopTimeout, sig)
+		return fmt.Errorf("pullgate did not stop within %s of %v", timeout, sig)
 	}
 	if sig == syscall.SIGKILL {
 		return nil

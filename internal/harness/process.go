@@ -64,6 +64,12 @@ func (p *Process) Output() string {
 	return p.output.String()
 }
 
+// Signal sends sig and returns at once.
+func (p *Process) Signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+// Exited is closed when the process has exited.
+func (p *Process) Exited() <-chan struct{} { return p.done }
+
 // Stop sends SIGTERM and waits, then SIGKILL after stopTimeout.
 func (p *Process) Stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

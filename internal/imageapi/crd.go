@@ -30,7 +30,7 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 				Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
 				AdditionalPrinterColumns: []apiextensionsv1.CustomResourceColumnDefinition{
 					{Name: "Repository", Type: "string", JSONPath: ".status.dockerImageRepository"},
-					{Name: "Tags", Type: "string", JSONPath: ".status.tags[*].tag"},
+					{Name: "Tags", Type: "string", JSONPath: ".status.tagNames"},
 					{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp"},
 				},
 				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
@@ -39,6 +39,7 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 						"spec": {Type: "object", XPreserveUnknownFields: &preserve},
 						"status": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
 							"dockerImageRepository": str,
+							"tagNames":              str,
 							"tags": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
 								Type: "object", Required: []string{"tag", "items"},
 								Properties: map[string]apiextensionsv1.JSONSchemaProps{
@@ -46,9 +47,10 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 									"items": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
 										Type: "object", Required: []string{"digest", "created"},
 										Properties: map[string]apiextensionsv1.JSONSchemaProps{
-											"created":   {Type: "string", Format: "date-time"},
-											"digest":    str,
-											"mediaType": str,
+											"created":      {Type: "string", Format: "date-time"},
+											"digest":       str,
+											"mediaType":    str,
+											"artifactType": str,
 										},
 									}}},
 								},

@@ -21,15 +21,56 @@ func fakeStreams() Streams {
 // changes nothing.
 func TestApplyTag(t *testing.T) {
 	var st ImageStreamStatus
-	now := time.Unix(1000, 0)
-	if !applyTag(&st, "h/ns/app", "v1", "sha256:a", "m", now) || applyTag(&st, "h/ns/app", "v1", "sha256:a", "m", now) {
+	ev := func(d string) TagEvent {
+		return TagEvent{Created: metav1.NewTime(time.Unix(1000, 0)), Digest: d, MediaType: "m"}
+	}
+	if !applyTag(&st, "h/ns/app", "v1", ev("sha256:a")) || applyTag(&st, "h/ns/app", "v1", ev("sha256:a")) {
 		t.Error("a repeated digest counted as a change")
 	}
 	for i := range MaxTagHistory + 5 {
-		applyTag(&st, "h/ns/app", "v1", fmt.Sprintf("sha256:%d", i), "m", now)
+		applyTag(&st, "h/ns/app", "v1", ev(fmt.Sprintf("sha256:%d", i)))
 	}
 	if len(st.Tags) != 1 || len(st.Tags[0].Items) != MaxTagHistory || st.Tags[0].Items[0].Digest != fmt.Sprintf("sha256:%d", MaxTagHistory+4) {
 		t.Errorf("history %+v", st.Tags)
+	}
+	// Storage is the truth: a tag it lacks goes, one it has comes, history is kept
+	// where the tag did not move.
+	applyTag(&st, "h/ns/app", "old", ev("sha256:o"))
+	if !syncTags(&st, "h/ns/app", map[string]TagEvent{"v1": ev(fmt.Sprintf("sha256:%d", MaxTagHistory+4)), "new": ev("sha256:n")}, time.Unix(2000, 0)) {
+		t.Error("sync changed nothing")
+	}
+	if st.TagNames != "new,v1" || len(st.Tags[0].Items) != MaxTagHistory {
+		t.Errorf("after sync: %q %+v", st.TagNames, st.Tags)
+	}
+}
+
+// A reconcile that read storage before a push finished does not take the push's tag
+// out: it was recorded after storage was read.
+func TestSyncKeepsTagsRecordedSinceStorageWasRead(t *testing.T) {
+	var st ImageStreamStatus
+	readAt := time.Unix(5000, 0)
+	applyTag(&st, "h/ns/app", "old", TagEvent{Created: metav1.NewTime(readAt.Add(-time.Minute)), Digest: "sha256:o"})
+	applyTag(&st, "h/ns/app", "fresh", TagEvent{Created: metav1.NewTime(readAt.Add(time.Second)), Digest: "sha256:f"})
+	syncTags(&st, "h/ns/app", map[string]TagEvent{}, readAt)
+	if len(st.Tags) != 1 || st.Tags[0].Tag != "fresh" {
+		t.Errorf("after a sync with storage read at %v: %+v, want only fresh", readAt, st.Tags)
+	}
+}
+
+// kubectl get imagestreams shows the tags most recently moved first, and counts the
+// rest past 40 characters.
+func TestTagNamesColumn(t *testing.T) {
+	var st ImageStreamStatus
+	for i := range 12 {
+		applyTag(&st, "h/ns/app", fmt.Sprintf("v%02d", i), TagEvent{Created: metav1.NewTime(time.Unix(int64(1000+i), 0)), Digest: "sha256:a"})
+	}
+	if want := "v11,v10,v09,v08,v07,v06,v05,v04,v03,v02 + 2 more..."; st.TagNames != want {
+		t.Errorf("TAGS %q, want %q", st.TagNames, want)
+	}
+	removeTag(&st, "v11")
+	removeTag(&st, "v10")
+	if want := "v09,v08,v07,v06,v05,v04,v03,v02,v01,v00"; st.TagNames != want {
+		t.Errorf("TAGS after deleting the two newest %q, want %q", st.TagNames, want)
 	}
 }
 
@@ -50,10 +91,10 @@ func TestEnsureAndRecord(t *testing.T) {
 	if err != nil || Repository(obj) != "team/charts/mychart" {
 		t.Errorf("repository of the stream: %q %v", Repository(obj), err)
 	}
-	if err := s.RecordTag(ctx, "team", "charts-mychart-1a2b3c4d", uid, "localhost:5000/team/charts/mychart", "1.0", "sha256:a", "m"); err != nil {
+	if err := s.RecordTag(ctx, "team", "charts-mychart-1a2b3c4d", uid, "localhost:5000/team/charts/mychart", "1.0", TagEvent{Digest: "sha256:a"}); err != nil {
 		t.Fatal(err)
 	}
-	err = s.RecordTag(ctx, "team", "gone", "", "localhost:5000/team/gone", "1.0", "sha256:a", "m")
+	err = s.RecordTag(ctx, "team", "gone", "", "localhost:5000/team/gone", "1.0", TagEvent{Digest: "sha256:a"})
 	if !errors.Is(err, ErrStreamReplaced) {
 		t.Errorf("a tag for a stream that is gone: %v", err)
 	}

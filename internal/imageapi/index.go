@@ -50,6 +50,29 @@ func (x *Index) UID(namespace, name string) (string, bool) {
 	return string(obj.(*unstructured.Unstructured).GetUID()), true
 }
 
+// Status is the status of ImageStream namespace/name and its UID, if it exists.
+func (x *Index) Status(namespace, name string) (string, ImageStreamStatus, bool) {
+	obj, exists, err := x.informer.GetIndexer().GetByKey(namespace + "/" + name)
+	if err != nil || !exists {
+		return "", ImageStreamStatus{}, false
+	}
+	is, err := fromUnstructured(obj.(*unstructured.Unstructured))
+	if err != nil {
+		return "", ImageStreamStatus{}, false
+	}
+	return string(is.UID), is.Status, true
+}
+
+// History lists every digest the tags of ImageStream namespace/name point or pointed
+// at (its tag histories), from the informer.
+func (x *Index) History(_ context.Context, namespace, name string) ([]string, error) {
+	_, status, ok := x.Status(namespace, name)
+	if !ok {
+		return nil, nil
+	}
+	return status.History(), nil
+}
+
 // OnDelete calls deleted with the repository (namespace/path) and UID of every
 // ImageStream deleted from now on (also one missed while the watch was broken).
 func (x *Index) OnDelete(deleted func(repository, uid string)) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/retry"
 )
@@ -35,6 +37,30 @@ func (s Streams) Get(ctx context.Context, namespace, name string) (uid string, e
 		return "", false, err
 	}
 	return string(obj.GetUID()), true, nil
+}
+
+// UID is the UID of ImageStream namespace/name, read from the API (for a process
+// that keeps no informer).
+func (s Streams) UID(namespace, name string) (string, bool) {
+	uid, exists, err := s.Get(context.Background(), namespace, name)
+	return uid, err == nil && exists
+}
+
+// History lists every digest the tags of ImageStream namespace/name point or pointed
+// at, read from the API.
+func (s Streams) History(ctx context.Context, namespace, name string) ([]string, error) {
+	obj, err := s.Client.Resource(GVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	is, err := fromUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	return is.Status.History(), nil
 }
 
 // Ensure returns the UID of ImageStream namespace/name, making it (pointing at
@@ -70,20 +96,40 @@ func (s Streams) Ensure(ctx context.Context, namespace, name, repository string)
 	return "", false, fmt.Errorf("imagestream %s/%s: made and deleted again while being made", namespace, name)
 }
 
-// RecordTag points tag at digest in ImageStream namespace/name, whose UID must be uid,
+// RecordTag points tag at ev in ImageStream namespace/name, whose UID must be uid,
 // keeping the tag's history (newest first, at most MaxTagHistory). A stream that is
 // gone or was made again is ErrStreamReplaced: its tags are not this push's.
-func (s Streams) RecordTag(ctx context.Context, namespace, name, uid, repository, tag, digest, mediaType string) error {
+func (s Streams) RecordTag(ctx context.Context, namespace, name, uid, repository, tag string, ev TagEvent) error {
 	return s.update(ctx, namespace, name, uid, func(st *ImageStreamStatus) bool {
-		return applyTag(st, repository, tag, digest, mediaType, time.Now())
+		return applyTag(st, repository, tag, ev)
 	})
+}
+
+// RemoveTag takes tag out of ImageStream namespace/name (of UID uid), history and all.
+func (s Streams) RemoveTag(ctx context.Context, namespace, name, uid, tag string) error {
+	return s.update(ctx, namespace, name, uid, func(st *ImageStreamStatus) bool {
+		return removeTag(st, tag)
+	})
+}
+
+// SyncTags makes the tags of ImageStream namespace/name (of UID uid) exactly want —
+// tag → what it points at now, as storage said at readAt — keeping history where a
+// tag's current digest is unchanged, and keeping a tag recorded since readAt (a push
+// storage had not finished when it was read). It reports whether anything changed.
+func (s Streams) SyncTags(ctx context.Context, namespace, name, uid, repository string, want map[string]TagEvent, readAt time.Time) (bool, error) {
+	changed := false
+	err := s.update(ctx, namespace, name, uid, func(st *ImageStreamStatus) bool {
+		changed = syncTags(st, repository, want, readAt)
+		return changed
+	})
+	return changed, err
 }
 
 // update applies change to the status of ImageStream namespace/name (of UID uid),
 // retrying on conflicts; change reports whether it changed anything.
 func (s Streams) update(ctx context.Context, namespace, name, uid string, change func(*ImageStreamStatus) bool) error {
 	res := s.Client.Resource(GVR).Namespace(namespace)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return retry.RetryOnConflict(updateBackoff, func() error {
 		obj, err := res.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) || err == nil && string(obj.GetUID()) != uid {
 			return fmt.Errorf("imagestream %s/%s: %w", namespace, name, ErrStreamReplaced)
@@ -103,30 +149,100 @@ func (s Streams) update(ctx context.Context, namespace, name, uid string, change
 	})
 }
 
+// updateBackoff spaces the retries of a status update that met a conflict: every push
+// of a repository, on every registry replica, updates the same stream.
+var updateBackoff = wait.Backoff{Steps: 12, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 0.5, Cap: time.Second}
+
 // applyTag updates status and reports whether anything changed.
-func applyTag(st *ImageStreamStatus, repository, tag, digest, mediaType string, now time.Time) bool {
+func applyTag(st *ImageStreamStatus, repository, tag string, ev TagEvent) bool {
 	changed := st.DockerImageRepository != repository
 	st.DockerImageRepository = repository
 	if tag == "" {
 		return changed
 	}
-	event := TagEvent{Created: metav1.NewTime(now.UTC().Truncate(time.Second)), Digest: digest, MediaType: mediaType}
+	if ev.Created.IsZero() {
+		ev.Created = metav1.NewTime(time.Now())
+	}
+	ev.Created = metav1.NewTime(ev.Created.UTC().Truncate(time.Second))
+	defer updateTagNames(st)
 	for i := range st.Tags {
 		if st.Tags[i].Tag != tag {
 			continue
 		}
-		if len(st.Tags[i].Items) > 0 && st.Tags[i].Items[0].Digest == digest {
+		if len(st.Tags[i].Items) > 0 && st.Tags[i].Items[0].Digest == ev.Digest {
 			return changed
 		}
-		items := append([]TagEvent{event}, st.Tags[i].Items...)
+		items := append([]TagEvent{ev}, st.Tags[i].Items...)
 		if len(items) > MaxTagHistory {
 			items = items[:MaxTagHistory]
 		}
 		st.Tags[i].Items = items
 		return true
 	}
-	st.Tags = append(st.Tags, NamedTagEventList{Tag: tag, Items: []TagEvent{event}})
+	st.Tags = append(st.Tags, NamedTagEventList{Tag: tag, Items: []TagEvent{ev}})
 	return true
+}
+
+func removeTag(st *ImageStreamStatus, tag string) bool {
+	before := len(st.Tags)
+	st.Tags = slices.DeleteFunc(st.Tags, func(t NamedTagEventList) bool { return t.Tag == tag })
+	updateTagNames(st)
+	return len(st.Tags) != before
+}
+
+func syncTags(st *ImageStreamStatus, repository string, want map[string]TagEvent, readAt time.Time) bool {
+	changed := false
+	readAt = readAt.UTC().Truncate(time.Second)
+	for _, t := range slices.Clone(st.Tags) {
+		if _, ok := want[t.Tag]; !ok && latest(t).Before(readAt) {
+			changed = removeTag(st, t.Tag) || changed
+		}
+	}
+	tags := make([]string, 0, len(want))
+	for tag := range want {
+		tags = append(tags, tag)
+	}
+	slices.Sort(tags)
+	for _, tag := range tags {
+		changed = applyTag(st, repository, tag, want[tag]) || changed
+	}
+	names := st.TagNames
+	updateTagNames(st)
+	return changed || names != st.TagNames
+}
+
+// tagNamesWidth is how wide the printed list of tags may grow before the rest is
+// counted, as oc get imagestreams prints it.
+const tagNamesWidth = 40
+
+// updateTagNames keeps TagNames, the printed list of tags, in step: the most
+// recently moved first, then "+ N more..." past tagNamesWidth.
+func updateTagNames(st *ImageStreamStatus) {
+	tags := slices.Clone(st.Tags)
+	slices.SortStableFunc(tags, func(a, b NamedTagEventList) int {
+		if c := latest(b).Compare(latest(a)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Tag, b.Tag)
+	})
+	var names []string
+	width := 0
+	for i, t := range tags {
+		if i > 0 && width+1+len(t.Tag) > tagNamesWidth {
+			names[len(names)-1] += fmt.Sprintf(" + %d more...", len(tags)-i)
+			break
+		}
+		names = append(names, t.Tag)
+		width += len(t.Tag) + 1
+	}
+	st.TagNames = strings.Join(names, ",")
+}
+
+func latest(t NamedTagEventList) time.Time {
+	if len(t.Items) == 0 {
+		return time.Time{}
+	}
+	return t.Items[0].Created.Time
 }
 
 func fromUnstructured(obj *unstructured.Unstructured) (*ImageStream, error) {

@@ -44,6 +44,9 @@ type ImageStreamStatus struct {
 	DockerImageRepository string `json:"dockerImageRepository,omitempty"`
 	// Tags, each with its history, newest first.
 	Tags []NamedTagEventList `json:"tags,omitempty"`
+	// TagNames is what kubectl get shows of the tags: comma-separated, the most
+	// recently moved first, the rest counted past 40 characters.
+	TagNames string `json:"tagNames,omitempty"`
 }
 
 // NamedTagEventList is one tag's history.
@@ -57,7 +60,21 @@ type TagEvent struct {
 	Created   metav1.Time `json:"created"`
 	Digest    string      `json:"digest"`
 	MediaType string      `json:"mediaType,omitempty"`
+	// ArtifactType tells images from charts, signatures and other artifacts: the
+	// manifest's artifactType, else its config's media type.
+	ArtifactType string `json:"artifactType,omitempty"`
 }
 
 // MaxTagHistory bounds each tag's history.
 const MaxTagHistory = 10
+
+// History lists every digest the tags point or pointed at.
+func (s ImageStreamStatus) History() []string {
+	var out []string
+	for _, t := range s.Tags {
+		for _, item := range t.Items {
+			out = append(out, item.Digest)
+		}
+	}
+	return out
+}

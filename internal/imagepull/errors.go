@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // Reasons a pull fails, for status messages and metrics.
@@ -47,7 +49,7 @@ func (e *Error) Error() string { return e.Message }
 func (e *Error) Unwrap() error { return e.Err }
 
 type failure struct {
-	cred Credential
+	cred credentials.Candidate
 	err  error
 }
 

@@ -18,39 +18,22 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
+
+	"pullgate.dev/pullgate/pkg/credentials"
 )
-
-// Credential is one way to authenticate a pull.
-type Credential struct {
-	// ID names the credential's holder in pull records, e.g.
-	// "secret:project-a/pull/<uid>"; empty for no credential.
-	ID string
-	// Description says where the credential comes from, never what it is, e.g.
-	// `secret project-a/pull (key .dockerconfigjson), user "bob"`.
-	Description string
-	// Identity is who the registry will see, when known, e.g.
-	// "system:serviceaccount:project-a:default".
-	Identity string
-	Auth     authn.AuthConfig
-}
-
-// Anonymous is no credential.
-var Anonymous = Credential{Description: "no credential"}
-
-func (c Credential) anonymous() bool { return c.Auth == (authn.AuthConfig{}) }
 
 // Request is one image to pull, with the credentials to try.
 type Request struct {
 	Image string
 	// Credentials are the ones held for the image's registry, tried in order; none
 	// means an anonymous pull.
-	Credentials []Credential
+	Credentials []credentials.Candidate
 	// RealmCredentials returns the credentials held for a token service on another
 	// host than the registry (delegated authentication, the seed's sso.redhat.com).
 	// They are tried first, but only under the seed's rule — "pull secrets must be
 	// defined for both the authentication and registry endpoints" — so a registry
 	// the pod holds no credential for gets none of them.
-	RealmCredentials func(host string) []Credential
+	RealmCredentials func(host string) []credentials.Candidate
 }
 
 // Result is a pull that worked.
@@ -67,7 +50,7 @@ type Result struct {
 	Transferred int64
 	// Used is the credential that worked; TokenHost the one sent to a token service on
 	// another host, if any.
-	Used      Credential
+	Used      credentials.Candidate
 	TokenHost string
 }
 
@@ -102,7 +85,7 @@ func (p *Puller) transport() http.RoundTripper {
 
 // attempt is one credential to try: what is sent, and what the pod holds.
 type attempt struct {
-	held, sent Credential
+	held, sent credentials.Candidate
 }
 
 // plan is how one pull will authenticate.
@@ -135,7 +118,7 @@ func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*pl
 				"registry %s names pullgate's own token service (%s) as where to get its tokens; pullgate's tokens are only for pullgate's registry, so no credential or token is sent: pull %s from the registry that holds it",
 				reg.RegistryStr(), realm.Redacted(), ref.Context().RepositoryStr())}
 		}
-		var realmCreds []Credential
+		var realmCreds []credentials.Candidate
 		if req.RealmCredentials != nil {
 			realmCreds = req.RealmCredentials(pl.tokenHost)
 		}
@@ -154,7 +137,7 @@ func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*pl
 	}
 	held := req.Credentials
 	if len(held) == 0 {
-		held = []Credential{Anonymous}
+		held = []credentials.Candidate{credentials.NoCredential}
 	}
 	for _, c := range held {
 		pl.attempts = append(pl.attempts, attempt{held: c, sent: c})
@@ -223,14 +206,14 @@ func (p *Puller) Pull(ctx context.Context, req Request) (*Result, error) {
 
 // Verify checks that one of req's credentials can pull the manifest d of
 // req.Image, without downloading anything, and records it (KEP-2535).
-func (p *Puller) Verify(ctx context.Context, req Request, d v1.Hash) (Credential, error) {
+func (p *Puller) Verify(ctx context.Context, req Request, d v1.Hash) (credentials.Candidate, error) {
 	ref, err := name.ParseReference(req.Image)
 	if err != nil {
-		return Credential{}, &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
+		return credentials.Candidate{}, &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
 	}
 	pl, err := p.plan(ctx, ref, req)
 	if err != nil {
-		return Credential{}, err
+		return credentials.Candidate{}, err
 	}
 	var failures []failure
 	for _, a := range pl.attempts {
@@ -247,17 +230,17 @@ func (p *Puller) Verify(ctx context.Context, req Request, d v1.Hash) (Credential
 			break
 		}
 	}
-	return Credential{}, explain(ref, pl, len(req.Credentials) == 0, failures)
+	return credentials.Candidate{}, explain(ref, pl, len(req.Credentials) == 0, failures)
 }
 
 // authorize returns a transport that authenticates to ref's registry with c. For a
 // token service, the token is requested here for exactly this repository's pull and
 // nothing else, whatever scope the registry's challenges ask for; the transport then
 // only ever sends that token, to that registry.
-func (p *Puller) authorize(ctx context.Context, ref name.Reference, ch *transport.Challenge, c Credential) (http.RoundTripper, error) {
+func (p *Puller) authorize(ctx context.Context, ref name.Reference, ch *transport.Challenge, c credentials.Candidate) (http.RoundTripper, error) {
 	var auth authn.Authenticator = authn.Anonymous
-	if !c.anonymous() {
-		auth = authn.FromConfig(c.Auth)
+	if !c.Anonymous() {
+		auth = authn.FromConfig(c.AuthConfig)
 	}
 	reg := ref.Context().Registry
 	if bearerRealm(ch) == nil {
@@ -300,7 +283,7 @@ func (t registryScheme) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-func (p *Puller) pullWith(ctx context.Context, ref name.Reference, ch *transport.Challenge, c Credential) (*Result, error) {
+func (p *Puller) pullWith(ctx context.Context, ref name.Reference, ch *transport.Challenge, c credentials.Candidate) (*Result, error) {
 	rt, err := p.authorize(ctx, ref, ch, c)
 	if err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // serve runs go-containerregistry's in-memory registry behind wrap and pushes a random
@@ -153,16 +154,16 @@ func TestFailuresAreExplained(t *testing.T) {
 	closedHost := closed.Addr().String()
 	closed.Close()
 
-	cred := Credential{ID: "secret:ns/s/1", Description: `secret ns/s, user "bob"`, Auth: authConfig("bob", "hunter2")}
+	cred := credentials.Candidate{ID: "secret:ns/s/1", Description: `secret ns/s, user "bob"`, AuthConfig: authConfig("bob", "hunter2")}
 	tests := []struct {
 		name, image string
-		creds       []Credential
+		creds       []credentials.Candidate
 		reason      string
 		says        []string
 	}{
 		{"invalid reference", "Not//Valid", nil, ReasonInvalidImageName, []string{`"Not//Valid"`}},
 		{"no credential", deniedImage, nil, ReasonNoCredentialMatched, []string{"no credential matched registry " + strings.TrimPrefix(denied.URL, "http://"), "pullgate secrets link"}},
-		{"unauthorized", deniedImage, []Credential{cred}, ReasonUnauthorized, []string{`secret ns/s, user "bob"`, "UNAUTHORIZED"}},
+		{"unauthorized", deniedImage, []credentials.Candidate{cred}, ReasonUnauthorized, []string{`secret ns/s, user "bob"`, "UNAUTHORIZED"}},
 		{"manifest unknown", strings.Replace(image, ":1", ":missing", 1), nil, ReasonManifestUnknown, []string{"not found", "MANIFEST_UNKNOWN"}},
 		{"unreachable", closedHost + "/ns/app", nil, ReasonRegistryUnreachable, []string{"registry " + closedHost + " is unreachable"}},
 	}
@@ -183,5 +184,65 @@ func TestFailuresAreExplained(t *testing.T) {
 				t.Errorf("message shows the password: %q", perr.Message)
 			}
 		})
+	}
+}
+
+// A blob changed on disk after it was pulled is never used: a size that is wrong is
+// seen at once, content that is wrong before the first use after a restart and by
+// any pull; the blob is removed, counted, and fetched again.
+func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
+	image, img := serve(t, func(h http.Handler) http.Handler { return h })
+	p := newPuller(t)
+	if _, err := p.Pull(context.Background(), Request{Image: image}); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	blob := filepath.Join(p.Store.Dir(), "blobs", "sha256", d.Hex)
+	data, _ := os.ReadFile(blob)
+
+	// Same size, other content: a pull (imagePullPolicy Always) hashes and re-fetches.
+	garbage := make([]byte, len(data))
+	if err := os.WriteFile(blob, garbage, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Pull(context.Background(), Request{Image: image})
+	if err != nil || res.Transferred != int64(len(data)) {
+		t.Fatalf("pull over a corrupt blob: transferred %v bytes (err %v), want the blob again (%d)", res, err, len(data))
+	}
+	if c := p.Store.TakeCorruptions(); len(c) != 1 || c[0].Blob != d {
+		t.Errorf("corruptions %+v", c)
+	}
+
+	// Same size, other content, found before first use after a restart.
+	_ = os.WriteFile(blob, garbage, 0o644)
+	restarted, err := OpenStore(p.Store.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := restarted.Lookup(image); ok {
+		t.Error("a restarted node uses a blob whose content is wrong")
+	}
+	// Same size, other content, after it was hashed: found after the next Reverify
+	// (the node agent's schedule).
+	p2 := &Puller{Store: restarted}
+	if _, err := p2.Pull(context.Background(), Request{Image: image}); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(blob, garbage, 0o644)
+	restarted.Reverify()
+	if _, ok := restarted.Lookup(image); ok {
+		t.Error("a blob whose content is wrong is used after Reverify")
+	}
+	// Truncated: seen at once, even where the blob was hashed before.
+	if _, err := p2.Pull(context.Background(), Request{Image: image}); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Truncate(blob, 10)
+	if _, ok := restarted.Lookup(image); ok {
+		t.Error("a truncated blob is used")
+	}
+	if n := len(restarted.TakeCorruptions()); n != 3 {
+		t.Errorf("%d corruptions counted, want 3", n)
 	}
 }

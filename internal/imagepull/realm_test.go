@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // challenging is a registry whose every answer is a 401 naming realm, with a scope
@@ -61,15 +62,15 @@ func (rr *recordingRealm) requests() []string {
 }
 
 func TestRealmCredentialsFollowTheSeedsRule(t *testing.T) {
-	realmCred := Credential{Description: "sso", Auth: authConfig("sso-user", "x")}
-	imageCred := Credential{Description: "registry", Auth: authConfig("registry-user", "y")}
+	realmCred := credentials.Candidate{Description: "sso", AuthConfig: authConfig("sso-user", "x")}
+	imageCred := credentials.Candidate{Description: "registry", AuthConfig: authConfig("registry-user", "y")}
 	tests := []struct {
 		name        string
-		held        []Credential
+		held        []credentials.Candidate
 		wantUsers   []string // the users the token service sees, in order
 		realmOnHTTP bool
 	}{
-		{"realm and image credentials", []Credential{imageCred}, []string{"sso-user", "registry-user"}, false},
+		{"realm and image credentials", []credentials.Candidate{imageCred}, []string{"sso-user", "registry-user"}, false},
 		{"no image credential: realm credentials withheld", nil, []string{""}, false},
 	}
 	for _, tt := range tests {
@@ -78,7 +79,7 @@ func TestRealmCredentialsFollowTheSeedsRule(t *testing.T) {
 			image := challenging(t, realm.url) + "/team/app:1"
 			p := newPuller(t)
 			_, err := p.Pull(context.Background(), Request{Image: image, Credentials: tt.held,
-				RealmCredentials: func(string) []Credential { return []Credential{realmCred} }})
+				RealmCredentials: func(string) []credentials.Candidate { return []credentials.Candidate{realmCred} }})
 			if err == nil {
 				t.Fatal("a registry that refuses everything was pulled from")
 			}
@@ -108,8 +109,10 @@ func TestForeignRegistryNamingTheIntegratedRealmIsRefused(t *testing.T) {
 	u, _ := url.Parse(realm.url)
 	p.IntegratedHosts = []string{u.Host}
 	_, err := p.Pull(context.Background(), Request{Image: image,
-		Credentials:      []Credential{{Description: "sa", Auth: authConfig("serviceaccount", "token")}},
-		RealmCredentials: func(string) []Credential { return []Credential{{Description: "dockercfg", Auth: authConfig("x", "y")}} }})
+		Credentials: []credentials.Candidate{{Description: "sa", AuthConfig: authConfig("serviceaccount", "token")}},
+		RealmCredentials: func(string) []credentials.Candidate {
+			return []credentials.Candidate{{Description: "dockercfg", AuthConfig: authConfig("x", "y")}}
+		}})
 	var perr *Error
 	if !errors.As(err, &perr) || perr.Reason != ReasonForeignRealm {
 		t.Fatalf("got %v, want %s", err, ReasonForeignRealm)
@@ -141,8 +144,10 @@ func TestPlanSkipsRealmCredentialsOverPlainHTTPOffLoopback(t *testing.T) {
 	ref, _ := name.ParseReference(reg + "/team/app:1")
 	p := newPuller(t)
 	pl, err := p.plan(context.Background(), ref, Request{
-		Credentials:      []Credential{{Description: "registry", Auth: authConfig("u", "p")}},
-		RealmCredentials: func(string) []Credential { return []Credential{{Description: "sso", Auth: authConfig("s", "p")}} },
+		Credentials: []credentials.Candidate{{Description: "registry", AuthConfig: authConfig("u", "p")}},
+		RealmCredentials: func(string) []credentials.Candidate {
+			return []credentials.Candidate{{Description: "sso", AuthConfig: authConfig("s", "p")}}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

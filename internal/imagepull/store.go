@@ -30,8 +30,13 @@ const refNameAnnotation = "org.opencontainers.image.ref.name"
 // partial blob is never used, and a later pull resumes it from where it stopped.
 type Store struct {
 	dir    string
-	mu     sync.Mutex // index.json and pulls.json
+	mu     sync.Mutex // index.json, pulls.json, verified and corruptions
 	flight singleflight.Group
+	// OnCorrupt, when set, is called for each blob found corrupt (and removed).
+	OnCorrupt func(v1.Hash)
+
+	verified    map[string]bool // blobs hashed since the last Reverify
+	corruptions []Corruption
 }
 
 // OpenStore opens, or creates, the layout in dir.
@@ -45,7 +50,7 @@ func OpenStore(dir string) (*Store, error) {
 			return nil, err
 		}
 	}
-	s := &Store{dir: dir}
+	s := &Store{dir: dir, verified: map[string]bool{}}
 	if _, err := s.readIndex(); err != nil {
 		return nil, err
 	}
@@ -59,10 +64,10 @@ func (s *Store) blobPath(d v1.Hash) string {
 	return filepath.Join(s.dir, "blobs", d.Algorithm, d.Hex)
 }
 
-// HasBlob reports whether the complete blob d is stored.
+// HasBlob reports whether blob d is stored, whole and matching its digest (hashed
+// once per process).
 func (s *Store) HasBlob(d v1.Hash) bool {
-	_, err := os.Stat(s.blobPath(d))
-	return err == nil
+	return s.verifiedBlob(d, -1, true)
 }
 
 // ReadBlob returns the stored blob d.
@@ -75,13 +80,11 @@ func (s *Store) ReadBlob(d v1.Hash) ([]byte, error) {
 type Fetch func(offset int64) (body io.ReadCloser, start int64, err error)
 
 // PutBlob stores blob d of size bytes, fetching only what is missing, and returns how
-// many bytes it transferred. Concurrent calls for one blob share one download.
+// many bytes it transferred. A blob already stored is hashed first, and fetched again
+// if it does not match. Concurrent calls for one blob share one download.
 func (s *Store) PutBlob(d v1.Hash, size int64, fetch Fetch) (int64, error) {
-	if s.HasBlob(d) {
-		return 0, nil
-	}
 	v, err, _ := s.flight.Do(d.String(), func() (any, error) {
-		if s.HasBlob(d) {
+		if s.verifiedBlob(d, size, false) {
 			return int64(0), nil
 		}
 		return s.download(d, size, fetch)
@@ -157,7 +160,13 @@ func (s *Store) download(d v1.Hash, size int64, fetch Fetch) (int64, error) {
 	if err := f.Close(); err != nil {
 		return n, err
 	}
-	return n, os.Rename(partial, s.blobPath(d))
+	if err := os.Rename(partial, s.blobPath(d)); err != nil {
+		return n, err
+	}
+	s.mu.Lock()
+	s.verified[d.String()] = true
+	s.mu.Unlock()
+	return n, nil
 }
 
 func truncate(f *os.File) (int64, hash.Hash, error) {
@@ -224,8 +233,12 @@ func (s *Store) Lookup(ref string) (Image, bool) {
 	return Image{}, false
 }
 
-// complete reports whether the manifest d and every blob it names are stored.
+// complete reports whether the manifest d and every blob it names are stored, of the
+// right size, and (once per process) of the right content.
 func (s *Store) complete(d v1.Hash) bool {
+	if !s.verifiedBlob(d, -1, true) {
+		return false
+	}
 	data, err := s.ReadBlob(d)
 	if err != nil {
 		return false
@@ -234,11 +247,11 @@ func (s *Store) complete(d v1.Hash) bool {
 	if err != nil {
 		return false
 	}
-	if !s.HasBlob(m.Config.Digest) {
+	if !s.verifiedBlob(m.Config.Digest, m.Config.Size, true) {
 		return false
 	}
 	for _, l := range m.Layers {
-		if !s.HasBlob(l.Digest) {
+		if !s.verifiedBlob(l.Digest, l.Size, true) {
 			return false
 		}
 	}

@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -63,7 +65,11 @@ type Config struct {
 	Transport http.RoundTripper
 	// Workers is how many pods are worked on at once.
 	Workers int
-	Version string
+	// BlobReverifyInterval is how often every stored blob is hashed again before its
+	// next use (default 24 hours); each is hashed anyway before its first use by a
+	// newly started agent.
+	BlobReverifyInterval time.Duration
+	Version              string
 	// Ready, when set, is called once the node is registered and its pods are known.
 	Ready   func()
 	Metrics prometheus.Registerer
@@ -117,6 +123,7 @@ func New(cfg Config) (*Agent, error) {
 		failures: map[string]*pullFailure{},
 		uids:     map[string]string{},
 	}
+	store.OnCorrupt = func(v1.Hash) { a.metrics.corrupt.Inc() }
 	a.loop = reconcile.New("pods", a.sync, cfg.Log)
 	a.loop.Synced = []cache.InformerSynced{a.pods.HasSynced}
 	_, err = a.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -158,5 +165,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Ready != nil {
 		a.cfg.Ready()
 	}
+	reverify := a.cfg.BlobReverifyInterval
+	if reverify <= 0 {
+		reverify = 24 * time.Hour
+	}
+	go wait.Until(a.puller.Store.Reverify, reverify, ctx.Done())
 	return a.loop.Run(ctx, a.cfg.Workers)
 }

@@ -218,14 +218,3 @@ func TestIntegratedImagesFollowRBAC(t *testing.T) {
 		}
 	}
 }
-
-func TestCredentialIDsHashContentNeverShowIt(t *testing.T) {
-	a := credentialID("secret:a/s/uid", credentials.Credential{Username: "u", Password: "hunter2"})
-	b := credentialID("secret:a/s/uid", credentials.Credential{Username: "u", Password: "hunter3"})
-	if a == b || !strings.HasPrefix(a, "secret:a/s/uid#") || strings.Contains(a, "hunter2") {
-		t.Errorf("ids %q %q", a, b)
-	}
-	if a != credentialID("secret:a/s/uid", credentials.Credential{Username: "u", Password: "hunter2"}) {
-		t.Error("the same content has two ids")
-	}
-}

@@ -14,6 +14,7 @@ type metrics struct {
 	bytes     prometheus.Counter
 	duration  prometheus.Histogram
 	cacheHits prometheus.Counter
+	corrupt   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +29,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Wall time of image pulls.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 15)}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullgate_node_image_cache_hits_total",
 			Help: "Images a pod used from the node's store without pulling."}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullgate_node_corrupt_blobs_total",
+			Help: "Blobs found on the node not matching their digest or size; each was removed and fetched again."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.pulls, m.failures, m.bytes, m.duration, m.cacheHits)
+		reg.MustRegister(m.pulls, m.failures, m.bytes, m.duration, m.cacheHits, m.corrupt)
 	}
 	return m
 }

@@ -68,6 +68,10 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	var retry time.Duration
 	for _, c := range allContainers(pod) {
 		s := a.containerImage(ctx, pod, c, creds)
+		for _, bad := range a.puller.Store.TakeCorruptions() {
+			a.event(pod, c, corev1.EventTypeWarning, "CorruptBlobReplaced",
+				fmt.Sprintf("Blob %s on this node was corrupt (%s): it was removed, and the image is pulled again", bad.Blob, bad.Reason))
+		}
 		states = append(states, s)
 		if s.retryAfter > 0 && (retry == 0 || s.retryAfter < retry) {
 			retry = s.retryAfter

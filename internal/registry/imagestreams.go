@@ -3,13 +3,12 @@ package registry
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	repositorymiddleware "github.com/distribution/distribution/v3/registry/middleware/repository"
-	"github.com/opencontainers/go-digest"
-
-	"pullgate.dev/pullgate/internal/registryauth"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 const (
@@ -33,47 +32,62 @@ func newStreamsMiddleware(_ context.Context, repo distribution.Repository, optio
 	return &streamRepository{Repository: repo, repos: repos, host: host}, nil
 }
 
-// streamRepository records every manifest PUT in the repository's ImageStream,
-// synchronously: the push succeeds only once the stream says so.
+// streamRepository keeps the repository's ImageStream showing exactly what the
+// registry serves: a tag is recorded once storage holds it, and taken out when it is
+// untagged or its manifest deleted (distribution untags a deleted manifest's tags).
+// What a crash leaves half done, Reconcile repairs.
 type streamRepository struct {
 	distribution.Repository
 	repos *repositories
 	host  string
 }
 
-func (r *streamRepository) Manifests(ctx context.Context, options ...distribution.ManifestServiceOption) (distribution.ManifestService, error) {
-	ms, err := r.Repository.Manifests(ctx, options...)
-	if err != nil {
-		return nil, err
-	}
-	return &streamManifests{ManifestService: ms, repo: r}, nil
+func (r *streamRepository) Tags(ctx context.Context) distribution.TagService {
+	return &streamTags{TagService: r.Repository.Tags(ctx), repo: r}
 }
 
-type streamManifests struct {
-	distribution.ManifestService
+type streamTags struct {
+	distribution.TagService
 	repo *streamRepository
 }
 
-func (m *streamManifests) Put(ctx context.Context, manifest distribution.Manifest, options ...distribution.ManifestServiceOption) (digest.Digest, error) {
-	dgst, err := m.ManifestService.Put(ctx, manifest, options...)
-	if err != nil {
-		return dgst, err
+// Tag stores the tag, then records it; a tag that could not be recorded is a failed
+// push, which the client repeats (recording is idempotent).
+func (t *streamTags) Tag(ctx context.Context, tag string, desc v1.Descriptor) error {
+	defer t.repo.repos.lock(t.repo.Named().Name())()
+	if err := t.TagService.Tag(ctx, tag, desc); err != nil {
+		return err
 	}
-	var tag string
-	for _, o := range options {
-		if t, ok := o.(distribution.WithTagOption); ok {
-			tag = t.Tag
-		}
+	// The tag is stored: record it even if the client has gone.
+	ctx, cancel := recordContext(ctx)
+	defer cancel()
+	name := t.repo.Named().Name()
+	ev := t.repo.repos.tagEvent(ctx, t.repo.Repository, desc, time.Now())
+	if err := t.repo.repos.record(ctx, name, t.repo.host, tag, ev); err != nil {
+		return errcode.ErrorCodeUnknown.WithMessage(fmt.Sprintf("tag %s is stored but the imagestream of %s could not be updated: %v; push again", tag, name, err))
 	}
-	name := m.repo.Named().Name()
-	namespace, stream, _ := registryauth.SplitRepository(name)
-	mediaType, _, _ := manifest.Payload()
-	uid, err := m.repo.repos.UID(ctx, name)
-	if err == nil {
-		err = m.repo.repos.streams.RecordTag(ctx, namespace, stream, uid, m.repo.host+"/"+name, tag, dgst.String(), mediaType)
+	return nil
+}
+
+// Untag removes the tag, then takes it out of the stream.
+func (t *streamTags) Untag(ctx context.Context, tag string) error {
+	defer t.repo.repos.lock(t.repo.Named().Name())()
+	if err := t.TagService.Untag(ctx, tag); err != nil {
+		return err
 	}
-	if err != nil {
-		return "", errcode.ErrorCodeUnknown.WithMessage(fmt.Sprintf("the manifest is stored but imagestream %s/%s could not be updated: %v; push again", namespace, stream, err))
+	ctx, cancel := recordContext(ctx)
+	defer cancel()
+	if err := t.repo.repos.unrecord(ctx, t.repo.Named().Name(), tag); err != nil {
+		return errcode.ErrorCodeUnknown.WithMessage(fmt.Sprintf("tag %s is deleted but the imagestream of %s could not be updated: %v; delete again", tag, t.repo.Named().Name(), err))
 	}
-	return dgst, nil
+	return nil
+}
+
+// recordTimeout bounds an ImageStream update that outlives its request.
+const recordTimeout = 30 * time.Second
+
+// recordContext is ctx without its cancellation: once storage has changed, the
+// stream follows even when the client cancels or disconnects.
+func recordContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/distribution/v3"
@@ -56,8 +58,11 @@ type Config struct {
 	// BodyIdleTimeout cuts a request whose body stalls this long (default
 	// DefaultBodyIdleTimeout).
 	BodyIdleTimeout time.Duration
-	Metrics         prometheus.Registerer
-	Gatherer        prometheus.Gatherer
+	// StorageReserve is the free space a filesystem store keeps: a push that would
+	// leave less is refused (default DefaultStorageReserve; negative: none).
+	StorageReserve int64
+	Metrics        prometheus.Registerer
+	Gatherer       prometheus.Gatherer
 	// BlobTransfer chooses sendfile or buffered copies for filesystem blob GETs
 	// (default buffered).
 	BlobTransfer BlobTransfer
@@ -67,9 +72,17 @@ type Config struct {
 // Registry is the registry's HTTP handler.
 type Registry struct {
 	http.Handler
-	app   *handlers.App
-	repos *repositories
+	app      *handlers.App
+	repos    *repositories
+	host     string
+	draining atomic.Bool
+	prunes   *pruneMetrics
+	fsRoot   string // filesystem storage's directory, "" for other storage
 }
+
+// Drain makes /healthz answer 503, so a load balancer stops sending new requests
+// while those in flight finish.
+func (r *Registry) Drain() { r.draining.Store(true) }
 
 // New builds the registry. distribution panics on a configuration it cannot use;
 // that is turned into an error naming the problem.
@@ -109,15 +122,21 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry storage %s: %w", dc.Storage.Type(), err)
 	}
+	catalogRegistry, err := storage.NewRegistry(ctx, driver)
+	if err != nil {
+		return nil, err
+	}
+	// Pushes revive what a prune has set aside; with ImageStreams, every tag written
+	// or deleted is recorded in its stream.
+	middleware := []configuration.Middleware{{Name: pruneGuardMiddleware, Options: configuration.Parameters{pruneGuardOptionStore: driver}}}
 	var repos *repositories
 	if cfg.Streams != nil {
-		repos = newRepositories(cfg.Streams, driver, cfg.Log)
-		dc.Middleware = map[string][]configuration.Middleware{
-			"repository": {{Name: streamsMiddleware, Options: configuration.Parameters{
-				streamsOptionRepos: repos, streamsOptionHost: cfg.Host,
-			}}},
-		}
+		repos = newRepositories(cfg.Streams, driver, catalogRegistry, cfg.Log)
+		middleware = append(middleware, configuration.Middleware{Name: streamsMiddleware, Options: configuration.Parameters{
+			streamsOptionRepos: repos, streamsOptionHost: cfg.Host,
+		}})
 	}
+	dc.Middleware = map[string][]configuration.Middleware{"repository": middleware}
 
 	defer func() {
 		if r := recover(); r != nil {
@@ -125,10 +144,6 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 		}
 	}()
 	app := handlers.NewApp(ctx, dc)
-	catalogRegistry, err := storage.NewRegistry(ctx, driver)
-	if err != nil {
-		return nil, err
-	}
 	verifier, err := auth.GetAccessController(AccessControllerName, dc.Auth.Parameters())
 	if err != nil {
 		return nil, err
@@ -138,7 +153,14 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	if cfg.TokenHandler != nil {
 		mux.Handle("/token", cfg.TokenHandler)
 	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	reg = &Registry{host: cfg.Host, prunes: newPruneMetrics(cfg.Metrics), fsRoot: filesystemRoot(dc.Storage)}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if reg.draining.Load() {
+			http.Error(w, "draining: this registry is stopping", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
 	if cfg.Gatherer != nil {
 		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
@@ -146,6 +168,7 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 		verifier: verifier, enumerator: catalogRegistry.(distribution.RepositoryEnumerator), authz: cfg.Authz, repos: repos,
 	})
 	var blobs http.Handler = app
+	var writes func(http.Handler) http.Handler = func(h http.Handler) http.Handler { return h }
 	if dc.Storage.Type() == "filesystem" {
 		if root, ok := dc.Storage.Parameters()["rootdirectory"].(string); ok {
 			transfer := cfg.BlobTransfer
@@ -158,17 +181,29 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 			}, []string{"transfer"})
 			cfg.Metrics.MustRegister(served)
 			blobs = &sendfileBlobs{next: app, root: root, verifier: verifier, served: served.WithLabelValues(string(transfer)), transfer: transfer}
+			reserve := cfg.StorageReserve
+			if reserve == 0 {
+				reserve = DefaultStorageReserve
+			}
+			if reserve > 0 {
+				if err := os.MkdirAll(root, 0o700); err != nil {
+					return nil, fmt.Errorf("registry storage %s: %w", root, err)
+				}
+				writes = func(h http.Handler) http.Handler { return diskSpace{next: h, root: root, reserve: reserve} }
+			}
 		}
 	}
-	mux.Handle("/v2/", explainDenied{authz: cfg.Authz, next: &repositoryGate{
+	mux.Handle("/v2/", writes(explainDenied{authz: cfg.Authz, next: &repositoryGate{
 		next:     &referrers{next: blobs, driver: driver, verifier: verifier, log: cfg.Log},
 		verifier: verifier, repos: repos, host: cfg.Host, namespaceExists: cfg.NamespaceExists, log: cfg.Log,
-	}})
+	}}))
 	idle := cfg.BodyIdleTimeout
 	if idle <= 0 {
 		idle = DefaultBodyIdleTimeout
 	}
-	return &Registry{Handler: bodyLimits{next: instrument(cfg.Metrics, mux), idle: idle}, app: app, repos: repos}, nil
+	reg.Handler = bodyLimits{next: instrument(cfg.Metrics, storageErrors{next: mux, log: cfg.Log}), idle: idle}
+	reg.app, reg.repos = app, repos
+	return reg, nil
 }
 
 // StreamDeleted clears the repository (namespace/path) of an ImageStream that was
@@ -179,12 +214,17 @@ func (r *Registry) StreamDeleted(ctx context.Context, repository, uid string) {
 	}
 }
 
-// Reconcile clears the repositories of ImageStreams deleted while no registry ran.
+// Reconcile clears the repositories of ImageStreams deleted while no registry ran,
+// and makes every ImageStream show exactly the tags storage holds.
 func (r *Registry) Reconcile(ctx context.Context) error {
 	if r.repos == nil {
 		return nil
 	}
-	return r.repos.Reconcile(ctx)
+	if err := r.repos.Reconcile(ctx); err != nil {
+		return err
+	}
+	_, err := r.repos.ReconcileTags(ctx, r.host)
+	return err
 }
 
 // Shutdown stops the registry's background work.

@@ -2,14 +2,21 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"path"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/distribution/distribution/v3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/reference"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/registryauth"
 )
 
@@ -21,8 +28,13 @@ type Streams interface {
 	Get(ctx context.Context, namespace, name string) (uid string, exists bool, err error)
 	// Ensure returns the UID of ImageStream namespace/name, making it when missing.
 	Ensure(ctx context.Context, namespace, name, repository string) (uid string, created bool, err error)
-	// RecordTag points tag at digest in the stream of that UID.
-	RecordTag(ctx context.Context, namespace, name, uid, repository, tag, digest, mediaType string) error
+	// RecordTag points tag at ev in the stream of that UID; RemoveTag takes it out;
+	// SyncTags makes the stream's tags exactly want.
+	RecordTag(ctx context.Context, namespace, name, uid, repository, tag string, ev imageapi.TagEvent) error
+	RemoveTag(ctx context.Context, namespace, name, uid, tag string) error
+	SyncTags(ctx context.Context, namespace, name, uid, repository string, want map[string]imageapi.TagEvent, readAt time.Time) (bool, error)
+	// History lists every digest the stream's tags point or pointed at.
+	History(ctx context.Context, namespace, name string) ([]string, error)
 }
 
 // repositories ties the storage of each repository to the ImageStream that owns it,
@@ -40,6 +52,7 @@ type Streams interface {
 type repositories struct {
 	streams Streams
 	driver  storagedriver.StorageDriver
+	storage distribution.Namespace // the same storage, as distribution reads it
 	log     *slog.Logger
 
 	mu     sync.Mutex
@@ -54,13 +67,14 @@ type repoLock struct {
 
 const ownersRoot = "/pullgate/owners"
 
-func newRepositories(streams Streams, driver storagedriver.StorageDriver, log *slog.Logger) *repositories {
-	return &repositories{streams: streams, driver: driver, log: log, owners: map[string]string{}, locks: map[string]*repoLock{}}
+func newRepositories(streams Streams, driver storagedriver.StorageDriver, storage distribution.Namespace, log *slog.Logger) *repositories {
+	return &repositories{streams: streams, driver: driver, storage: storage, log: log, owners: map[string]string{}, locks: map[string]*repoLock{}}
 }
 
 func ownerPath(repo string) string { return path.Join(ownersRoot, repo, "_owner") }
 
-// lock serialises the changes of one repository's owner in this process.
+// lock serialises, in this process, the changes of one repository's owner, and each
+// tag change with its record in the stream (so the stream sees them in storage's order).
 func (r *repositories) lock(repo string) func() {
 	r.mu.Lock()
 	l := r.locks[repo]
@@ -234,6 +248,121 @@ func (r *repositories) Reconcile(ctx context.Context) error {
 		r.Deleted(ctx, repo, owner)
 	}
 	return nil
+}
+
+// record points tag at ev in repo's stream.
+func (r *repositories) record(ctx context.Context, repo, host, tag string, ev imageapi.TagEvent) error {
+	namespace, name, _ := registryauth.SplitRepository(repo)
+	uid, err := r.owner(ctx, repo)
+	if err != nil {
+		return err
+	}
+	return r.streams.RecordTag(ctx, namespace, name, uid, host+"/"+repo, tag, ev)
+}
+
+// unrecord takes tag out of repo's stream.
+func (r *repositories) unrecord(ctx context.Context, repo, tag string) error {
+	namespace, name, _ := registryauth.SplitRepository(repo)
+	uid, err := r.owner(ctx, repo)
+	if err != nil || uid == "" {
+		return err
+	}
+	return r.streams.RemoveTag(ctx, namespace, name, uid, tag)
+}
+
+// tagEvent describes desc as a tag's event: digest, media type, and the artifact type
+// read from the manifest (its artifactType, else its config's media type).
+func (r *repositories) tagEvent(ctx context.Context, repo distribution.Repository, desc v1.Descriptor, created time.Time) imageapi.TagEvent {
+	ev := imageapi.TagEvent{Created: metav1.NewTime(created), Digest: desc.Digest.String(), MediaType: desc.MediaType}
+	ms, err := repo.Manifests(ctx)
+	if err != nil {
+		return ev
+	}
+	if m, err := ms.Get(ctx, desc.Digest); err == nil {
+		_, data, _ := m.Payload()
+		var m manifestFields
+		if json.Unmarshal(data, &m) == nil {
+			ev.ArtifactType = m.artifactType()
+			if ev.MediaType == "" {
+				ev.MediaType = m.MediaType
+			}
+		}
+	}
+	return ev
+}
+
+// ReconcileTags makes the stream of every servable repository show exactly the tags
+// storage holds: storage is the truth for content, the stream for existence. It
+// repairs what a crash between the two left, and reports how many streams it fixed.
+func (r *repositories) ReconcileTags(ctx context.Context, host string) (int, error) {
+	enumerator, ok := r.storage.(distribution.RepositoryEnumerator)
+	if !ok {
+		return 0, nil
+	}
+	fixed := 0
+	err := enumerator.Enumerate(ctx, func(repo string) error {
+		servable, err := r.Servable(ctx, repo)
+		if err != nil || !servable {
+			return err
+		}
+		changed, err := r.reconcileTags(ctx, repo, host)
+		if err != nil {
+			r.log.Warn("imagestream not reconciled with storage", "repository", repo, "err", err)
+			return nil
+		}
+		if changed {
+			fixed++
+			r.log.Info("imagestream repaired to match storage", "repository", repo)
+		}
+		return nil
+	})
+	if err != nil && !isPathNotFound(err) {
+		return fixed, err
+	}
+	return fixed, nil
+}
+
+func (r *repositories) reconcileTags(ctx context.Context, repo, host string) (bool, error) {
+	named, err := reference.WithName(repo)
+	if err != nil {
+		return false, err
+	}
+	drepo, err := r.storage.Repository(ctx, named)
+	if err != nil {
+		return false, err
+	}
+	// Pushes through this process wait; a push through another replica that storage
+	// had not finished when it was read is kept by SyncTags.
+	defer r.lock(repo)()
+	readAt := time.Now()
+	tagService := drepo.Tags(ctx)
+	tags, err := tagService.All(ctx)
+	if err != nil && !isTagsNotFound(err) {
+		return false, err
+	}
+	want := map[string]imageapi.TagEvent{}
+	for _, tag := range tags {
+		desc, err := tagService.Get(ctx, tag)
+		if err != nil {
+			continue
+		}
+		created := time.Now()
+		if fi, err := r.driver.Stat(ctx, path.Join("/docker/registry/v2/repositories", repo, "_manifests/tags", tag, "current/link")); err == nil {
+			created = fi.ModTime()
+		}
+		want[tag] = r.tagEvent(ctx, drepo, desc, created)
+	}
+	namespace, name, _ := registryauth.SplitRepository(repo)
+	uid, err := r.owner(ctx, repo)
+	if err != nil {
+		return false, err
+	}
+	return r.streams.SyncTags(ctx, namespace, name, uid, host+"/"+repo, want, readAt)
+}
+
+func isTagsNotFound(err error) bool {
+	var notFound distribution.ErrRepositoryUnknown
+	return errors.As(err, &notFound) || isPathNotFound(err)
 }
 
 // clear deletes what makes repo's content reachable — its tags, manifest and layer

@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+
+	"pullgate.dev/pullgate/internal/imageapi"
 )
 
 // fakeStreams is an ImageStream API whose informer and API agree, unless lag says
@@ -49,8 +52,16 @@ func (f *fakeStreams) Ensure(_ context.Context, ns, name, _ string) (string, boo
 	return uid, true, nil
 }
 
-func (f *fakeStreams) RecordTag(context.Context, string, string, string, string, string, string, string) error {
+func (f *fakeStreams) RecordTag(context.Context, string, string, string, string, string, imageapi.TagEvent) error {
 	return nil
+}
+
+func (f *fakeStreams) RemoveTag(context.Context, string, string, string, string) error { return nil }
+
+func (f *fakeStreams) History(context.Context, string, string) ([]string, error) { return nil, nil }
+
+func (f *fakeStreams) SyncTags(context.Context, string, string, string, string, map[string]imageapi.TagEvent, time.Time) (bool, error) {
+	return false, nil
 }
 
 func (f *fakeStreams) delete(ns, name string) string {
@@ -68,7 +79,7 @@ func TestRepositoriesBelongToTheirStream(t *testing.T) {
 	ctx := context.Background()
 	driver := inmemory.New()
 	streams := &fakeStreams{uids: map[string]string{}, lag: map[string]bool{}}
-	r := newRepositories(streams, driver, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := newRepositories(streams, driver, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	link := "/docker/registry/v2/repositories/d/old/_manifests/tags/secret-v1/current/link"
 	servable := func() bool {
 		t.Helper()
@@ -122,7 +133,7 @@ func TestRepositoriesBelongToTheirStream(t *testing.T) {
 	}
 
 	// A stream made by another replica that this one's informer has not seen yet.
-	other := newRepositories(streams, driver, r.log)
+	other := newRepositories(streams, driver, nil, r.log)
 	if err := other.Ensure(ctx, "e/app", "h"); err != nil {
 		t.Fatal(err)
 	}

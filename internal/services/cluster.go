@@ -82,6 +82,14 @@ type streamsAPI struct {
 	*imageapi.Index
 }
 
+// UID reads from the index.
+func (s streamsAPI) UID(namespace, name string) (string, bool) { return s.Index.UID(namespace, name) }
+
+// History reads from the index.
+func (s streamsAPI) History(ctx context.Context, namespace, name string) ([]string, error) {
+	return s.Index.History(ctx, namespace, name)
+}
+
 func (c *cluster) streamsAPI() streamsAPI {
 	return streamsAPI{Streams: imageapi.Streams{Client: c.dynamic}, Index: c.streams}
 }

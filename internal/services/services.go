@@ -5,6 +5,7 @@
 package services
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/pki"
@@ -45,7 +47,19 @@ type Config struct {
 	RegistryNames []string
 	// BlobTransfer is registry.TransferBuffered (default) or TransferSendfile.
 	BlobTransfer registry.BlobTransfer
-	Log          *slog.Logger
+	// StorageReserve is the free space a filesystem store keeps (0: the default).
+	StorageReserve int64
+	// DrainTimeout is how long Stop lets requests in flight finish (default
+	// DefaultDrainTimeout); ReadinessGrace how long before that /healthz says 503
+	// while new requests are still served, so a load balancer can look elsewhere.
+	DrainTimeout, ReadinessGrace time.Duration
+	// PruneInterval, when set, prunes the storage that often (pullgate adm prune
+	// --confirm, in process), keeping what is younger than PruneKeepYoungerThan.
+	PruneInterval, PruneKeepYoungerThan time.Duration
+	// ReconcileInterval is how often storage and ImageStreams are compared and
+	// repaired (default 10 minutes).
+	ReconcileInterval time.Duration
+	Log               *slog.Logger
 }
 
 // Running is the started services.
@@ -55,11 +69,13 @@ type Running struct {
 	// Metrics is the registry served at /metrics, for other parts of the process.
 	Metrics prometheus.Registerer
 	// Authz decides RBAC from the services' informers, for other parts of the process.
-	Authz    registryauth.Authorizer
-	server   *http.Server
-	registry *registry.Registry
-	cancel   context.CancelFunc
-	done     chan struct{}
+	Authz        registryauth.Authorizer
+	server       *http.Server
+	registry     *registry.Registry
+	cancel       context.CancelFunc
+	done         chan struct{}
+	drain, grace time.Duration
+	log          *slog.Logger
 }
 
 // Start installs what the registry needs in the cluster (idempotently), then serves
@@ -138,6 +154,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		Metrics:         metrics,
 		Gatherer:        metrics,
 		BlobTransfer:    cfg.BlobTransfer,
+		StorageReserve:  cfg.StorageReserve,
 		Log:             cfg.Log,
 	})
 	if err != nil {
@@ -148,12 +165,25 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	}); err != nil {
 		return nil, err
 	}
-	go func() {
-		if err := reg.Reconcile(runCtx); err != nil && runCtx.Err() == nil {
-			cfg.Log.Warn("clearing the repositories of deleted imagestreams", "err", err)
+	// At start, and then every ReconcileInterval: storage and ImageStreams agree
+	// again whatever a crash left between them.
+	go wait.UntilWithContext(runCtx, func(ctx context.Context) {
+		if err := reg.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			cfg.Log.Warn("reconciling storage and imagestreams", "err", err)
 		}
-	}()
-	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{})}
+	}, cfg.reconcileInterval())
+	if cfg.PruneInterval > 0 {
+		go wait.UntilWithContext(runCtx, func(ctx context.Context) {
+			rep, err := reg.Prune(ctx, registry.PruneOptions{Confirm: true, KeepYoungerThan: cfg.PruneKeepYoungerThan, UploadsOlderThan: 24 * time.Hour})
+			if err != nil && ctx.Err() == nil {
+				cfg.Log.Warn("prune failed", "err", err)
+				return
+			}
+			cfg.Log.Info("pruned", "report", rep.String())
+		}, cfg.PruneInterval)
+	}
+	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
+		drain: cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout), grace: cfg.ReadinessGrace, log: cfg.Log}
 	go func() {
 		defer close(running.done)
 		if err := running.server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -162,6 +192,16 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	}()
 	cfg.Log.Info("registry serving", "host", host, "listen", listener.Addr().String(), "storage", store.Type())
 	return running, nil
+}
+
+// DefaultReconcileInterval is how often storage and ImageStreams are compared.
+const DefaultReconcileInterval = 10 * time.Minute
+
+func (c Config) reconcileInterval() time.Duration {
+	if c.ReconcileInterval > 0 {
+		return c.ReconcileInterval
+	}
+	return DefaultReconcileInterval
 }
 
 // newTokenService is the token service: TokenReviews with a 10 s cache, RBAC from
@@ -185,11 +225,26 @@ func newServer(handler http.Handler) *http.Server {
 	return &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 }
 
-// Stop shuts the registry down, waiting at most a few seconds for requests in flight.
+// DefaultDrainTimeout is how long Stop lets transfers in flight finish.
+const DefaultDrainTimeout = 30 * time.Second
+
+// Stop shuts the registry down gracefully: /healthz says 503 (for ReadinessGrace new
+// requests are still served), then no new connection is taken and the requests in
+// flight — a slow blob download, say — may finish, for at most DrainTimeout.
 func (r *Running) Stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	r.registry.Drain()
+	if r.grace > 0 {
+		time.Sleep(r.grace)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.drain)
 	defer cancel()
-	_ = r.server.Shutdown(ctx)
+	begin := time.Now()
+	if err := r.server.Shutdown(ctx); err != nil {
+		r.log.Warn("requests still in flight after the drain timeout were cut", "drain-timeout", r.drain)
+		_ = r.server.Close()
+	} else if took := time.Since(begin); took > time.Second {
+		r.log.Info("requests in flight finished", "took", took.Round(time.Millisecond))
+	}
 	_ = r.registry.Shutdown()
 	r.cancel()
 	<-r.done

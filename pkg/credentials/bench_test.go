@@ -49,7 +49,7 @@ func BenchmarkLookup10000(b *testing.B) {
 		slices.SortFunc(all, func(a, b *node) int { return strings.Compare(b.key, a.key) })
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			img, err := parseImage(images[i%len(images)])
+			img, _, err := imageLocation(images[i%len(images)])
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -115,7 +115,7 @@ func FuzzIndexEqualsLinearScan(f *testing.F) {
 		if err != nil {
 			return
 		}
-		img, _ := parseImage(image)
+		img, hub, _ := imageLocation(image)
 		var all []*node
 		for _, n := range kr.layers[0].nodes {
 			all = append(all, n)
@@ -127,6 +127,11 @@ func FuzzIndexEqualsLinearScan(f *testing.F) {
 				for _, e := range n.entries {
 					want = append(want, e.Key)
 				}
+			}
+		}
+		if n := kr.layers[0].nodes[defaultRegistryHost]; len(want) == 0 && hub && n != nil {
+			for _, e := range n.entries {
+				want = append(want, e.Key)
 			}
 		}
 		var gotKeys []string

@@ -30,7 +30,7 @@ func (m Match) Resolve(ctx context.Context, timeout time.Duration) (Credential, 
 	if i := strings.IndexByte(server, '/'); i >= 0 {
 		server = server[:i]
 	}
-	if server == dockerHub {
+	if server == "docker.io" || server == defaultRegistryHost {
 		server = "https://index.docker.io/v1/"
 	}
 	return RunHelper(ctx, m.Helper, server, timeout)

@@ -10,64 +10,56 @@ import (
 	"github.com/distribution/reference"
 )
 
-// dockerHub is the one host the Docker Hub aliases are matched as.
-const dockerHub = "docker.io"
+// defaultRegistryHost is the key the kubelet falls back to for a Docker Hub image
+// when no key matched it (docker login writes https://index.docker.io/v1/).
+const defaultRegistryHost = "index.docker.io"
 
-var dockerHubAliases = map[string]bool{
-	"docker.io":            true,
-	"index.docker.io":      true,
-	"registry-1.docker.io": true,
-}
-
-// location is a normalised registry key or image: host labels, port and path.
+// location is a key or an image as the kubelet's URLsMatch sees it: host labels,
+// port and path (decoded).
 type location struct {
-	host   string // host[:port], Docker Hub aliases folded
 	labels []string
 	port   string
-	path   string // "" or starting with "/"
+	path   string
 }
+
+// hostKey is the host as an index key: labels and port.
+func (l location) hostKey() string { return strings.Join(l.labels, ".") + ":" + l.port }
 
 // NormalizeKey turns a key as written in a credentials file into the kubelet's form,
-// host[:port][/path]: scheme added when missing then dropped, /v1/ or /v2/ stripped.
+// host[:port][/path] (BasicDockerKeyring.Add): https:// added when there is no
+// scheme, then dropped, and /v1/ or /v2/ dropped from the path.
 func NormalizeKey(key string) (string, error) {
-	loc, err := parseKey(key)
-	if err != nil {
-		return "", err
-	}
-	return loc.host + loc.path, nil
-}
-
-func parseKey(key string) (location, error) {
-	value := strings.TrimSpace(key)
+	value := key
 	if !strings.HasPrefix(value, "https://") && !strings.HasPrefix(value, "http://") {
 		value = "https://" + value
 	}
 	u, err := url.Parse(value)
 	if err != nil {
-		return location{}, fmt.Errorf("not a registry address: %w", unwrapURLError(err))
-	}
-	if u.Host == "" {
-		return location{}, fmt.Errorf("not a registry address: no host")
+		return "", fmt.Errorf("not a registry address: %w", unwrapURLError(err))
 	}
 	path := u.Path
 	if strings.HasPrefix(path, "/v2/") || strings.HasPrefix(path, "/v1/") {
 		path = path[3:]
 	}
-	if path == "/" {
-		path = ""
+	if path != "" && path != "/" {
+		return u.Host + path, nil
 	}
-	return newLocation(u.Host, path), nil
+	return u.Host, nil
 }
 
-func newLocation(hostport, path string) location {
-	host, port, err := net.SplitHostPort(hostport)
+// parseLocation reads a normalised key or an image repository as URLsMatchStr does:
+// as a URL without its scheme (so a key's path is decoded a second time, as the
+// kubelet decodes it), its host split into labels and port.
+func parseLocation(s string) (location, error) {
+	u, err := url.Parse("https://" + s)
 	if err != nil {
-		host, port = hostport, ""
+		return location{}, fmt.Errorf("not a registry address: %w", unwrapURLError(err))
 	}
-	if dockerHubAliases[host] && port == "" {
-		host, hostport = dockerHub, dockerHub
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		host, port = u.Host, ""
 	}
-	return location{host: hostport, labels: strings.Split(host, "."), port: port, path: path}
+	return location{labels: strings.Split(host, "."), port: port, path: u.Path}, nil
 }
 
 func unwrapURLError(err error) error {
@@ -77,28 +69,48 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-// ImageRepository normalises an image reference as the kubelet does before a lookup:
-// "ubuntu" → "docker.io/library/ubuntu"; tag and digest dropped.
+// ImageRepository is the repository the kubelet looks an image's credentials up for
+// (parsers.ParseImageName): "ubuntu" → "docker.io/library/ubuntu"; tag and digest
+// dropped.
 func ImageRepository(image string) (string, error) {
-	named, err := reference.ParseNormalizedNamed(strings.TrimSpace(image))
+	named, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
-		return "", fmt.Errorf("image %q: %w", image, err)
+		return "", fmt.Errorf("couldn't parse image name %q: %w", image, err)
 	}
-	return reference.Domain(named) + "/" + reference.Path(named), nil
+	return named.Name(), nil
 }
 
-func parseImage(image string) (location, error) {
+// imageLocation is where the kubelet looks image's credentials up, and whether it is
+// Docker Hub's.
+func imageLocation(image string) (location, bool, error) {
 	repo, err := ImageRepository(image)
 	if err != nil {
-		return location{}, err
+		return location{}, false, err
 	}
-	host, path, _ := strings.Cut(repo, "/")
-	return newLocation(host, "/"+path), nil
+	loc, err := parseLocation(repo)
+	return loc, isDefaultRegistryMatch(repo), err
 }
 
-// isGlob reports whether a host needs glob matching rather than equality.
-func isGlob(host string) bool {
-	return strings.ContainsAny(host, `*?[\`)
+// isDefaultRegistryMatch is the kubelet's test for an image of Docker Hub, but for
+// one thing (DifferenceLocalhostIsNotDockerHub): the kubelet counts an image on
+// "localhost" as Docker Hub's, and would send it a Docker Hub credential.
+func isDefaultRegistryMatch(repo string) bool {
+	first, _, found := strings.Cut(repo, "/")
+	if first == "" || first == "localhost" {
+		return false
+	}
+	if !found {
+		return true
+	}
+	if first == "docker.io" || first == "index.docker.io" {
+		return true
+	}
+	return !strings.ContainsAny(first, ".:")
+}
+
+// isGlob reports whether a label needs glob matching rather than equality.
+func isGlob(label string) bool {
+	return strings.ContainsAny(label, `*?[\`)
 }
 
 // matches is the kubelet's URLsMatch: equal ports, the same number of DNS labels,
@@ -117,4 +129,23 @@ func (key location) matches(image location) bool {
 		}
 	}
 	return true
+}
+
+// redactKey is a key fit for a message: any user:password@ in it removed.
+func redactKey(key string) string {
+	scheme, rest, found := strings.Cut(key, "://")
+	if !found {
+		rest, scheme = key, ""
+	}
+	hostEnd := strings.IndexAny(rest, "/?#")
+	if hostEnd < 0 {
+		hostEnd = len(rest)
+	}
+	if at := strings.LastIndexByte(rest[:hostEnd], '@'); at >= 0 {
+		rest = "…@" + rest[at+1:]
+	}
+	if found {
+		return scheme + "://" + rest
+	}
+	return rest
 }

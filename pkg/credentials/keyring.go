@@ -24,30 +24,33 @@ func (m Match) Why() string {
 	if m.Helper != "" {
 		what = "docker-credential-" + m.Helper
 	}
-	return fmt.Sprintf("#%d %s: key %q (%s) from %s, %s", m.Rank+1, m.Layer, m.Key, m.NormalizedKey, m.Source, what)
+	return fmt.Sprintf("#%d %s: key %q (%s) from %s, %s", m.Rank+1, m.Layer, redactKey(m.Key), redactKey(m.NormalizedKey), m.Source, what)
 }
 
-// Keyring answers which credentials apply to an image. Layers are consulted in the
-// order they were added; within a layer, keys are ordered as the kubelet orders them.
-// A Keyring is safe for concurrent lookups once built.
+// Keyring answers which credentials apply to an image, as the kubelet's keyrings do.
+// Each layer is one of the kubelet's keyrings — all of a pod's secrets together are
+// one (secrets.MakeDockerKeyring), the node's credentials the next — and layers are
+// consulted in the order they were added. Within a layer, keys are tried in reverse
+// lexical order, and a Docker Hub image that no key matched falls back to the key
+// index.docker.io. A Keyring is safe for concurrent lookups once built.
 type Keyring struct {
 	layers []*layer
 }
 
 // layer is one of the kubelet's keyrings: unique normalised keys, each with every
 // credential added under it. Keys are indexed so that a lookup touches only the
-// keys that can match: literal hosts by host[:port] then by path length, globs by
-// label count, port and the literal labels at their right.
+// keys that can match: literal hosts by labels and port, then by path length; globs
+// by label count, port and the literal labels at their right.
 type layer struct {
 	name  string
-	hosts map[string]*pathIndex // literal host[:port]
+	hosts map[string]*pathIndex // literal labels:port
 	globs map[string]*pathIndex // globKey(labels, port, literal suffix)
 	nodes map[string]*node
 	store []Entry // credsStore helpers: consulted after every key of the layer
 }
 
 type node struct {
-	key     string
+	key     string // normalised, as the kubelet keeps it
 	loc     location
 	entries []Entry
 }
@@ -82,8 +85,10 @@ func (p *pathIndex) candidates(path string, out []*node) []*node {
 	return out
 }
 
-// AddLayer adds a layer made of configs, in order, and returns the errors of keys
-// that are not registry addresses (those keys are skipped, as the kubelet does).
+// AddLayer adds a layer made of configs, in order — give it all of one kind at once
+// (every secret of a pod is one layer, as in the kubelet; a layer per secret would
+// change the order) — and returns the errors of keys that are not registry
+// addresses (those keys are skipped, as the kubelet does).
 func (k *Keyring) AddLayer(name string, configs ...*Config) []error {
 	l := &layer{name: name, hosts: map[string]*pathIndex{}, globs: map[string]*pathIndex{}, nodes: map[string]*node{}}
 	var errs []error
@@ -92,12 +97,9 @@ func (k *Keyring) AddLayer(name string, configs ...*Config) []error {
 			continue
 		}
 		for _, e := range cfg.Entries {
-			loc, err := parseKey(e.Key)
-			if err != nil {
-				errs = append(errs, keyError(e.Source, e.Key, err))
-				continue
+			if err := l.add(e); err != nil {
+				errs = append(errs, keyError(e.Source, redactKey(e.Key), err))
 			}
-			l.add(loc, e)
 		}
 		if cfg.CredsStore != "" {
 			l.store = append(l.store, Entry{Key: "*", Source: cfg.Source, Helper: cfg.CredsStore})
@@ -107,15 +109,21 @@ func (k *Keyring) AddLayer(name string, configs ...*Config) []error {
 	return errs
 }
 
-func (l *layer) add(loc location, e Entry) {
-	key := loc.host + loc.path
+func (l *layer) add(e Entry) error {
+	key, err := NormalizeKey(e.Key)
+	if err != nil {
+		return err
+	}
 	n := l.nodes[key]
 	if n == nil {
+		loc, err := parseLocation(key)
+		if err != nil {
+			return err
+		}
 		n = &node{key: key, loc: loc}
 		l.nodes[key] = n
-		index := l.hosts
-		indexKey := loc.host
-		if isGlob(loc.host) {
+		index, indexKey := l.hosts, loc.hostKey()
+		if slices.ContainsFunc(loc.labels, isGlob) {
 			index, indexKey = l.globs, globKey(len(loc.labels), loc.port, literalSuffix(loc.labels))
 		}
 		p, ok := index[indexKey]
@@ -126,6 +134,7 @@ func (l *layer) add(loc location, e Entry) {
 		p.add(n)
 	}
 	n.entries = append(n.entries, e)
+	return nil
 }
 
 // literalSuffix is the labels right of the last label that holds a glob character.
@@ -144,33 +153,37 @@ func globKey(labels int, port, suffix string) string {
 
 // Lookup returns every credential that applies to image, in the order to try them.
 func (k *Keyring) Lookup(image string) ([]Match, error) {
-	loc, err := parseImage(image)
+	loc, hub, err := imageLocation(image)
 	if err != nil {
 		return nil, err
 	}
 	var out []Match
 	var scratch []*node
 	for _, l := range k.layers {
-		out, scratch = l.lookup(loc, out, scratch[:0])
+		out, scratch = l.lookup(loc, hub, out, scratch[:0])
 	}
 	return out, nil
 }
 
 // LookupHost returns the credentials whose key is the host hostport with no path (or
-// a glob over it), in the order to try them: those for a token service on its own host,
-// such as the seed's sso.redhat.com.
+// a glob over it), in the order to try them: those for a token service on its own
+// host, such as the seed's sso.redhat.com.
 func (k *Keyring) LookupHost(hostport string) []Match {
-	loc := newLocation(hostport, "")
+	loc, err := parseLocation(hostport)
+	if err != nil {
+		return nil
+	}
 	var out []Match
 	var scratch []*node
 	for _, l := range k.layers {
-		out, scratch = l.lookup(loc, out, scratch[:0])
+		out, scratch = l.lookup(loc, false, out, scratch[:0])
 	}
 	return out
 }
 
-func (l *layer) lookup(img location, out []Match, cand []*node) ([]Match, []*node) {
-	cand = l.hosts[img.host].candidates(img.path, cand)
+// lookup is the kubelet's BasicDockerKeyring.Lookup over one layer.
+func (l *layer) lookup(img location, hub bool, out []Match, cand []*node) ([]Match, []*node) {
+	cand = l.hosts[img.hostKey()].candidates(img.path, cand)
 	if len(l.globs) > 0 {
 		for i := 0; i <= len(img.labels); i++ {
 			suffix := strings.Join(img.labels[i:], ".")
@@ -179,16 +192,24 @@ func (l *layer) lookup(img location, out []Match, cand []*node) ([]Match, []*nod
 	}
 	// The kubelet's order: keys in reverse lexical order.
 	slices.SortFunc(cand, func(a, b *node) int { return strings.Compare(b.key, a.key) })
-	for _, n := range cand {
-		if !n.loc.matches(img) {
+	before := len(out)
+	for i, n := range cand {
+		if i > 0 && cand[i-1] == n || !n.loc.matches(img) {
 			continue
 		}
 		for _, e := range n.entries {
 			out = append(out, Match{Entry: e, NormalizedKey: n.key, Layer: l.name, Rank: len(out)})
 		}
 	}
+	if len(out) == before && hub {
+		if n := l.nodes[defaultRegistryHost]; n != nil {
+			for _, e := range n.entries {
+				out = append(out, Match{Entry: e, NormalizedKey: n.key, Layer: l.name, Rank: len(out)})
+			}
+		}
+	}
 	for _, e := range l.store {
-		out = append(out, Match{Entry: e, NormalizedKey: img.host, Layer: l.name, Rank: len(out)})
+		out = append(out, Match{Entry: e, NormalizedKey: strings.Join(img.labels, "."), Layer: l.name, Rank: len(out)})
 	}
 	return out, cand
 }

@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -38,8 +39,10 @@ func TestNormalizeKey(t *testing.T) {
 		"https://quay.io":              "quay.io",
 		"http://quay.io":               "quay.io",
 		"https://quay.io/":             "quay.io",
-		"https://index.docker.io/v1/":  "docker.io",
-		"registry-1.docker.io":         "docker.io",
+		"https://index.docker.io/v1/":  "index.docker.io",
+		"registry-1.docker.io":         "registry-1.docker.io",
+		"quay.io:":                     "quay.io:",
+		"https://quay.io/a%2Fb":        "quay.io/a/b",
 		"https://quay.io/v2/":          "quay.io",
 		"quay.io/v2/org/repo":          "quay.io/org/repo",
 		"https://quay.io/v1/org":       "quay.io/org",
@@ -56,8 +59,10 @@ func TestNormalizeKey(t *testing.T) {
 			t.Errorf("NormalizeKey(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := NormalizeKey("https://"); err == nil {
-		t.Error("a key with no host was accepted")
+	for _, bad := range []string{" quay.io", "quay.io ", "https://a b"} {
+		if _, err := NormalizeKey(bad); err == nil {
+			t.Errorf("key %q was accepted: the kubelet ignores it", bad)
+		}
 	}
 }
 
@@ -129,18 +134,31 @@ func TestPathIsAPlainStringPrefix(t *testing.T) {
 	}
 }
 
-func TestDockerHubAliasesResolveToOneAnother(t *testing.T) {
-	for _, key := range []string{"https://index.docker.io/v1/", "docker.io", "index.docker.io", "registry-1.docker.io"} {
+// Docker Hub as the kubelet matches it: a key of docker.io matches its images
+// directly; index.docker.io (docker login's https://index.docker.io/v1/) only when no
+// key of the layer matched; registry-1.docker.io only images named with that host.
+func TestDockerHubAsTheKubeletMatchesIt(t *testing.T) {
+	hub := []string{"ubuntu", "library/ubuntu:22.04", "docker.io/library/ubuntu", "index.docker.io/library/ubuntu"}
+	for key, want := range map[string][]string{
+		"https://index.docker.io/v1/": hub,
+		"index.docker.io":             hub,
+		"docker.io":                   hub,
+		"registry-1.docker.io":        {"registry-1.docker.io/org/app"},
+	} {
 		kr := keyring(key, "hub")
-		for _, image := range []string{"ubuntu", "library/ubuntu:22.04", "docker.io/library/ubuntu", "index.docker.io/library/ubuntu", "registry-1.docker.io/org/app"} {
-			if got := users(t, kr, image); got != "hub" {
-				t.Errorf("key %q, image %q: got %q", key, image, got)
+		for _, image := range append(hub, "registry-1.docker.io/org/app", "localhost/team/app") {
+			if got := users(t, kr, image) == "hub"; got != slices.Contains(want, image) {
+				t.Errorf("key %q, image %q: matched %v", key, image, got)
 			}
 		}
 	}
-	kr := keyring("docker.io/myorg", "org", "docker.io", "hub")
-	if got := users(t, kr, "myorg/app"); got != "org,hub" {
-		t.Errorf("myorg/app: %s", got)
+	// The fallback is only a fallback: any other match of the layer wins alone.
+	kr := keyring("docker.io/library", "library", "index.docker.io", "hub")
+	if got := users(t, kr, "nginx"); got != "library" {
+		t.Errorf("nginx: %s, want library alone", got)
+	}
+	if got := users(t, kr, "myorg/app"); got != "hub" {
+		t.Errorf("myorg/app: %s, want hub", got)
 	}
 }
 
@@ -175,8 +193,8 @@ func TestMostSpecificFirstWithinALayerLayersInOrder(t *testing.T) {
 
 func TestBadKeysAreSkippedAndReported(t *testing.T) {
 	var kr Keyring
-	errs := kr.AddLayer("x", &Config{Source: fileSrc, Entries: []Entry{{Key: "https://", Source: fileSrc}, {Key: "quay.io", Source: fileSrc}}})
-	if len(errs) != 1 || !strings.Contains(errs[0].Error(), fileSrc.Name) {
+	errs := kr.AddLayer("x", &Config{Source: fileSrc, Entries: []Entry{{Key: "https://user:hunter2@a b", Source: fileSrc}, {Key: "quay.io", Source: fileSrc}}})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), fileSrc.Name) || strings.Contains(errs[0].Error(), "hunter2") {
 		t.Errorf("errors %v", errs)
 	}
 	if kr.Len() != 1 {

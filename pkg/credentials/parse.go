@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -32,8 +33,7 @@ func ParseConfig(data []byte, src Source) (*Config, error) {
 	cfg := &Config{Source: src}
 	isConfigJSON := false
 	for _, f := range fields {
-		switch f.name {
-		case "auths", "credHelpers", "credsStore":
+		if configJSONFields[f.name] {
 			isConfigJSON = true
 		}
 	}
@@ -78,39 +78,62 @@ func ParseConfig(data []byte, src Source) (*Config, error) {
 	return cfg, nil
 }
 
-// ParseDockercfg reads a legacy .dockercfg: registry keys at the top level.
+// ParseDockercfg reads a legacy .dockercfg — registry keys at the top level — as the
+// kubelet reads a kubernetes.io/dockercfg secret.
 func ParseDockercfg(data []byte, src Source) (*Config, error) {
-	if _, err := objectFields(data, src); err != nil {
-		return nil, err
-	}
-	return parseAuthsObject(data, 0, src, &Config{Source: src})
+	return parseKubelet(data, src, true)
 }
 
-// ParseDockerConfigJSON reads the "auths" form only, as the kubelet reads a
-// kubernetes.io/dockerconfigjson secret: helpers are not honoured.
+// ParseDockerConfigJSON reads the "auths" form as the kubelet reads a
+// kubernetes.io/dockerconfigjson secret: credential helpers are not honoured (a
+// warning says so), nor is anything but username, password, email and auth.
 func ParseDockerConfigJSON(data []byte, src Source) (*Config, error) {
-	cfg, err := ParseConfig(data, src)
+	cfg, err := parseKubelet(data, src, false)
 	if err != nil {
 		return nil, err
 	}
-	return withoutHelpers(cfg), nil
+	if fields, err := objectFields(data, src); err == nil {
+		for _, f := range fields {
+			if f.name == "credHelpers" || f.name == "credsStore" {
+				cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: %s ignored: credential helpers are honoured only in a node's local file", src, f.name))
+			}
+		}
+	}
+	return cfg, nil
 }
 
-func withoutHelpers(cfg *Config) *Config {
-	kept := cfg.Entries[:0]
-	for _, e := range cfg.Entries {
-		if e.Helper != "" {
-			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: credHelpers entry %q ignored: credential helpers are honoured only in local files", cfg.Source, e.Key))
-			continue
+// ParseNodeConfig reads a node's config.json as the kubelet reads it, and goes
+// further (DifferenceCredentialHelpers): its credHelpers and credsStore are run, and
+// the empty entries docker writes beside a store are left to the store.
+func ParseNodeConfig(data []byte, src Source) (*Config, error) {
+	cfg, err := parseKubelet(data, src, false)
+	if err != nil {
+		return nil, err
+	}
+	var helpers struct {
+		CredHelpers map[string]string `json:"credHelpers"`
+		CredsStore  string            `json:"credsStore"`
+	}
+	if err := json.Unmarshal(data, &helpers); err != nil {
+		cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: credHelpers and credsStore ignored: %v", src, kubeletError(src, err)))
+		return cfg, nil
+	}
+	if helpers.CredsStore == "" && len(helpers.CredHelpers) == 0 {
+		return cfg, nil
+	}
+	cfg.Entries = slices.DeleteFunc(cfg.Entries, func(e Entry) bool { return e.Credential.Anonymous() })
+	keys := make([]string, 0, len(helpers.CredHelpers))
+	for k := range helpers.CredHelpers {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if helpers.CredHelpers[k] != "" {
+			cfg.Entries = append(cfg.Entries, Entry{Key: k, Source: src, Helper: helpers.CredHelpers[k]})
 		}
-		kept = append(kept, e)
 	}
-	cfg.Entries = kept
-	if cfg.CredsStore != "" {
-		cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: credsStore ignored: credential helpers are honoured only in local files", cfg.Source))
-		cfg.CredsStore = ""
-	}
-	return cfg
+	cfg.CredsStore = helpers.CredsStore
+	return cfg, nil
 }
 
 func hasHelpers(cfg *Config) bool {
@@ -120,6 +143,17 @@ func hasHelpers(cfg *Config) bool {
 		}
 	}
 	return false
+}
+
+// configJSONFields are the top-level fields of Docker's config.json: a document with
+// any of them is a config.json, never a legacy .dockercfg whose keys are registries.
+var configJSONFields = map[string]bool{
+	"auths": true, "credHelpers": true, "credsStore": true, "proxies": true, "HttpHeaders": true,
+	"psFormat": true, "imagesFormat": true, "networksFormat": true, "pluginsFormat": true, "volumesFormat": true,
+	"statsFormat": true, "detachKeys": true, "currentContext": true, "plugins": true, "experimental": true,
+	"serviceInspectFormat": true, "servicesFormat": true, "secretFormat": true, "configFormat": true,
+	"nodesFormat": true, "aliases": true, "features": true, "credentialSpecs": true, "kubernetes": true,
+	"stackOrchestrator": true,
 }
 
 // looksLikeDockercfg: every top-level value is an object, as in {"quay.io": {...}}.
@@ -212,6 +246,7 @@ func objectFields(data []byte, src Source) ([]field, error) {
 // value that is not an object and a key that appears twice.
 func objectFieldsAt(data []byte, offset int64, src Source) ([]field, error) {
 	dec := json.NewDecoder(bytes.NewReader(data[offset:]))
+	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, syntaxError(src, offset, err)
@@ -228,7 +263,7 @@ func objectFieldsAt(data []byte, offset int64, src Source) ([]field, error) {
 		}
 		name := tok.(string)
 		if seen[name] {
-			return nil, keyError(src, name, ErrDuplicateKey)
+			return nil, duplicateError(src, []string{name}, true)
 		}
 		seen[name] = true
 		var raw json.RawMessage
@@ -247,15 +282,40 @@ func checkSyntax(data []byte, src Source) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &ParseError{Source: src, Offset: -1, Err: errors.New("empty document")}
 	}
+	// Numbers are kept as written: a number too large for a float is the syntax
+	// check's business only where a field wants a number.
 	var v any
-	if err := json.Unmarshal(data, &v); err != nil {
+	syntax := json.NewDecoder(bytes.NewReader(data))
+	syntax.UseNumber()
+	if err := syntax.Decode(&v); err != nil {
 		return syntaxError(src, 0, err)
 	}
+	if syntax.More() {
+		return &ParseError{Source: src, Offset: syntax.InputOffset(), Err: errors.New("more than one JSON value")}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	return walkDuplicates(dec, src, "")
+	dec.UseNumber()
+	return walkDuplicates(dec, src, nil, legacyLayout(v))
 }
 
-func walkDuplicates(dec *json.Decoder, src Source, path string) error {
+// legacyLayout reports whether a document holds registry keys at its top level (a
+// .dockercfg) rather than under "auths".
+func legacyLayout(v any) bool {
+	top, ok := v.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k := range top {
+		if configJSONFields[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// walkDuplicates refuses a key that appears twice in any object of the document;
+// path is where the decoder is, and legacy says the top-level keys are registries.
+func walkDuplicates(dec *json.Decoder, src Source, path []string, legacy bool) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return syntaxError(src, 0, err)
@@ -266,6 +326,7 @@ func walkDuplicates(dec *json.Decoder, src Source, path string) error {
 	}
 	switch d {
 	case '{':
+		registries := len(path) == 0 && legacy || len(path) == 1 && strings.EqualFold(path[0], "auths")
 		seen := map[string]bool{}
 		for dec.More() {
 			keyTok, err := dec.Token()
@@ -273,17 +334,18 @@ func walkDuplicates(dec *json.Decoder, src Source, path string) error {
 				return syntaxError(src, 0, err)
 			}
 			key := keyTok.(string)
+			inner := append(slices.Clone(path), key)
 			if seen[key] {
-				return keyError(src, joinPath(path, key), ErrDuplicateKey)
+				return duplicateError(src, inner, registries)
 			}
 			seen[key] = true
-			if err := walkDuplicates(dec, src, joinPath(path, key)); err != nil {
+			if err := walkDuplicates(dec, src, inner, legacy); err != nil {
 				return err
 			}
 		}
 	case '[':
 		for i := 0; dec.More(); i++ {
-			if err := walkDuplicates(dec, src, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := walkDuplicates(dec, src, append(slices.Clone(path), fmt.Sprintf("[%d]", i)), legacy); err != nil {
 				return err
 			}
 		}
@@ -295,15 +357,6 @@ func walkDuplicates(dec *json.Decoder, src Source, path string) error {
 	return nil
 }
 
-// joinPath names a nested key; registry keys contain dots, so the innermost key is
-// kept as written when the path is one level deep under "auths".
-func joinPath(path, key string) string {
-	if path == "" || path == "auths" {
-		return key
-	}
-	return path + "." + key
-}
-
 func syntaxError(src Source, base int64, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -312,7 +365,9 @@ func syntaxError(src Source, base int64, err error) error {
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return &ParseError{Source: src, Offset: -1, Err: fmt.Errorf("at byte %d: %s is a JSON %s, want %s", base+te.Offset, orRoot(te.Field), te.Value, te.Type)}
+		// te.Value may hold the value itself ("number 1e999"): only its kind is said.
+		kind, _, _ := strings.Cut(te.Value, " ")
+		return &ParseError{Source: src, Offset: -1, Err: fmt.Errorf("at byte %d: %s is a JSON %s, want %s", base+te.Offset, orRoot(te.Field), kind, te.Type)}
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return &ParseError{Source: src, Offset: -1, Err: errors.New("unexpected end of JSON")}

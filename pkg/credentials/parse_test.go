@@ -120,8 +120,10 @@ func TestParseHelpersInFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sec.CredsStore != "" || len(sec.Entries) != 1 || len(sec.Warnings) != 2 {
-		t.Errorf("secret form keeps helpers: %+v", sec)
+	// As the kubelet reads a secret: helpers ignored (and said so), the placeholder an
+	// empty credential.
+	if sec.CredsStore != "" || len(sec.Entries) != 2 || !sec.Entries[1].Anonymous() || len(sec.Warnings) != 2 {
+		t.Errorf("secret form: %+v", sec)
 	}
 }
 
@@ -135,8 +137,11 @@ func TestParseErrorsNameSourceAndKeyNeverTheCredential(t *testing.T) {
 	}{
 		{"not base64", `{"auths":{"quay.io":{"auth":"` + secret + `!!"}}}`, ErrBadAuth, []string{fileSrc.Name, `"quay.io"`, "not base64"}},
 		{"no colon", `{"auths":{"quay.io":{"auth":"` + EncodeAuth(secret, "")[:8] + `"}}}`, ErrBadAuth, []string{fileSrc.Name, `"quay.io"`, "colon"}},
-		{"duplicate key", `{"auths":{"quay.io":{"auth":"dTpw"},"quay.io":{"username":"u","password":"` + secret + `"}}}`, ErrDuplicateKey, []string{fileSrc.Name, `"quay.io"`}},
-		{"duplicate nested field", `{"auths":{"quay.io":{"password":"a","password":"` + secret + `"}}}`, ErrDuplicateKey, []string{`"quay.io.password"`}},
+		{"duplicate key", `{"auths":{"quay.io":{"auth":"dTpw"},"quay.io":{"username":"u","password":"` + secret + `"}}}`, ErrDuplicateKey, []string{fileSrc.Name, `"quay.io"`, "the same registry key twice"}},
+		{"duplicate nested field", `{"auths":{"quay.io":{"password":"a","password":"` + secret + `"}}}`, ErrDuplicateKey, []string{`$.auths["quay.io"].password`}},
+		{"duplicate top-level field", `{"auths":{},"auths":{}}`, ErrDuplicateKey, []string{`$.auths`}},
+		{"number out of range", `{"auths":{"quay.io":{"username":1e999999}}}`, nil, []string{fileSrc.Name, "username"}},
+		{"key with a password in it", `{"auths":{"https://u:` + secret + `@quay.io":{"auth":"!"}}}`, ErrBadAuth, []string{"…@quay.io"}},
 		{"wrong field type", `{"auths":{"quay.io":{"auth":42}}}`, nil, []string{`"quay.io"`, "auth"}},
 		{"entry not an object", `{"auths":{"quay.io":"` + secret + `"}}`, nil, []string{`"quay.io"`, "object"}},
 	}
@@ -154,8 +159,12 @@ func TestParseErrorsNameSourceAndKeyNeverTheCredential(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("error %q leaks the credential", err)
+			if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "999999") {
+				t.Errorf("error %q leaks a value", err)
+			}
+			// As the kubelet reads a secret: an error too, and no value in it.
+			if _, err := ParseDockerConfigJSON([]byte(tt.doc), fileSrc); err == nil || strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "999999") {
+				t.Errorf("secret form: %v", err)
 			}
 		})
 	}

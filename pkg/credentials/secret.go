@@ -23,12 +23,13 @@ const SecretTypePodmanConfigJSON corev1.SecretType = "kubernetes.io/podmanconfig
 // helpers named in a Secret are never run.
 func FromSecret(secret *corev1.Secret) (*Config, error) {
 	name := secret.Namespace + "/" + secret.Name
-	src := Source{Kind: "secret", Name: name}
+	src := Source{Kind: "secret", Name: name, UID: string(secret.UID)}
 	if f, ok := secretFormats[secret.Type]; ok {
 		src.DataKey = f.key
-		data, ok := secret.Data[f.key]
-		if !ok {
-			return nil, keyError(src, "", ErrMissingKey)
+		data := secret.Data[f.key]
+		if len(data) == 0 {
+			// The kubelet passes over such a secret in silence; it is said here.
+			return &Config{Source: src, Warnings: []string{fmt.Sprintf("%s holds nothing under %s: it gives no credentials", src, f.key)}}, nil
 		}
 		return f.parse(data, src)
 	}

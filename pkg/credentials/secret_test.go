@@ -54,8 +54,6 @@ func TestFromSecretRefusals(t *testing.T) {
 		{"opaque holding a docker config", secret(corev1.SecretTypeOpaque, map[string]string{".dockerconfigjson": authsDoc}), ErrWrongType,
 			[]string{"project-a/pull", "Opaque", "kubelet ignores", "--type=kubernetes.io/dockerconfigjson"}},
 		{"service-account token", secret(corev1.SecretTypeServiceAccountToken, map[string]string{"token": "t"}), ErrWrongType, []string{"project-a/pull", "kubernetes.io/service-account-token"}},
-		{"missing .dockerconfigjson", secret(corev1.SecretTypeDockerConfigJson, map[string]string{"config.json": authsDoc}), ErrMissingKey, []string{"project-a/pull", ".dockerconfigjson"}},
-		{"missing .dockercfg", secret(corev1.SecretTypeDockercfg, nil), ErrMissingKey, []string{"project-a/pull", ".dockercfg"}},
 		{"podman with two unknown keys", secret(SecretTypePodmanConfigJSON, map[string]string{"a": authsDoc, "b": authsDoc}), ErrMissingKey, []string{"project-a/pull", "[a b]"}},
 		{"bad auth", secret(corev1.SecretTypeDockerConfigJson, map[string]string{".dockerconfigjson": `{"auths":{"quay.io":{"auth":"%%%"}}}`}), ErrBadAuth, []string{"secret project-a/pull (key .dockerconfigjson)", `"quay.io"`}},
 	}
@@ -71,6 +69,21 @@ func TestFromSecretRefusals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A secret of the kubelet's types with nothing under its key gives nothing, as in
+// the kubelet, and a warning says so.
+func TestEmptySecretsGiveNothingAndSaySo(t *testing.T) {
+	for _, s := range []*corev1.Secret{
+		secret(corev1.SecretTypeDockerConfigJson, map[string]string{"config.json": authsDoc}),
+		secret(corev1.SecretTypeDockercfg, nil),
+		secret(corev1.SecretTypeDockerConfigJson, map[string]string{".dockerconfigjson": ""}),
+	} {
+		cfg, err := FromSecret(s)
+		if err != nil || len(cfg.Entries) != 0 || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "project-a/pull") {
+			t.Errorf("%s %v: %+v %v", s.Type, s.Data, cfg, err)
+		}
 	}
 }
 

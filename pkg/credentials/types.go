@@ -40,6 +40,9 @@ type Source struct {
 	Name string
 	// DataKey is the Secret's data key that held the config (Secrets only).
 	DataKey string
+	// UID is the Secret's UID (Secrets only): a secret made again under the same name
+	// is another source.
+	UID string
 }
 
 func (s Source) String() string {

@@ -3,16 +3,19 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -342,5 +345,72 @@ func TestMoreNodesWithPullgateNode(t *testing.T) {
 	}
 	if _, err := nodeClient.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); err == nil {
 		t.Error("the node identity may list secrets; the Node authorizer should refuse")
+	}
+}
+
+// A blob on the node that was truncated or overwritten is never given to a pod: the
+// next use finds it, removes it, pulls it again, and says so on the pod.
+func TestNodeReplacesCorruptBlobs(t *testing.T) {
+	ctx := harness.Context(t, 3*time.Minute)
+	ns := createNamespace(t, ctx, "corrupt")
+	waitForServiceAccount(t, ctx, ns, "default")
+	image := env.RegistryHost + "/" + ns + "/app:v1"
+	content := make([]byte, 256<<10)
+	_, _ = rand.Read(content)
+	cfg := dockerConfigFor(t, ctx, ns, "pusher", "admin")
+	pushFile(t, ctx, cfg, image, content)
+	waitForCondition(t, ctx, ns, createPod(t, ctx, ns, "first", image), corev1.ConditionTrue, 30*time.Second)
+
+	out, err := harness.Crane(ctx, cfg, "manifest", image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct{ Layers []struct{ Digest string } }
+	if err := json.Unmarshal([]byte(out), &m); err != nil || len(m.Layers) != 1 {
+		t.Fatalf("manifest of %s: %v\n%s", image, err, out)
+	}
+	layer := m.Layers[0].Digest
+	blob := filepath.Join(env.DataDir, "nodes", "local", "images", "blobs", "sha256", strings.TrimPrefix(layer, "sha256:"))
+	info, err := os.Stat(blob)
+	if err != nil {
+		t.Fatalf("the node's copy of %s: %v", layer, err)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		corrupt func() error
+		policy  corev1.PullPolicy
+	}{
+		// A size that is wrong is seen whenever the copy is used.
+		{"truncated", func() error { return os.Truncate(blob, info.Size()/2) }, corev1.PullIfNotPresent},
+		// Content of the right size but wrong is seen by a pull, which hashes every blob it keeps.
+		{"overwritten", func() error { return os.WriteFile(blob, make([]byte, info.Size()), 0o644) }, corev1.PullAlways},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			corruptBefore := metricValue(t, "pullgate_node_corrupt_blobs_total")
+			bytesBefore := metricValue(t, "pullgate_node_image_pull_bytes_total")
+			if err := tc.corrupt(); err != nil {
+				t.Fatal(err)
+			}
+			pod := newPod(ns, tc.name, image)
+			pod.Spec.Containers[0].ImagePullPolicy = tc.policy
+			if _, err := env.Admin.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			waitForCondition(t, ctx, ns, tc.name, corev1.ConditionTrue, 30*time.Second)
+			if ev := waitForEvent(t, ctx, ns, tc.name, "CorruptBlobReplaced"); !strings.Contains(ev, layer) {
+				t.Errorf("CorruptBlobReplaced event %q does not name blob %s", ev, layer)
+			}
+			if got := metricValue(t, "pullgate_node_corrupt_blobs_total"); got != corruptBefore+1 {
+				t.Errorf("pullgate_node_corrupt_blobs_total went from %v to %v, want one more", corruptBefore, got)
+			}
+			if got := metricValue(t, "pullgate_node_image_pull_bytes_total"); got < bytesBefore+float64(info.Size()) {
+				t.Errorf("%v bytes pulled after the corruption, want the layer's %d again", got-bytesBefore, info.Size())
+			}
+			data, err := os.ReadFile(blob)
+			if err != nil || digest.FromBytes(data).String() != layer {
+				t.Errorf("the node's copy of %s after the pull: %v (digest %s)", layer, err, digest.FromBytes(data))
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,7 +238,7 @@ func TestRegistryServeAgainstAnyCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	proc, err := harness.StartProcess("registry is serving", "registry", "serve",
-		"--kubeconfig", env.Kubeconfig, "--data-dir", t.TempDir(), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+		"--kubeconfig", env.Kubeconfig, "--data-dir", t.TempDir(), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--readiness-grace", "5s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,6 +262,28 @@ func TestRegistryServeAgainstAnyCluster(t *testing.T) {
 	digest := pushImage(t, ctx, cfg, host+"/"+ns+"/app:v1")
 	if digest == "" {
 		t.Fatalf("no digest; registry output:\n%s", proc.Output())
+	}
+
+	// On SIGTERM it says it is not ready while still serving, for --readiness-grace,
+	// so a load balancer stops sending it requests; then it drains and exits.
+	proc.Signal(syscall.SIGTERM)
+	if !harness.Eventually(ctx, 3*time.Second, func(context.Context) bool {
+		resp, err := http.Get("http://" + host + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	}) {
+		t.Error("registry serve did not answer /healthz with 503 during its readiness grace")
+	}
+	if out, err := harness.Crane(ctx, cfg, "digest", host+"/"+ns+"/app:v1"); err != nil || strings.TrimSpace(out) != digest {
+		t.Errorf("a pull during the readiness grace: %v %s", err, out)
+	}
+	select {
+	case <-proc.Exited():
+	case <-ctx.Done():
+		t.Fatal("registry serve did not exit after SIGTERM")
 	}
 }
 

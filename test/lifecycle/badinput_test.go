@@ -179,3 +179,15 @@ func copyExecutable(t *testing.T) string {
 	}
 	return dst
 }
+
+// A reserve the registry could fill down to, yet too small for up to start again, is
+// refused before anything starts.
+func TestStorageReserveBelowWhatUpNeeds(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	port, _ := harness.FreePort()
+	res := runUp(t, harness.RunOptions{}, "--data-dir", dir, "--api-port", strconv.Itoa(port), "--registry-storage-reserve", "100MiB")
+	assertOneErrorLine(t, res, "--registry-storage-reserve 100MiB", "256MiB")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("data dir %s was created by a refused start", dir)
+	}
+}

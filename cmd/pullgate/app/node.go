@@ -182,7 +182,8 @@ func (r *runningAgent) Stop() {
 	<-r.done
 }
 
-// nodeCredentials reads --pull-secret-file, if given.
+// nodeCredentials reads --pull-secret-file, if given, as the kubelet reads its
+// config.json.
 func (o *nodeOptions) nodeCredentials(context.Context) ([]*credentials.Config, error) {
 	if o.pullSecretFile == "" {
 		return nil, nil
@@ -191,7 +192,7 @@ func (o *nodeOptions) nodeCredentials(context.Context) ([]*credentials.Config, e
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := credentials.ParseConfig(data, credentials.Source{Kind: "node pull secret file", Name: o.pullSecretFile})
+	cfg, err := credentials.ParseNodeConfig(data, credentials.Source{Kind: "node pull secret file", Name: o.pullSecretFile})
 	if err != nil {
 		return nil, err
 	}

@@ -54,6 +54,12 @@ type registryServeOptions struct {
 	tokenService  string
 	tokenIssuer   string
 	tokenJWKS     string
+	reserve       string
+	drain, grace  time.Duration
+	pruneInterval time.Duration
+	pruneKeep     time.Duration
+	// reconcileInterval is how often storage and ImageStreams are compared.
+	reconcileInterval time.Duration
 }
 
 func newRegistryServeCommand(g *globalOptions) *cobra.Command {
@@ -90,6 +96,12 @@ access by that cluster's RBAC. Blobs go to any distribution storage driver:
 	cmd.Flags().StringVar(&o.tokenService, "token-service", "", "--standalone: the service name tokens are issued for")
 	cmd.Flags().StringVar(&o.tokenIssuer, "token-issuer", "", "--standalone: the issuer tokens must name")
 	cmd.Flags().StringVar(&o.tokenJWKS, "token-jwks", "", "--standalone: the token server's keys (its jwks.json)")
+	cmd.Flags().StringVar(&o.reserve, "storage-reserve", "1GiB", "filesystem storage: free space kept on the disk; a push that would leave less is refused with 507 (0: none)")
+	cmd.Flags().DurationVar(&o.pruneInterval, "prune-interval", 0, "prune the storage this often, as pullgate adm prune --confirm does (0: never; run it on one replica)")
+	cmd.Flags().DurationVar(&o.pruneKeep, "prune-keep-younger-than", time.Hour, "what --prune-interval's prunes keep for its age, as pullgate adm prune --keep-younger-than")
+	cmd.Flags().DurationVar(&o.reconcileInterval, "reconcile-interval", services.DefaultReconcileInterval, "how often ImageStreams are repaired to show exactly what storage holds (also at start)")
+	cmd.Flags().DurationVar(&o.drain, "drain-timeout", services.DefaultDrainTimeout, "on SIGTERM, how long transfers in flight may take to finish; a second signal exits at once")
+	cmd.Flags().DurationVar(&o.grace, "readiness-grace", 0, "on SIGTERM, how long /healthz says 503 while new requests are still served, before draining (for a load balancer to notice)")
 	return cmd
 }
 
@@ -112,6 +124,9 @@ func (o *registryServeOptions) storageConfig() (configuration.Storage, error) {
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if _, err := parseSize("--storage-reserve", o.reserve); err != nil {
+		return nil, err
 	}
 	return configuration.Storage{o.storage: params}, nil
 }
@@ -141,10 +156,14 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	if o.tlsCert != "" {
 		scheme = "https"
 	}
+	reserve, _ := parseSize("--storage-reserve", o.reserve)
 	running, err := services.Start(ctx, services.Config{
 		KubeConfig: restConfig, DataDir: dir.Path, PKI: ca, Storage: storage, RegistryHost: o.host, Scheme: scheme,
-		BlobTransfer: registry.BlobTransfer(o.blobTransfer),
-		Log:          o.logger(),
+		BlobTransfer:   registry.BlobTransfer(o.blobTransfer),
+		StorageReserve: reserve,
+		DrainTimeout:   o.drain, ReadinessGrace: o.grace,
+		PruneInterval: o.pruneInterval, PruneKeepYoungerThan: o.pruneKeep, ReconcileInterval: o.reconcileInterval,
+		Log: o.logger(),
 	}, listener)
 	if err != nil {
 		return err
@@ -183,18 +202,18 @@ func (o *registryServeOptions) serveStandalone(ctx context.Context, dir string, 
 		return err
 	}
 	defer listener.Close()
-	return serveUntilDone(ctx, o.out, "registry is serving on "+listener.Addr().String(), handler, listener)
+	return serveUntilDone(ctx, o.out, "registry is serving on "+listener.Addr().String(), handler, listener, o.drain)
 }
 
 // serveUntilDone serves handler on listener, prints ready on out, and stops when ctx ends.
-func serveUntilDone(ctx context.Context, out io.Writer, ready string, handler http.Handler, listener net.Listener) error {
+func serveUntilDone(ctx context.Context, out io.Writer, ready string, handler http.Handler, listener net.Listener, drain time.Duration) error {
 	server := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- server.Serve(listener) }()
 	fmt.Fprintln(out, ready)
 	select {
 	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		shutdown, cancel := context.WithTimeout(context.Background(), drain)
 		defer cancel()
 		return server.Shutdown(shutdown)
 	case err := <-errc:

@@ -59,10 +59,15 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 }
 
 // Main runs pullgate with args and returns the process exit code. SIGINT and SIGTERM
-// cancel the command's context.
+// cancel the command's context, so it stops gracefully; a second one has its default
+// effect and ends the process at once.
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	root := NewRootCommand(os.Stdout, os.Stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/services"
 	"pullgate.dev/pullgate/internal/tokenserver"
 )
 
@@ -101,5 +102,5 @@ func (o *tokenServerOptions) Run(ctx context.Context) error {
 		Authn: users, Authz: grants, Log: log.With("component", "token-server"),
 		Metrics: tokenserver.NewMetrics(prometheus.NewRegistry()),
 	})
-	return serveUntilDone(ctx, o.out, fmt.Sprintf("token server is serving on %s", listener.Addr()), mux, listener)
+	return serveUntilDone(ctx, o.out, fmt.Sprintf("token server is serving on %s", listener.Addr()), mux, listener, services.DefaultDrainTimeout)
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"k8s.io/client-go/kubernetes"
@@ -44,6 +45,13 @@ type upOptions struct {
 	registryHostnames []string
 	// pullSecret is a docker config.json stored as the cluster pull secret.
 	pullSecret string
+	// storageReserve is the free space the registry keeps for etcd and the rest.
+	storageReserve string
+	drainTimeout   time.Duration
+	pruneInterval  time.Duration
+	pruneKeep      time.Duration
+	// reconcileInterval is how often storage and ImageStreams are compared.
+	reconcileInterval time.Duration
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
@@ -71,6 +79,11 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().StringVar(&o.pullSecret, "pull-secret", "", "docker config.json to store as the cluster pull secret (pullgate-system/pull-secret), used by every node after a pod's own secrets")
 	cmd.Flags().StringSliceVar(&o.registryHostnames, "registry-hostname", nil, "another host[:port] clients reach the registry by (repeatable); written into the service accounts' pull secrets")
 	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how blob GETs are copied from disk: buffered or sendfile")
+	cmd.Flags().StringVar(&o.storageReserve, "registry-storage-reserve", "1GiB", "free space the registry keeps on its disk (shared with etcd): a push that would leave less is refused with 507")
+	cmd.Flags().DurationVar(&o.pruneInterval, "prune-interval", 0, "prune the registry's storage this often, as pullgate adm prune --confirm does (0: never)")
+	cmd.Flags().DurationVar(&o.pruneKeep, "prune-keep-younger-than", time.Hour, "what --prune-interval's prunes keep for its age, as pullgate adm prune --keep-younger-than")
+	cmd.Flags().DurationVar(&o.reconcileInterval, "reconcile-interval", services.DefaultReconcileInterval, "how often ImageStreams are repaired to show exactly what the registry's storage holds (also at start)")
+	cmd.Flags().DurationVar(&o.drainTimeout, "drain-timeout", services.DefaultDrainTimeout, "on SIGTERM, how long transfers in flight may take to finish; a second signal exits at once")
 	return cmd
 }
 
@@ -82,6 +95,15 @@ func (o *upOptions) Validate() error {
 	}
 	if err := validBlobTransfer(o.blobTransfer); err != nil {
 		return err
+	}
+	reserve, err := parseSize("--registry-storage-reserve", o.storageReserve)
+	if err != nil {
+		return err
+	}
+	// Storage full down to the reserve must still let up start again.
+	if reserve > 0 && reserve < datadir.MinFree {
+		return fmt.Errorf("--registry-storage-reserve %s: pullgate up needs %s free in its data directory to start, so the registry must keep at least that (or 0 for no reserve)",
+			o.storageReserve, units.BytesSize(datadir.MinFree))
 	}
 	if o.apiPort == o.registryPort {
 		return fmt.Errorf("--registry-port %d: the API server already uses it", o.registryPort)
@@ -183,13 +205,18 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	}
 	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
 	running, err := services.Start(ctx, services.Config{
-		RegistryNames: names,
-		Scheme:        scheme,
-		KubeConfig:    servicesConfig,
-		DataDir:       plane.DataDir,
-		PKI:           ca,
-		BlobTransfer:  registry.BlobTransfer(o.blobTransfer),
-		Log:           log,
+		RegistryNames:        names,
+		Scheme:               scheme,
+		KubeConfig:           servicesConfig,
+		DataDir:              plane.DataDir,
+		PKI:                  ca,
+		BlobTransfer:         registry.BlobTransfer(o.blobTransfer),
+		StorageReserve:       func() int64 { n, _ := parseSize("", o.storageReserve); return n }(),
+		DrainTimeout:         o.drainTimeout,
+		PruneInterval:        o.pruneInterval,
+		PruneKeepYoungerThan: o.pruneKeep,
+		ReconcileInterval:    o.reconcileInterval,
+		Log:                  log,
 	}, listener)
 	if err != nil {
 		return nil, nil, err
@@ -243,6 +270,19 @@ func registryNames(host string, port int, extra []string) []string {
 		}
 	}
 	return names
+}
+
+// parseSize reads a size such as 1GiB, 512MiB or 0 (0: none, which is -1 to the
+// registry).
+func parseSize(flag, v string) (int64, error) {
+	n, err := units.RAMInBytes(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s %q: want a size such as 1GiB, 512MiB or 0", flag, v)
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return n, nil
 }
 
 func validBlobTransfer(v string) error {
