@@ -18,6 +18,9 @@ TEST_TIMEOUT  ?= 60m
 # (golang/go#75804, "context deadline exceeded" with no crasher).
 FUZZTIME      ?= 30000x
 
+# Static binaries everywhere: the container image needs one, and one setting keeps one
+# build cache for the binary, the tests and the image.
+export CGO_ENABLED  := 0
 export PULLGATE_BIN := $(BIN)/pullgate
 export KUBECTL      := $(BIN)/kubectl
 

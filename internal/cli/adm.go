@@ -23,7 +23,8 @@ import (
 // NewAdmCommand is `pullgate adm`.
 func NewAdmCommand(f cmdutil.Factory, kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{Use: "adm", Short: "Administrative commands"}
-	cmd.AddCommand(newCreateKubeconfigCommand(f, streams), newSetPullSecretCommand(f, streams), newPruneCommand(f, streams))
+	cmd.AddCommand(newCreateKubeconfigCommand(f, streams), newSetPullSecretCommand(f, streams), newPruneCommand(f, streams),
+		newRotateRegistryKeyCommand(f, streams))
 	return cmd
 }
 

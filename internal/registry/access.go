@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/auth"
@@ -31,7 +32,7 @@ func init() {
 // each request's repository access again from RBAC (informers, no API call), so a
 // removed grant bites at the next request. It counts what it refuses.
 type accessController struct {
-	token   auth.AccessController
+	token   *tokenVerifier
 	authz   registryauth.Authorizer
 	refused *prometheus.CounterVec
 	// realm is the token endpoint; a path alone ("/token") is completed with the
@@ -40,19 +41,50 @@ type accessController struct {
 	realm, service string
 }
 
-// The option keys carrying the refusal counter and the RBAC authorizer.
+// The option keys carrying the refusal counter, the RBAC authorizer and the token
+// verifier that every access controller of one registry shares.
 const (
-	accessOptionMetrics = "pullgate.metrics"
-	accessOptionAuthz   = "pullgate.authz"
+	accessOptionMetrics  = "pullgate.metrics"
+	accessOptionAuthz    = "pullgate.authz"
+	accessOptionVerifier = "pullgate.verifier"
 )
+
+// tokenVerifier is distribution's token verifier, built again from its JWKS file when
+// the keys that verify change (a key rotation), for every access controller at once.
+type tokenVerifier struct {
+	options map[string]any
+	current atomic.Pointer[auth.AccessController]
+}
+
+func newTokenVerifier(options map[string]any) (*tokenVerifier, error) {
+	v := &tokenVerifier{options: options}
+	return v, v.reload()
+}
+
+// reload reads the JWKS file again.
+func (v *tokenVerifier) reload() error {
+	inner, err := auth.GetAccessController("token", v.options)
+	if err != nil {
+		return fmt.Errorf("registry token verifier: %w", err)
+	}
+	v.current.Store(&inner)
+	return nil
+}
+
+func (v *tokenVerifier) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
+	return (*v.current.Load()).Authorized(r, access...)
+}
 
 // lifetimeLeeway allows for clocks that differ between token services and registries.
 const lifetimeLeeway = time.Minute
 
 func newAccessController(options map[string]any) (auth.AccessController, error) {
-	inner, err := auth.GetAccessController("token", options)
-	if err != nil {
-		return nil, fmt.Errorf("registry token verifier: %w", err)
+	inner, ok := options[accessOptionVerifier].(*tokenVerifier)
+	if !ok {
+		var err error
+		if inner, err = newTokenVerifier(options); err != nil {
+			return nil, err
+		}
 	}
 	refused, _ := options[accessOptionMetrics].(*prometheus.CounterVec)
 	authz, _ := options[accessOptionAuthz].(registryauth.Authorizer)

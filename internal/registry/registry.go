@@ -8,6 +8,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -27,6 +28,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"pullgate.dev/pullgate/internal/atomicfile"
+	"pullgate.dev/pullgate/internal/healthz"
 	"pullgate.dev/pullgate/internal/registryauth"
 )
 
@@ -66,7 +69,12 @@ type Config struct {
 	// BlobTransfer chooses sendfile or buffered copies for filesystem blob GETs
 	// (default buffered).
 	BlobTransfer BlobTransfer
-	Log          *slog.Logger
+	// Redirect sends blob GETs to the storage itself (a presigned S3 URL, say) where
+	// the driver can make one; by default the registry serves every byte.
+	Redirect bool
+	// Health is more checks /healthz runs besides the registry's own.
+	Health []healthz.Check
+	Log    *slog.Logger
 }
 
 // Registry is the registry's HTTP handler.
@@ -78,6 +86,17 @@ type Registry struct {
 	draining atomic.Bool
 	prunes   *pruneMetrics
 	fsRoot   string // filesystem storage's directory, "" for other storage
+	tokens   *tokenVerifier
+	jwksFile string
+}
+
+// SetVerifyingKeys replaces the keys registry tokens are verified with (a JWKS), for
+// every request from now on.
+func (r *Registry) SetVerifyingKeys(jwks []byte) error {
+	if err := atomicfile.Replace(r.jwksFile, jwks, 0o644); err != nil {
+		return err
+	}
+	return r.tokens.reload()
 }
 
 // Drain makes /healthz answer 503, so a load balancer stops sending new requests
@@ -99,14 +118,21 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	}, []string{"reason"})
 	cfg.Metrics.MustRegister(refused)
 
+	tokenOptions := map[string]any{
+		"realm": cfg.Realm, "service": cfg.Service, "issuer": cfg.Issuer, "jwks": cfg.JWKSFile,
+		"signingalgorithms": []any{"ES256", "EdDSA"},
+	}
+	tokens, err := newTokenVerifier(tokenOptions)
+	if err != nil {
+		return nil, err
+	}
+	authParams := configuration.Parameters{accessOptionMetrics: refused, accessOptionAuthz: cfg.Authz, accessOptionVerifier: tokens}
+	for k, v := range tokenOptions {
+		authParams[k] = v
+	}
 	dc := &configuration.Configuration{
 		Storage: cfg.Storage,
-		Auth: configuration.Auth{AccessControllerName: configuration.Parameters{
-			"realm": cfg.Realm, "service": cfg.Service, "issuer": cfg.Issuer, "jwks": cfg.JWKSFile,
-			"signingalgorithms": []any{"ES256", "EdDSA"},
-			accessOptionMetrics: refused,
-			accessOptionAuthz:   cfg.Authz,
-		}},
+		Auth:    configuration.Auth{AccessControllerName: authParams},
 	}
 	dc.HTTP.Secret = cfg.HTTPSecret
 	dc.Log.AccessLog.Disabled = true
@@ -117,6 +143,9 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	if _, ok := dc.Storage["delete"]; !ok {
 		dc.Storage["delete"] = configuration.Parameters{"enabled": true}
 	}
+	// distribution redirects by default wherever its driver can; pullgate only when
+	// asked, so clients need not reach the storage.
+	dc.Storage["redirect"] = configuration.Parameters{"disable": !cfg.Redirect}
 
 	driver, err := factory.Create(ctx, dc.Storage.Type(), dc.Storage.Parameters())
 	if err != nil {
@@ -153,14 +182,13 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	if cfg.TokenHandler != nil {
 		mux.Handle("/token", cfg.TokenHandler)
 	}
-	reg = &Registry{host: cfg.Host, prunes: newPruneMetrics(cfg.Metrics), fsRoot: filesystemRoot(dc.Storage)}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	reg = &Registry{tokens: tokens, jwksFile: cfg.JWKSFile, host: cfg.Host, prunes: newPruneMetrics(cfg.Metrics), fsRoot: filesystemRoot(dc.Storage)}
+	mux.Handle("/healthz", healthz.Handler(append([]healthz.Check{{Name: "registry", Check: func(*http.Request) error {
 		if reg.draining.Load() {
-			http.Error(w, "draining: this registry is stopping", http.StatusServiceUnavailable)
-			return
+			return errors.New("draining: this registry is stopping")
 		}
-		_, _ = w.Write([]byte("ok"))
-	})
+		return nil
+	}}}, cfg.Health...)...))
 	if cfg.Gatherer != nil {
 		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}

@@ -53,6 +53,7 @@ func NewStandalone(ctx context.Context, cfg StandaloneConfig) (h http.Handler, e
 	if _, ok := dc.Storage["delete"]; !ok {
 		dc.Storage["delete"] = configuration.Parameters{"enabled": true}
 	}
+	dc.Storage["redirect"] = configuration.Parameters{"disable": true}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("registry configuration: %v", r)

@@ -2,74 +2,120 @@ package services
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/controllers"
+	"pullgate.dev/pullgate/internal/healthz"
+	"pullgate.dev/pullgate/internal/leader"
 	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registrykeys"
 	"pullgate.dev/pullgate/internal/registryroles"
 )
 
-// controllerSet is pullgate's reconcilers: per-namespace role bindings, the builder
-// and deployer service accounts, and every service account's registry pull secret.
-type controllerSet struct {
-	roleBindings    *controllers.RoleBindings
-	serviceAccounts *controllers.ServiceAccounts
-	pullSecrets     *controllers.PullSecrets
-	labelled        informers.SharedInformerFactory
-}
-
-// newControllers wires the controllers to factory (and to a factory of their own for
-// the pull secrets, watched by label).
-func newControllers(client kubernetes.Interface, factory informers.SharedInformerFactory, registryNames []string, log *slog.Logger) (*controllerSet, error) {
+// runControllers runs pullgate's reconcilers — per-namespace role bindings, the
+// builder and deployer service accounts, and every service account's registry pull
+// secret — for one leadership term: with informers of their own, started now and
+// stopped when term ends, so that the next term (here or on another replica) starts
+// from what the cluster holds then.
+func runControllers(term context.Context, client kubernetes.Interface, registryNames []string, log *slog.Logger) {
+	factory := informers.NewSharedInformerFactory(client, 0)
 	labelled := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = controllers.PullSecretSelector().String()
 	}))
+	defer labelled.Shutdown()
+	defer factory.Shutdown()
 	rb, err := controllers.NewRoleBindings(client, factory, log)
 	if err != nil {
-		return nil, err
+		log.Error("role bindings controller", "err", err)
+		return
 	}
 	sa, err := controllers.NewServiceAccounts(client, factory, log)
 	if err != nil {
-		return nil, err
+		log.Error("service accounts controller", "err", err)
+		return
 	}
 	ps, err := controllers.NewPullSecrets(client, factory, labelled, registryNames, registryauth.Service, log)
 	if err != nil {
-		return nil, err
+		log.Error("pull secrets controller", "err", err)
+		return
 	}
-	return &controllerSet{roleBindings: rb, serviceAccounts: sa, pullSecrets: ps, labelled: labelled}, nil
+	factory.Start(term.Done())
+	labelled.Start(term.Done())
+	done := make(chan struct{}, 3)
+	go func() { _ = rb.Run(term, 2); done <- struct{}{} }()
+	go func() { _ = sa.Run(term, 2); done <- struct{}{} }()
+	go func() { _ = ps.Run(term, 16); done <- struct{}{} }()
+	for range 3 {
+		<-done
+	}
 }
 
-// run starts the controllers' own informers and the controllers, until ctx ends.
-func (c *controllerSet) run(ctx context.Context) {
-	c.labelled.Start(ctx.Done())
-	go func() { _ = c.roleBindings.Run(ctx, 2) }()
-	go func() { _ = c.serviceAccounts.Run(ctx, 2) }()
-	go func() { _ = c.pullSecrets.Run(ctx, 16) }()
+// ControllersConfig is `pullgate controllers`.
+type ControllersConfig struct {
+	KubeConfig    *rest.Config
+	RegistryNames []string
+	// Health, when set, serves /healthz and /metrics.
+	Health   net.Listener
+	Identity string
+	Log      *slog.Logger
 }
 
-// RunControllers runs only the controllers against the cluster restConfig reaches,
-// until ctx ends: `pullgate controllers`.
-func RunControllers(ctx context.Context, restConfig *rest.Config, registryNames []string, log *slog.Logger) error {
-	client, err := kubernetes.NewForConfig(withRateLimits(restConfig))
+// RunControllers takes part in the controllers' leader election against the cluster
+// cfg.KubeConfig reaches, and runs the controllers while it leads, until ctx ends.
+func RunControllers(ctx context.Context, cfg ControllersConfig) error {
+	client, err := kubernetes.NewForConfig(withRateLimits(cfg.KubeConfig))
 	if err != nil {
 		return err
 	}
 	if err := registryroles.EnsureClusterRoles(ctx, client); err != nil {
 		return err
 	}
-	factory := informers.NewSharedInformerFactory(client, 0)
-	set, err := newControllers(client, factory, registryNames, log)
-	if err != nil {
-		return err
+	metrics := newMetrics()
+	elector := leader.New(leader.Config{Client: client, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
+		Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
+	if cfg.Health != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/healthz", healthz.Handler(leaderCheck(elector)))
+		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+		server := newServer(mux)
+		go func() {
+			if err := server.Serve(cfg.Health); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cfg.Log.Error("health server stopped", "err", err)
+			}
+		}()
+		defer server.Close()
 	}
-	factory.Start(ctx.Done())
-	set.run(ctx)
-	log.Info("controllers running", "registry-names", registryNames)
-	<-ctx.Done()
-	return nil
+	cfg.Log.Info("controllers taking part in leader election", "lease", registrykeys.Namespace+"/"+leader.ControllersLease,
+		"identity", elector.Identity(), "registry-names", cfg.RegistryNames)
+	return elector.Run(ctx, func(term context.Context) { runControllers(term, client, cfg.RegistryNames, cfg.Log) })
+}
+
+// leaderCheck is /healthz's view of the election: who leads, and whether this
+// replica is a leader that can no longer renew its Lease.
+func leaderCheck(e *leader.Elector) healthz.Check {
+	return healthz.Check{Name: "leader-election", Check: e.Check, Detail: e.Status}
+}
+
+func healthChecks(e *leader.Elector, noControllers bool) []healthz.Check {
+	if noControllers {
+		return nil
+	}
+	return []healthz.Check{leaderCheck(e)}
+}
+
+// newMetrics is a Prometheus registry with the Go and process collectors.
+func newMetrics() *prometheus.Registry {
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return metrics
 }

@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/component-helpers/auth/rbac/reconciliation"
 
 	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/leader"
 	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registrykeys"
 	"pullgate.dev/pullgate/internal/registryroles"
 )
 
@@ -22,7 +26,8 @@ const User = "pullgate:services"
 // ImageStream CRD, keep the registry's cluster roles (escalate and bind, as the API
 // server's own bootstrap does), read RBAC and namespaces, create the per-namespace
 // role bindings and service accounts, keep the service accounts' registry pull
-// secrets and their tokens, review tokens and write ImageStreams.
+// secrets and their tokens (and the registry's shared keys, a Secret too), review
+// tokens, write ImageStreams and hold the controllers' Lease.
 func ClusterRole() *rbacv1.ClusterRole {
 	read := []string{"get", "list", "watch"}
 	return &rbacv1.ClusterRole{
@@ -40,6 +45,9 @@ func ClusterRole() *rbacv1.ClusterRole {
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 			{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource, imageapi.Resource + "/status"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+			// The controllers' leader election; create cannot be limited by name.
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leader.ControllersLease}, Verbs: []string{"get", "update"}},
 		},
 	}
 }
@@ -65,6 +73,16 @@ func EnsureIdentity(ctx context.Context, admin kubernetes.Interface) error {
 		return err
 	}
 	return ensureBoundClusterRole(admin, NodeTokenAudience(), rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"})
+}
+
+// EnsureNamespace creates pullgate's own namespace, where the registry's shared keys
+// and the controllers' Lease live; run it with an administrator's client.
+func EnsureNamespace(ctx context.Context, admin kubernetes.Interface) error {
+	_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: registrykeys.Namespace}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("namespace %s: %w", registrykeys.Namespace, err)
+	}
+	return nil
 }
 
 func ensureBoundClusterRole(admin kubernetes.Interface, role *rbacv1.ClusterRole, subject rbacv1.Subject) error {

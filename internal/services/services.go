@@ -8,9 +8,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -19,10 +21,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
-	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/atomicfile"
+	"pullgate.dev/pullgate/internal/leader"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/registryinfo"
+	"pullgate.dev/pullgate/internal/registrykeys"
 	"pullgate.dev/pullgate/internal/tokenserver"
 )
 
@@ -30,10 +34,10 @@ import (
 type Config struct {
 	// KubeConfig reaches the Kubernetes API with the rights pullgate needs.
 	KubeConfig *rest.Config
-	// DataDir holds the registry's storage, its token key and HTTP secret.
+	// DataDir holds the registry's filesystem storage and the public keys it verifies
+	// tokens with (the keys themselves are shared by every replica in a Secret,
+	// registrykeys).
 	DataDir string
-	// PKI holds the token signing key.
-	PKI *pki.Dir
 	// Storage is distribution's storage configuration; empty means the filesystem
 	// under DataDir/registry/storage.
 	Storage configuration.Storage
@@ -59,7 +63,15 @@ type Config struct {
 	// ReconcileInterval is how often storage and ImageStreams are compared and
 	// repaired (default 10 minutes).
 	ReconcileInterval time.Duration
-	Log               *slog.Logger
+	// Redirect sends blob GETs straight to the storage (S3 presigned URLs).
+	Redirect bool
+	// Identity names this replica in the controllers' leader election (default: host
+	// name and a random ID).
+	Identity string
+	// NoControllers leaves the controllers to other processes (`pullgate
+	// controllers`): this one serves the registry and token service only.
+	NoControllers bool
+	Log      *slog.Logger
 }
 
 // Running is the started services.
@@ -69,7 +81,9 @@ type Running struct {
 	// Metrics is the registry served at /metrics, for other parts of the process.
 	Metrics prometheus.Registerer
 	// Authz decides RBAC from the services' informers, for other parts of the process.
-	Authz        registryauth.Authorizer
+	Authz registryauth.Authorizer
+	// Elector says which replica runs the controllers.
+	Elector      *leader.Elector
 	server       *http.Server
 	registry     *registry.Registry
 	cancel       context.CancelFunc
@@ -108,7 +122,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if len(names) == 0 {
 		names = []string{host}
 	}
-	ctrls, err := newControllers(c.client, c.factory, names, cfg.Log)
+	shared, err := registrykeys.Load(ctx, c.client, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +136,6 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if err := c.start(ctx, runCtx); err != nil {
 		return nil, err
 	}
-	ctrls.run(runCtx)
 	scheme := cfg.Scheme
 	if scheme == "" {
 		scheme = "http"
@@ -132,12 +145,16 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	}
 
 	regDir := filepath.Join(cfg.DataDir, "registry")
-	k, err := loadKeys(cfg.PKI, regDir)
-	if err != nil {
+	if err := os.MkdirAll(regDir, 0o700); err != nil {
+		return nil, fmt.Errorf("registry directory %s: %w", regDir, err)
+	}
+	jwksFile := filepath.Join(regDir, "jwks.json")
+	if err := atomicfile.Replace(jwksFile, shared.Current().JWKS(time.Now()), 0o644); err != nil {
 		return nil, err
 	}
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	metrics := newMetrics()
+	elector := leader.New(leader.Config{Client: c.client, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
+		Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
 	store := cfg.Storage
 	if len(store) == 0 {
 		store = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}}
@@ -145,9 +162,9 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	reg, err := registry.New(ctx, registry.Config{
 		Host:    host,
 		Storage: store,
-		Service: registryauth.Service, Issuer: registryauth.Issuer, JWKSFile: k.jwksFile,
-		HTTPSecret:      k.httpSecret,
-		TokenHandler:    newTokenService(c, k, metrics, cfg.Log),
+		Service: registryauth.Service, Issuer: registryauth.Issuer, JWKSFile: jwksFile,
+		HTTPSecret:      shared.Current().HTTPSecret,
+		TokenHandler:    newTokenService(c, shared, metrics, cfg.Log),
 		Streams:         c.streamsAPI(),
 		Authz:           c.authz,
 		NamespaceExists: c.namespaceExists,
@@ -155,10 +172,22 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		Gatherer:        metrics,
 		BlobTransfer:    cfg.BlobTransfer,
 		StorageReserve:  cfg.StorageReserve,
+		Redirect:        cfg.Redirect,
+		Health:          healthChecks(elector, cfg.NoControllers),
 		Log:             cfg.Log,
 	})
 	if err != nil {
 		return nil, err
+	}
+	go shared.Run(runCtx, func(set *registrykeys.Set) {
+		if err := reg.SetVerifyingKeys(set.JWKS(time.Now())); err != nil {
+			cfg.Log.Error("registry keys changed but could not be used; tokens signed with a new key are refused", "err", err)
+		}
+	})
+	if !cfg.NoControllers {
+		go func() {
+			_ = elector.Run(runCtx, func(term context.Context) { runControllers(term, c.client, names, cfg.Log) })
+		}()
 	}
 	if err := c.streams.OnDelete(func(repository, uid string) {
 		go reg.StreamDeleted(runCtx, repository, uid)
@@ -182,7 +211,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 			cfg.Log.Info("pruned", "report", rep.String())
 		}, cfg.PruneInterval)
 	}
-	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
+	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, Elector: elector, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
 		drain: cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout), grace: cfg.ReadinessGrace, log: cfg.Log}
 	go func() {
 		defer close(running.done)
@@ -206,9 +235,9 @@ func (c Config) reconcileInterval() time.Duration {
 
 // newTokenService is the token service: TokenReviews with a 10 s cache, RBAC from
 // the cluster's informers, failed logins limited per address.
-func newTokenService(c *cluster, k *keys, metrics prometheus.Registerer, log *slog.Logger) *tokenserver.Server {
+func newTokenService(c *cluster, signer tokenserver.TokenSigner, metrics prometheus.Registerer, log *slog.Logger) *tokenserver.Server {
 	return &tokenserver.Server{
-		Issuer: registryauth.Issuer, Service: registryauth.Service, Lifetime: registryauth.MaxLifetime, Signer: k.signer,
+		Issuer: registryauth.Issuer, Service: registryauth.Service, Lifetime: registryauth.MaxLifetime, Signer: signer,
 		Authn:   tokenserver.NewTokenReviewer(c.client, 10*time.Second, registryauth.Service, metrics),
 		Authz:   c.authz,
 		Limiter: &tokenserver.FailureLimiter{},

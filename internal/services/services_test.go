@@ -1,7 +1,6 @@
 package services
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,38 +8,20 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/component-helpers/auth/rbac/validation"
-
-	"pullgate.dev/pullgate/internal/pki"
 )
 
-// The token key and HTTP secret are made once and read back the same after a
-// restart; the registry's key set holds the signing key.
-func TestKeysSurviveRestarts(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := pki.Open(filepath.Join(dir, "pki"))
+// A standalone registry's HTTP secret is made once and read back the same.
+func TestHTTPSecretSurvivesRestarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "http-secret")
+	first, err := HTTPSecret(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := loadKeys(ca, filepath.Join(dir, "registry"))
-	if err != nil {
-		t.Fatal(err)
+	again, err := HTTPSecret(path)
+	if err != nil || again != first || len(first) != 64 {
+		t.Errorf("a restart made a new secret (%v)", err)
 	}
-	again, err := loadKeys(ca, filepath.Join(dir, "registry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first.httpSecret != again.httpSecret || string(first.signer.JWKS()) != string(again.signer.JWKS()) {
-		t.Error("a restart made new keys")
-	}
-	data, err := os.ReadFile(first.jwksFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set struct{ Keys []map[string]any }
-	if err := json.Unmarshal(data, &set); err != nil || len(set.Keys) != 1 || set.Keys[0]["d"] != nil {
-		t.Errorf("jwks.json %s: %v (one public key wanted)", data, err)
-	}
-	if info, _ := os.Stat(filepath.Join(dir, "registry", "http-secret")); info.Mode().Perm() != 0o600 {
+	if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
 		t.Errorf("http-secret mode %v", info.Mode().Perm())
 	}
 }
@@ -62,6 +43,7 @@ func TestServicesRole(t *testing.T) {
 		{Verbs: []string{"create"}, APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}},
 		{Verbs: []string{"create"}, APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}},
 		{Verbs: []string{"update"}, APIGroups: []string{"image.pullgate.dev"}, Resources: []string{"imagestreams/status"}},
+		{Verbs: []string{"update"}, APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"pullgate-controllers"}},
 	} {
 		if ok, _ := validation.Covers(rules, []rbacv1.PolicyRule{want}); !ok {
 			t.Errorf("the services' role lacks %v", want)
@@ -71,6 +53,7 @@ func TestServicesRole(t *testing.T) {
 		{Verbs: []string{"create"}, APIGroups: []string{""}, Resources: []string{"pods"}},
 		{Verbs: []string{"delete"}, APIGroups: []string{""}, Resources: []string{"namespaces"}},
 		{Verbs: []string{"update"}, APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"rolebindings"}},
+		{Verbs: []string{"update"}, APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"kube-controller-manager"}},
 	} {
 		if ok, _ := validation.Covers(rules, []rbacv1.PolicyRule{not}); ok {
 			t.Errorf("the services' role allows %v", not)

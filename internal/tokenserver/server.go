@@ -31,12 +31,17 @@ type knownGood interface {
 	KnownGood(token string) bool
 }
 
+// TokenSigner signs registry tokens: a Signer, or keys that rotate.
+type TokenSigner interface {
+	Sign(issuer, subject string, groups []string, audience string, access []*token.ResourceActions, now time.Time, lifetime time.Duration) (string, error)
+}
+
 // Server is the token endpoint.
 type Server struct {
 	Issuer   string
 	Service  string
 	Lifetime time.Duration
-	Signer   *Signer
+	Signer   TokenSigner
 	Authn    Authenticator
 	Authz    registryauth.Authorizer
 	// Limiter, when set, answers 429 to an address that keeps failing to log in.

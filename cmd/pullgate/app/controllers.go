@@ -8,6 +8,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
 
+	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/services"
 )
 
@@ -16,6 +17,7 @@ type controllersOptions struct {
 	*globalOptions
 	kube          *genericclioptions.ConfigFlags
 	registryHosts []string
+	healthListen  string
 }
 
 func newControllersCommand(g *globalOptions) *cobra.Command {
@@ -28,7 +30,9 @@ namespace gets the builder and deployer service accounts and the registry's role
 bindings (system:image-pullers, system:image-builders, system:deployers), and every
 service account gets one pull secret for the integrated registry, linked on its
 imagePullSecrets, holding a bound token that is kept fresh. pullgate up and
-pullgate registry serve run them too.`,
+pullgate registry serve run them too. Any number of replicas may run: one, elected
+on Lease pullgate-system/pullgate-controllers, runs the controllers; another takes
+over within 12 s of it dying.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			restConfig, err := o.kube.ToRESTConfig()
@@ -40,6 +44,7 @@ pullgate registry serve run them too.`,
 	}
 	o.kube.AddFlags(cmd.Flags())
 	cmd.Flags().StringSliceVar(&o.registryHosts, "registry-host", nil, "host[:port] the integrated registry answers to (repeatable, at least one)")
+	cmd.Flags().StringVar(&o.healthListen, "health-listen", "", "address to serve /healthz (which replica leads) and /metrics on; empty: none")
 	return cmd
 }
 
@@ -47,5 +52,15 @@ func (o *controllersOptions) Run(ctx context.Context, restConfig *rest.Config) e
 	if len(o.registryHosts) == 0 {
 		return fmt.Errorf("--registry-host: give at least one host[:port] of the integrated registry")
 	}
-	return services.RunControllers(ctx, restConfig, o.registryHosts, o.logger())
+	cfg := services.ControllersConfig{KubeConfig: restConfig, RegistryNames: o.registryHosts, Log: o.logger()}
+	if o.healthListen != "" {
+		listener, err := listen.TCP(o.healthListen, "--health-listen")
+		if err != nil {
+			return err
+		}
+		defer listener.Close()
+		cfg.Health = listener
+		fmt.Fprintf(o.out, "controllers health on %s\n", listener.Addr())
+	}
+	return services.RunControllers(ctx, cfg)
 }

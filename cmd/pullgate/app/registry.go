@@ -21,7 +21,6 @@ import (
 	"pullgate.dev/pullgate/internal/cli"
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/listen"
-	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/services"
 )
@@ -45,6 +44,9 @@ type registryServeOptions struct {
 	dataDir       string
 	storage       string
 	storageParams []string
+	paramDir      string
+	redirect      bool
+	controllers   bool
 	tlsCert       string
 	tlsKey        string
 	blobTransfer  string
@@ -84,9 +86,12 @@ access by that cluster's RBAC. Blobs go to any distribution storage driver:
 	o.kube.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:5000", "address to serve the registry and /token on")
 	cmd.Flags().StringVar(&o.host, "hostname", "", "host[:port] clients pull from, recorded in ImageStreams (default localhost:<port>)")
-	cmd.Flags().StringVar(&o.dataDir, "data-dir", filepath.Join(datadir.Default(), "registry-serve"), "directory for the token signing key and filesystem storage")
+	cmd.Flags().StringVar(&o.dataDir, "data-dir", filepath.Join(datadir.Default(), "registry-serve"), "directory for filesystem storage and the public keys tokens are verified with")
 	cmd.Flags().StringVar(&o.storage, "storage", "filesystem", "distribution storage driver: filesystem, s3, inmemory")
 	cmd.Flags().StringArrayVar(&o.storageParams, "storage-param", nil, "storage driver parameter key=value (repeatable)")
+	cmd.Flags().StringVar(&o.paramDir, "storage-param-dir", "", "directory of storage driver parameters, one file per key holding its value (a mounted Secret: accesskey, secretkey, …)")
+	cmd.Flags().BoolVar(&o.redirect, "storage-redirect", false, "send blob GETs straight to the storage with presigned URLs (s3); clients must reach the storage")
+	cmd.Flags().BoolVar(&o.controllers, "controllers", true, "take part in the election for pullgate's controllers (Lease pullgate-system/pullgate-controllers) and run them while leading")
 	cmd.Flags().StringVar(&o.tlsCert, "tls-cert-file", "", "serve HTTPS with this certificate (required unless --listen is a loopback address)")
 	cmd.Flags().StringVar(&o.tlsKey, "tls-key-file", "", "key of --tls-cert-file")
 	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how filesystem blob GETs are copied: buffered or sendfile")
@@ -107,6 +112,11 @@ access by that cluster's RBAC. Blobs go to any distribution storage driver:
 
 func (o *registryServeOptions) storageConfig() (configuration.Storage, error) {
 	params := configuration.Parameters{}
+	if o.paramDir != "" {
+		if err := readParamDir(o.paramDir, params); err != nil {
+			return nil, err
+		}
+	}
 	for _, kv := range o.storageParams {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -144,10 +154,6 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
-	ca, err := pki.Open(filepath.Join(dir.Path, "pki"))
-	if err != nil {
-		return err
-	}
 	listener, err := o.listener()
 	if err != nil {
 		return err
@@ -158,7 +164,8 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	}
 	reserve, _ := parseSize("--storage-reserve", o.reserve)
 	running, err := services.Start(ctx, services.Config{
-		KubeConfig: restConfig, DataDir: dir.Path, PKI: ca, Storage: storage, RegistryHost: o.host, Scheme: scheme,
+		KubeConfig: restConfig, DataDir: dir.Path, Storage: storage, RegistryHost: o.host, Scheme: scheme,
+		Redirect: o.redirect, NoControllers: !o.controllers,
 		BlobTransfer:   registry.BlobTransfer(o.blobTransfer),
 		StorageReserve: reserve,
 		DrainTimeout:   o.drain, ReadinessGrace: o.grace,
@@ -171,6 +178,27 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	fmt.Fprintf(o.out, "registry is serving on %s\n", listener.Addr())
 	<-ctx.Done()
 	running.Stop()
+	return nil
+}
+
+// readParamDir reads one storage parameter per regular file of dir: the file's name
+// is the key, its content (without a trailing newline) the value. Kubernetes' ..data
+// links and hidden files are skipped.
+func readParamDir(dir string, params configuration.Parameters) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("--storage-param-dir: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || e.IsDir() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("--storage-param-dir: %w", err)
+		}
+		params[e.Name()] = strings.TrimRight(string(data), "\r\n")
+	}
 	return nil
 }
 

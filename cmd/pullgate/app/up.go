@@ -48,6 +48,8 @@ type upOptions struct {
 	// storageReserve is the free space the registry keeps for etcd and the rest.
 	storageReserve string
 	drainTimeout   time.Duration
+	// leaderElect runs pullgate's controllers in process (elected, as any replica).
+	leaderElect bool
 	pruneInterval  time.Duration
 	pruneKeep      time.Duration
 	// reconcileInterval is how often storage and ImageStreams are compared.
@@ -83,6 +85,7 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().DurationVar(&o.pruneInterval, "prune-interval", 0, "prune the registry's storage this often, as pullgate adm prune --confirm does (0: never)")
 	cmd.Flags().DurationVar(&o.pruneKeep, "prune-keep-younger-than", time.Hour, "what --prune-interval's prunes keep for its age, as pullgate adm prune --keep-younger-than")
 	cmd.Flags().DurationVar(&o.reconcileInterval, "reconcile-interval", services.DefaultReconcileInterval, "how often ImageStreams are repaired to show exactly what the registry's storage holds (also at start)")
+	cmd.Flags().BoolVar(&o.leaderElect, "leader-elect", true, "run pullgate's controllers here, elected on Lease pullgate-system/pullgate-controllers; false leaves them to `pullgate controllers` or `registry serve` replicas")
 	cmd.Flags().DurationVar(&o.drainTimeout, "drain-timeout", services.DefaultDrainTimeout, "on SIGTERM, how long transfers in flight may take to finish; a second signal exits at once")
 	return cmd
 }
@@ -179,6 +182,9 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err := services.EnsureIdentity(ctx, admin); err != nil {
 		return nil, nil, err
 	}
+	if err := services.EnsureNamespace(ctx, admin); err != nil {
+		return nil, nil, err
+	}
 	if o.pullSecret != "" {
 		if err := clusterpullsecret.Set(ctx, admin, o.pullSecret); err != nil {
 			return nil, nil, fmt.Errorf("--pull-secret %s: %w", o.pullSecret, err)
@@ -209,7 +215,10 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		Scheme:               scheme,
 		KubeConfig:           servicesConfig,
 		DataDir:              plane.DataDir,
-		PKI:                  ca,
+		// One up per data directory (it is locked), so the name is stable: after a
+		// restart up takes its Lease back at once instead of waiting for it to expire.
+		Identity:      "pullgate-up@" + hostname(),
+		NoControllers: !o.leaderElect,
 		BlobTransfer:         registry.BlobTransfer(o.blobTransfer),
 		StorageReserve:       func() int64 { n, _ := parseSize("", o.storageReserve); return n }(),
 		DrainTimeout:         o.drainTimeout,
@@ -308,4 +317,9 @@ func (o *upOptions) tlsListener(ca *pki.Dir, listener net.Listener) (net.Listene
 		return nil, err
 	}
 	return withTLS(listener, kp.CertFile, kp.KeyFile)
+}
+
+func hostname() string {
+	name, _ := os.Hostname()
+	return name
 }
