@@ -71,7 +71,7 @@ type Config struct {
 	// NoControllers leaves the controllers to other processes (`pullgate
 	// controllers`): this one serves the registry and token service only.
 	NoControllers bool
-	Log      *slog.Logger
+	Log           *slog.Logger
 }
 
 // Running is the started services.

@@ -49,9 +49,9 @@ type upOptions struct {
 	storageReserve string
 	drainTimeout   time.Duration
 	// leaderElect runs pullgate's controllers in process (elected, as any replica).
-	leaderElect bool
-	pruneInterval  time.Duration
-	pruneKeep      time.Duration
+	leaderElect   bool
+	pruneInterval time.Duration
+	pruneKeep     time.Duration
 	// reconcileInterval is how often storage and ImageStreams are compared.
 	reconcileInterval time.Duration
 }
@@ -211,14 +211,14 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	}
 	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
 	running, err := services.Start(ctx, services.Config{
-		RegistryNames:        names,
-		Scheme:               scheme,
-		KubeConfig:           servicesConfig,
-		DataDir:              plane.DataDir,
+		RegistryNames: names,
+		Scheme:        scheme,
+		KubeConfig:    servicesConfig,
+		DataDir:       plane.DataDir,
 		// One up per data directory (it is locked), so the name is stable: after a
 		// restart up takes its Lease back at once instead of waiting for it to expire.
-		Identity:      "pullgate-up@" + hostname(),
-		NoControllers: !o.leaderElect,
+		Identity:             "pullgate-up@" + hostname(),
+		NoControllers:        !o.leaderElect,
 		BlobTransfer:         registry.BlobTransfer(o.blobTransfer),
 		StorageReserve:       func() int64 { n, _ := parseSize("", o.storageReserve); return n }(),
 		DrainTimeout:         o.drainTimeout,
