@@ -24,7 +24,7 @@ export CGO_ENABLED  := 0
 export PULLGATE_BIN := $(BIN)/pullgate
 export KUBECTL      := $(BIN)/kubectl
 
-.PHONY: all build up test tools unit e2e fuzz vet tidy bench clean
+.PHONY: all build up test tools unit e2e fuzz vet tidy bench clean image
 
 all: build
 
@@ -32,6 +32,13 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/pullgate ./cmd/pullgate
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl k8s.io/kubernetes/cmd/kubectl
+
+## image: pullgate's container image, no Docker daemon needed: pushed to $(IMAGE)
+## (e.g. make image IMAGE=registry.example.com/pullgate/pullgate:v1, credentials from
+## the docker config), or written as an OCI layout to bin/image when IMAGE is empty.
+IMAGE         ?=
+image: build
+	$(GO) run ./hack/image -binary $(BIN)/pullgate -version $(VERSION) $(if $(IMAGE),-push $(IMAGE),-oci-layout $(BIN)/image)
 
 up: build
 	$(BIN)/pullgate up $(UP_ARGS)

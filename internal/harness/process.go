@@ -80,3 +80,9 @@ func (p *Process) Stop() {
 		<-p.done
 	}
 }
+
+// Kill sends SIGKILL, as a crash would, and waits until the process is gone.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
