@@ -27,8 +27,9 @@ fi
 seaweedfs_version=v0.0.0-20261109003541-7506e5f91cd6
 if [ "$(cat "$bin/.seaweedfs-version" 2>/dev/null)" != "$seaweedfs_version" ] || [ ! -x "$bin/weed" ]; then
   echo "installing SeaweedFS $seaweedfs_version"
-  moddir=$(GOFLAGS=-mod=mod go mod download -json "github.com/seaweedfs/seaweedfs@$seaweedfs_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   src=$(mktemp -d)
+  # Downloaded from outside any module, so pullgate's go.mod is not touched.
+  moddir=$(cd "$src" && GOFLAGS= go mod download -json "github.com/seaweedfs/seaweedfs@$seaweedfs_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   cp -r "$moddir/." "$src"
   chmod -R u+w "$src"
   (cd "$src" && GOFLAGS=-mod=mod go build -o "$bin/weed" ./weed)

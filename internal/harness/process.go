@@ -28,7 +28,7 @@ func StartProcess(ready string, args ...string) (*Process, error) {
 	}
 	p := &Process{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	stdout, w := io.Pipe()
-	p.cmd.Stdout = io.MultiWriter(w, p)
+	p.cmd.Stdout = io.MultiWriter(p, w) // kept before the ready line is seen
 	p.cmd.Stderr = p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
