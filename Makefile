@@ -76,6 +76,7 @@ bench: tools build
 	$(GO) run ./hack/benchsecurity
 	$(GO) run ./hack/benchpull
 	$(GO) run ./hack/benchcontrollers
+	$(GO) run ./hack/benchreplicas
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 clean:
