@@ -2,7 +2,8 @@
 // up` and measures, for each of their service accounts (default, builder, deployer),
 // the time from the account's appearance to its registry pull secret being linked
 // on it (goal: p99 < 1 s), then counts the pull secrets (goal: exactly one per
-// account).
+// account), and how much `up`'s resident memory grew per 1,000 namespaces.
+// -namespaces 10000 is the scale goal (converged in under 60 s).
 package main
 
 import (
@@ -37,6 +38,7 @@ func main() {
 	client, err := kubernetes.NewForConfig(cfg)
 	check(err)
 
+	rssBefore := rssMiB(env.Pid())
 	prefix := "bench-" + fmt.Sprint(time.Now().Unix()%100000) + "-"
 	w, err := client.CoreV1().ServiceAccounts("").Watch(ctx, metav1.ListOptions{})
 	check(err)
@@ -116,6 +118,22 @@ func main() {
 	fmt.Printf("%-58s %10s %10s\n", "first namespace created → every account linked", all.Round(time.Millisecond), "")
 	fmt.Printf("%-58s %10s %10s\n", "(namespaces created in)", created.Round(time.Millisecond), "")
 	fmt.Printf("%-58s %10d %10d\n", "registry pull secrets in those namespaces", ours, want)
+	grown := rssMiB(env.Pid()) - rssBefore
+	fmt.Printf("%-58s %7.0f MiB %10s\n", "pullgate up's RSS growth per 1,000 namespaces", grown*1000/float64(*count), "")
+}
+
+// rssMiB is a process's resident memory (VmRSS), in MiB.
+func rssMiB(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	check(err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			var kb float64
+			fmt.Sscan(f[1], &kb)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 func check(err error) {

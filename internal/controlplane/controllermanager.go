@@ -35,7 +35,8 @@ var DefaultControllers = []string{
 }
 
 // controllerManagerArgs serves the controller manager's /healthz on a loopback port:
-// pullgate waits there until every controller is built before it reports ready.
+// pullgate waits there until every controller is built before it reports ready. It
+// talks to the local API server at 1000 requests/s.
 func (p *paths) controllerManagerArgs(controllers []string, serviceCIDR string, healthPort int, verbosity int) []string {
 	return []string{
 		"--kubeconfig=" + p.controllerManagerKubeconfig,
@@ -49,6 +50,10 @@ func (p *paths) controllerManagerArgs(controllers []string, serviceCIDR string, 
 		"--root-ca-file=" + p.caFile,
 		"--service-cluster-ip-range=" + serviceCIDR,
 		"--leader-elect=false",
+		// client-go's default 20 requests/s made a burst of 10,000 namespaces wait
+		// minutes for their default service accounts; the API server is local.
+		"--kube-api-qps=1000",
+		"--kube-api-burst=2000",
 		"--v=" + strconv.Itoa(verbosity),
 	}
 }

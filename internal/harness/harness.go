@@ -276,3 +276,10 @@ func FreePort() (int, error) {
 }
 
 var errNoModule = errors.New("not inside the pullgate module")
+
+// Pid is the process ID of `pullgate up`.
+func (e *Env) Pid() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cmd.Process.Pid
+}

@@ -230,7 +230,7 @@ func assertDenied(t *testing.T, out string) {
 }
 
 // `pullgate registry serve` runs against any cluster's API: here the embedded one,
-// as a separate process with its own storage and signing key.
+// as a separate process with its own storage; it shares the token keys of up's registry (Secret pullgate-system/pullgate-registry-keys).
 func TestRegistryServeAgainstAnyCluster(t *testing.T) {
 	ctx := harness.Context(t, 2*time.Minute)
 	port, err := harness.FreePort()
