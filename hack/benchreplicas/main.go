@@ -15,7 +15,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,12 +51,11 @@ func main() {
 		port, err := harness.FreePort()
 		check(err)
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		args := append([]string{"registry", "serve", "--kubeconfig", env.Kubeconfig, "--data-dir", tmp + "/r" + strconv.Itoa(i),
-			"--listen", addr, "--controllers=false", "--storage-param", "accesskey=bench", "--storage-param", "secretkey=bench"}, s3.StorageParams()...)
+		extra := []string{"--storage-param", "accesskey=bench", "--storage-param", "secretkey=bench"}
 		if i == 3 {
-			args = append(args, "--storage-redirect")
+			extra = append(extra, "--storage-redirect")
 		}
-		p, err := harness.StartProcess("registry is serving", args...)
+		p, err := harness.StartRegistryReplica(env.Kubeconfig, tmp+"/r"+strconv.Itoa(i), addr, addr, s3, extra...)
 		check(err)
 		defer p.Stop()
 		replicas, addrs = append(replicas, p), append(addrs, addr)
@@ -121,26 +119,24 @@ func main() {
 	}
 
 	fmt.Printf("leader fail-over: kill -9 of the leading controller of 2, time until the other leads (goal < 15 s)\n")
-	var controllers []*harness.Process
-	var health []string
+	var controllers []*harness.Controllers
 	start := func() {
-		p, err := harness.StartProcess("controllers health on", "controllers", "--kubeconfig", env.Kubeconfig,
-			"--registry-host", host, "--health-listen", "127.0.0.1:0")
+		c, err := harness.StartControllers(env.Kubeconfig, host)
 		check(err)
-		controllers = append(controllers, p)
-		health = append(health, regexp.MustCompile(`controllers health on (\S+)`).FindStringSubmatch(p.Output())[1])
+		controllers = append(controllers, c)
 	}
 	start()
 	start()
 	var times []time.Duration
 	for range *failovers {
-		leader := waitForLeader(health, controllers, -1)
+		leader, err := harness.WaitForLeader(controllers, time.Minute)
+		check(err)
 		begin := time.Now()
 		controllers[leader].Kill()
-		next := waitForLeader(health, controllers, leader)
+		controllers[leader] = nil
+		_, err = harness.WaitForLeader(controllers, time.Minute)
+		check(err)
 		times = append(times, time.Since(begin))
-		controllers[leader], health[leader] = nil, ""
-		_ = next
 		start()
 	}
 	for _, p := range controllers {
@@ -150,29 +146,6 @@ func main() {
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	fmt.Printf("  %v (lease %s, retry %s: at most ~12 s by construction)\n", times, "10s", "2s")
-}
-
-// waitForLeader is the index of the controller whose /healthz says it leads.
-func waitForLeader(health []string, controllers []*harness.Process, not int) int {
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		for i, addr := range health {
-			if i == not || controllers[i] == nil {
-				continue
-			}
-			resp, err := http.Get("http://" + addr + "/healthz?verbose")
-			if err != nil {
-				continue
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), "this replica (") {
-				return i
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	panic("no controller leads after a minute")
 }
 
 func get(url, token string, size int64) {

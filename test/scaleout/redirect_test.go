@@ -27,10 +27,8 @@ func TestS3Redirect(t *testing.T) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	host := "localhost:" + strconv.Itoa(port)
-	args := append([]string{"registry", "serve", "--kubeconfig", env.Kubeconfig, "--data-dir", t.TempDir(), "--listen", addr,
-		"--controllers=false", "--storage-redirect",
-		"--storage-param", "accesskey=pullgate-test", "--storage-param", "secretkey=not-checked"}, s3.StorageParams()...)
-	p, err := harness.StartProcess("registry is serving", args...)
+	p, err := harness.StartRegistryReplica(env.Kubeconfig, t.TempDir(), addr, host, s3, "--storage-redirect",
+		"--storage-param", "accesskey=pullgate-test", "--storage-param", "secretkey=not-checked")
 	if err != nil {
 		t.Fatal(err)
 	}

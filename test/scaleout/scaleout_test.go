@@ -34,8 +34,7 @@ type cluster struct {
 	host        string // the balancer, as clients name it
 	replicas    []*harness.Process
 	addrs       []string // each replica's own host:port
-	controllers []*harness.Process
-	health      []string // each controller's health address
+	controllers []*harness.Controllers
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -67,9 +66,7 @@ func startCluster(t *testing.T) *cluster {
 		}
 	}
 	for _, addr := range c.addrs {
-		args := append([]string{"registry", "serve", "--kubeconfig", env.Kubeconfig, "--data-dir", t.TempDir(),
-			"--listen", addr, "--hostname", c.host, "--controllers=false", "--storage-param-dir", params}, s3.StorageParams()...)
-		p, err := harness.StartProcess("registry is serving", args...)
+		p, err := harness.StartRegistryReplica(env.Kubeconfig, t.TempDir(), addr, c.host, s3, "--storage-param-dir", params)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,14 +74,12 @@ func startCluster(t *testing.T) *cluster {
 		c.replicas = append(c.replicas, p)
 	}
 	for range 2 {
-		p, err := harness.StartProcess("controllers health on", "controllers", "--kubeconfig", env.Kubeconfig,
-			"--registry-host", c.host, "--health-listen", "127.0.0.1:0")
+		p, err := harness.StartControllers(env.Kubeconfig, c.host)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(p.Stop)
-		addr := regexp.MustCompile(`controllers health on (\S+)`).FindStringSubmatch(p.Output())
-		c.controllers, c.health = append(c.controllers, p), append(c.health, addr[1])
+		c.controllers = append(c.controllers, p)
 	}
 	return c
 }
@@ -205,29 +200,18 @@ func TestScaleOut(t *testing.T) {
 	})
 
 	t.Run("kill -9 of the leading controller: another leads within 15 s, one pull secret per account", func(t *testing.T) {
-		leader := -1
-		harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
-			for i, addr := range c.health {
-				if strings.Contains(get(ctx, "http://"+addr+"/healthz?verbose"), "this replica (") {
-					leader = i
-					return true
-				}
-			}
-			return false
-		})
-		if leader < 0 {
-			t.Fatal("no controller replica says it leads")
+		leader, err := harness.WaitForLeader(c.controllers, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
 		}
 		other := 1 - leader
-		if m := get(ctx, "http://"+c.health[leader]+"/metrics"); !regexp.MustCompile(`pullgate_leader\{identity="[^"]+",lease="pullgate-controllers"\} 1`).MatchString(m) {
+		if m := c.controllers[leader].Get("/metrics"); !regexp.MustCompile(`pullgate_leader\{identity="[^"]+",lease="pullgate-controllers"\} 1`).MatchString(m) {
 			t.Errorf("the leader's metrics do not say it leads:\n%s", grep(m, "pullgate_leader"))
 		}
 		begin := time.Now()
 		c.controllers[leader].Kill()
-		if !harness.Eventually(ctx, 20*time.Second, func(ctx context.Context) bool {
-			return strings.Contains(get(ctx, "http://"+c.health[other]+"/healthz?verbose"), "this replica (")
-		}) {
-			t.Fatalf("no new leader 20 s after the leader died:\n%s", get(ctx, "http://"+c.health[other]+"/healthz?verbose"))
+		if !harness.Eventually(ctx, 20*time.Second, func(context.Context) bool { return c.controllers[other].Leads() }) {
+			t.Fatalf("no new leader 20 s after the leader died:\n%s", c.controllers[other].Get("/healthz?verbose"))
 		}
 		took := time.Since(begin)
 		t.Logf("new leader after %s", took.Round(100*time.Millisecond))
@@ -365,17 +349,6 @@ func onReplica(t *testing.T, location, addr string) string {
 	}
 	t.Fatalf("upload location %q", location)
 	return ""
-}
-
-func get(ctx context.Context, url string) string {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return string(data)
 }
 
 func grep(text, word string) string {
