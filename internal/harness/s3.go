@@ -14,7 +14,9 @@ import (
 // S3 is a SeaweedFS server (`weed server -s3`, installed by make tools) answering S3
 // on a loopback port, with one bucket, for tests that keep blobs in S3.
 type S3 struct {
-	// Endpoint is http://127.0.0.1:<port>.
+	// Endpoint is http://localhost:<port>: by name, since crane (go-containerregistry)
+	// refuses a redirect from a registry to a loopback IP literal (SSRF protection),
+	// and a presigned URL names the endpoint.
 	Endpoint string
 	Bucket   string
 	cmd      *exec.Cmd
@@ -50,7 +52,7 @@ func StartS3(dir, bucket string) (*S3, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &S3{Endpoint: "http://127.0.0.1:" + p(6), Bucket: bucket, cmd: cmd, done: make(chan struct{}), logPath: logPath}
+	s := &S3{Endpoint: "http://localhost:" + p(6), Bucket: bucket, cmd: cmd, done: make(chan struct{}), logPath: logPath}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
