@@ -81,7 +81,12 @@ func main() {
 	check(err)
 	manifest, err := harness.Crane(ctx, cfgDir, "manifest", image)
 	check(err)
-	var m struct{ Layers []struct{ Digest string } }
+	var m struct {
+		Layers []struct {
+			Digest string
+			Size   int64
+		}
+	}
 	check(json.Unmarshal([]byte(manifest), &m))
 	path := "/v2/" + ns.Name + "/blob/blobs/" + m.Layers[0].Digest
 	registryToken := fetchToken(addrs[0], token, "repository:"+ns.Name+"/blob:pull")
@@ -107,13 +112,13 @@ func main() {
 			go func() {
 				defer wg.Done()
 				for range *rounds {
-					get("http://"+c.targets[i%len(c.targets)]+path, registryToken, int64(len(blob)))
+					get("http://"+c.targets[i%len(c.targets)]+path, registryToken, m.Layers[0].Size)
 				}
 			}()
 		}
 		wg.Wait()
 		took := time.Since(begin).Seconds()
-		gb := float64(c.clients**rounds*len(blob)) / 1e9
+		gb := float64(int64(c.clients**rounds)*m.Layers[0].Size) / 1e9
 		cpu := cpuSeconds(c.pids) - before
 		fmt.Printf("  %-50s %6.0f MB/s   %.2f CPU-s/GB (%d replica(s), %.1f CPU-s in all)\n", c.name, gb*1000/took, cpu/gb, len(c.pids), cpu)
 	}

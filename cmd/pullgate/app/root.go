@@ -52,21 +52,32 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.PersistentFlags().IntVarP(&g.verbosity, "v", "v", 0, "log verbosity: 0 shows warnings of the embedded components, higher shows more")
-	root.AddCommand(newVersionCommand(g), newUpCommand(g), newRegistryCommand(g), newNodeCommand(g), newControllersCommand(g), newTokenServerCommand(g))
+	root.AddCommand(newVersionCommand(g), newUpCommand(g), newRegistryCommand(g), newNodeCommand(g), newControllersCommand(g), newTokenServerCommand(g),
+		newCredentialProviderCommand(g))
 	// oc's commands, as oc spells them.
 	root.AddCommand(cli.Commands(genericiooptions.IOStreams{In: os.Stdin, Out: out, ErrOut: errOut})...)
 	return root
 }
 
 // Main runs pullgate with args and returns the process exit code. SIGINT and SIGTERM
-// cancel the command's context, so it stops gracefully; a second one has its default
-// effect and ends the process at once.
+// cancel the command's context, so it stops gracefully; a second one ends the process
+// at once with 128+signal. One handler owns both, so a second signal that comes fast
+// is never lost.
 func Main(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
 	go func() {
-		<-ctx.Done()
-		stop()
+		<-signals
+		cancel()
+		sig := <-signals
+		code := 128 + 15
+		if s, ok := sig.(syscall.Signal); ok {
+			code = 128 + int(s)
+		}
+		os.Exit(code)
 	}()
 	root := NewRootCommand(os.Stdout, os.Stderr)
 	root.SetArgs(args)
