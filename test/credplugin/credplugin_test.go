@@ -1,0 +1,173 @@
+package credplugin
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/kubernetes/pkg/credentialprovider/plugin"
+
+	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/pkg/credentials"
+)
+
+// The kubelet configuration the README documents, for this test's registry.
+const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+  - name: pullgate
+    matchImages: ["%[1]s"]
+    defaultCacheDuration: 1m
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+    args: ["credential-provider", "--registry-host", "%[1]s"]
+    tokenAttributes:
+      serviceAccountTokenAudience: pullgate-registry
+      requireServiceAccount: true
+      cacheType: Token
+`
+
+func TestKubeletRunsThePlugin(t *testing.T) {
+	ctx := harness.Context(t, 3*time.Minute)
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	binDir := filepath.Join(dir, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bin, filepath.Join(binDir, "pullgate")); err != nil {
+		t.Fatal(err)
+	}
+	configFile := filepath.Join(dir, "credential-providers.yaml")
+	if err := os.WriteFile(configFile, fmt.Appendf(nil, kubeletConfig, env.RegistryHost), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The kubelet asks the API server for the pod's token as the node would; here with
+	// the administrator's client, for a real pod, bound to it.
+	tokens := func(namespace, name string, tr *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error) {
+		return env.Admin.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, tr, metav1.CreateOptions{})
+	}
+	accounts := func(namespace, name string) (*corev1.ServiceAccount, error) {
+		return env.Admin.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+	}
+	if err := plugin.RegisterCredentialProviderPlugins(configFile, binDir, tokens, accounts); err != nil {
+		t.Fatal(err)
+	}
+
+	ns := createNamespace(t, ctx, "plugin")
+	pushToken, err := env.Account(ctx, ns, "pusher", "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pusher := dockerConfig(t, pushToken)
+	image := env.RegistryHost + "/" + ns + "/app:v1"
+	digest, err := harness.PushFile(ctx, pusher, image, []byte("pulled with the pod's own token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, sa := range []string{"default", "doomed"} {
+		if _, err := env.Account(ctx, ns, sa, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lookup := func(sa string) credentials.Credential {
+		t.Helper()
+		pod, err := env.Admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: sa + "-"},
+			Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: image}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyring := plugin.NewExternalCredentialProviderDockerKeyring(ns, pod.Name, string(pod.UID), sa)
+		found, ok := keyring.Lookup(image)
+		if !ok || len(found) != 1 {
+			t.Fatalf("the kubelet's keyring found %d credentials for %s", len(found), image)
+		}
+		return credentials.Credential{Username: found[0].Username, Password: found[0].Password}
+	}
+
+	t.Run("the kubelet's code gets the pod's token and pulls with it", func(t *testing.T) {
+		cred := lookup("default")
+		if cred.Username != "serviceaccount" || cred.Password == "" {
+			t.Fatalf("credential for user %q", cred.Username)
+		}
+		if got := digestWith(t, ctx, cred, image); got != digest {
+			t.Fatalf("pulled %q, want %s", got, digest)
+		}
+	})
+
+	t.Run("a token for another audience is refused", func(t *testing.T) {
+		tr, err := env.Admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "default", &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"https://kubernetes.default.svc"}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := digestWith(t, ctx, credentials.Credential{Username: "serviceaccount", Password: tr.Status.Token}, image); got != "" {
+			t.Fatal("a token for the API server's audience pulled from the registry")
+		}
+	})
+
+	t.Run("a deleted service account's token is refused", func(t *testing.T) {
+		cred := lookup("doomed")
+		if got := digestWith(t, ctx, cred, image); got != digest {
+			t.Fatalf("before the delete: pulled %q", got)
+		}
+		if err := env.Admin.CoreV1().ServiceAccounts(ns).Delete(ctx, "doomed", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The token service caches a review for 10 s.
+		if !harness.Eventually(ctx, 20*time.Second, func(ctx context.Context) bool { return digestWith(t, ctx, cred, image) == "" }) {
+			t.Fatal("the token of a deleted service account still pulls")
+		}
+	})
+}
+
+// digestWith is the image's digest as seen with cred, or "" when refused.
+func digestWith(t *testing.T, ctx context.Context, cred credentials.Credential, image string) string {
+	t.Helper()
+	out, err := harness.Crane(ctx, dockerConfigWith(t, cred), "digest", image)
+	if err != nil {
+		if !strings.Contains(out, "UNAUTHORIZED") && !strings.Contains(out, "401") {
+			t.Logf("refused: %s", out)
+		}
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
+
+func dockerConfig(t *testing.T, token string) string {
+	return dockerConfigWith(t, credentials.Credential{Username: "pullgate", Password: token})
+}
+
+func dockerConfigWith(t *testing.T, cred credentials.Credential) string {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := credentials.SetAuth(nil, env.RegistryHost, cred, credentials.Docker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func createNamespace(t *testing.T, ctx context.Context, prefix string) string {
+	t.Helper()
+	ns, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
