@@ -2,8 +2,10 @@ package credplugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,14 +109,16 @@ func TestKubeletRunsThePlugin(t *testing.T) {
 		}
 	})
 
+	// The registry takes tokens for its own audience and the API server's (a user's
+	// kubectl token logs in); a token minted for a third party is refused.
 	t.Run("a token for another audience is refused", func(t *testing.T) {
 		tr, err := env.Admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "default", &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"https://kubernetes.default.svc"}}}, metav1.CreateOptions{})
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"vault.example.com"}}}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := digestWith(t, ctx, credentials.Credential{Username: "serviceaccount", Password: tr.Status.Token}, image); got != "" {
-			t.Fatal("a token for the API server's audience pulled from the registry")
+			t.Fatal("a token for vault.example.com pulled from the registry")
 		}
 	})
 
@@ -170,4 +174,33 @@ func createNamespace(t *testing.T, ctx context.Context, prefix string) string {
 		t.Fatal(err)
 	}
 	return ns.Name
+}
+
+// Bad input is one line on stderr and exit 1, with nothing on stdout for the kubelet
+// to misread.
+func TestBadRequestIsRefused(t *testing.T) {
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range map[string]string{
+		"malformed JSON": `{"apiVersion":`,
+		"wrong version":  `{"apiVersion":"credentialprovider.kubelet.k8s.io/v1alpha1","kind":"CredentialProviderRequest","image":"localhost:5000/a/b"}`,
+		"no token":       `{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"localhost:5000/a/b"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(bin, "credential-provider", "--registry-host", "localhost:5000")
+			cmd.Stdin = strings.NewReader(in)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("exit: %v", err)
+			}
+			if stdout.Len() != 0 || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 || !strings.HasPrefix(stderr.String(), "error: ") {
+				t.Fatalf("stdout %q, stderr %q: want nothing and one error line", stdout.String(), stderr.String())
+			}
+		})
+	}
 }
