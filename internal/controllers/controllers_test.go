@@ -329,3 +329,35 @@ func TestPullSecretNameFitsAnyAccount(t *testing.T) {
 		t.Error(PullSecretName("default"))
 	}
 }
+
+// With Remove, the controller undoes what it wrote: its secret is unlinked and
+// deleted, other links stay, and no token is requested.
+func TestRemoveUndoesPullSecrets(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, namespace("a"), account("a", "default", "uid-1"))
+	c := newPullSecrets(t, w)
+	if _, err := c.sync(ctx, "a/default"); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := w.client.CoreV1().ServiceAccounts("a").Get(ctx, "default", metav1.GetOptions{})
+	sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: "users-own"})
+	if _, err := w.client.CoreV1().ServiceAccounts("a").Update(ctx, sa, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w.refresh(t, "a")
+	tokens := w.tokens
+	c.Remove = true
+	if _, err := c.sync(ctx, "a/default"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.client.CoreV1().Secrets("a").Get(ctx, "default-dockercfg", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the registry pull secret is still there (%v)", err)
+	}
+	sa, _ = w.client.CoreV1().ServiceAccounts("a").Get(ctx, "default", metav1.GetOptions{})
+	if countRefs(sa, "default-dockercfg") != 0 || countRefs(sa, "users-own") != 1 {
+		t.Errorf("links after removal: %v / %v", sa.ImagePullSecrets, sa.Secrets)
+	}
+	if w.tokens != tokens {
+		t.Error("a token was requested while removing")
+	}
+}

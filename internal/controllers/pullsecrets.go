@@ -59,6 +59,11 @@ type PullSecrets struct {
 	audience      string
 	lifetime      time.Duration
 	keys          *signingKeys
+	// Remove makes the controller undo its work instead: every registry pull secret it
+	// wrote is unlinked from its account and deleted, for clusters whose kubelets pull
+	// with the pod's own token (the credential provider), where no long-lived registry
+	// credential should exist.
+	Remove bool
 }
 
 // NewPullSecrets wires the controller to the SA informer of factory and to secrets,
@@ -131,6 +136,12 @@ func (c *PullSecrets) sync(ctx context.Context, key string) (time.Duration, erro
 		return 0, nil
 	}
 	secretName := PullSecretName(sa.Name)
+	if c.Remove {
+		if err := c.unlink(ctx, sa, secretName); err != nil {
+			return 0, err
+		}
+		return 0, c.deleteSecrets(ctx, ns, name, "")
+	}
 	// Secrets of this account under another name, or of an older account of the
 	// same name, go: one secret per account.
 	if err := c.deleteSecrets(ctx, ns, name, secretName); err != nil {
@@ -292,6 +303,29 @@ func (c *PullSecrets) link(ctx context.Context, sa *corev1.ServiceAccount, name 
 		if !slices.ContainsFunc(current.Secrets, func(r corev1.ObjectReference) bool { return r.Name == name }) {
 			current.Secrets = append(current.Secrets, corev1.ObjectReference{Name: name})
 		}
+		_, err = c.client.CoreV1().ServiceAccounts(sa.Namespace).Update(ctx, current, metav1.UpdateOptions{FieldManager: fieldManager})
+		return err
+	})
+}
+
+// unlink takes the secret off the account's imagePullSecrets and secrets, keeping
+// every other entry.
+func (c *PullSecrets) unlink(ctx context.Context, sa *corev1.ServiceAccount, name string) error {
+	linked := func(sa *corev1.ServiceAccount) bool {
+		return slices.ContainsFunc(sa.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == name }) ||
+			slices.ContainsFunc(sa.Secrets, func(r corev1.ObjectReference) bool { return r.Name == name })
+	}
+	if !linked(sa) {
+		return nil
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current, err := c.client.CoreV1().ServiceAccounts(sa.Namespace).Get(ctx, sa.Name, metav1.GetOptions{})
+		if err != nil || current.UID != sa.UID || !linked(current) {
+			return client404(err)
+		}
+		current = current.DeepCopy()
+		current.ImagePullSecrets = slices.DeleteFunc(current.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == name })
+		current.Secrets = slices.DeleteFunc(current.Secrets, func(r corev1.ObjectReference) bool { return r.Name == name })
 		_, err = c.client.CoreV1().ServiceAccounts(sa.Namespace).Update(ctx, current, metav1.UpdateOptions{FieldManager: fieldManager})
 		return err
 	})

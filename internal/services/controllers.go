@@ -27,7 +27,9 @@ import (
 // secret — for one leadership term: with informers of their own, started now and
 // stopped when term ends, so that the next term (here or on another replica) starts
 // from what the cluster holds then.
-func runControllers(term context.Context, client kubernetes.Interface, registryNames []string, log *slog.Logger) {
+// With removePullSecrets the pull secrets controller deletes the secrets it wrote
+// instead of keeping them.
+func runControllers(term context.Context, client kubernetes.Interface, registryNames []string, removePullSecrets bool, log *slog.Logger) {
 	factory := informers.NewSharedInformerFactory(client, 0)
 	labelled := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = controllers.PullSecretSelector().String()
@@ -49,6 +51,7 @@ func runControllers(term context.Context, client kubernetes.Interface, registryN
 		log.Error("pull secrets controller", "err", err)
 		return
 	}
+	ps.Remove = removePullSecrets
 	factory.Start(term.Done())
 	labelled.Start(term.Done())
 	done := make(chan struct{}, 3)
@@ -67,7 +70,10 @@ type ControllersConfig struct {
 	// Health, when set, serves /healthz and /metrics.
 	Health   net.Listener
 	Identity string
-	Log      *slog.Logger
+	// NoPullSecrets stops writing service accounts' registry pull secrets and removes
+	// those written before (kubelets pull with the credential provider).
+	NoPullSecrets bool
+	Log           *slog.Logger
 }
 
 // RunControllers takes part in the controllers' leader election against the cluster
@@ -97,7 +103,9 @@ func RunControllers(ctx context.Context, cfg ControllersConfig) error {
 	}
 	cfg.Log.Info("controllers taking part in leader election", "lease", registrykeys.Namespace+"/"+leader.ControllersLease,
 		"identity", elector.Identity(), "registry-names", cfg.RegistryNames)
-	return elector.Run(ctx, func(term context.Context) { runControllers(term, client, cfg.RegistryNames, cfg.Log) })
+	return elector.Run(ctx, func(term context.Context) {
+		runControllers(term, client, cfg.RegistryNames, cfg.NoPullSecrets, cfg.Log)
+	})
 }
 
 // leaderCheck is /healthz's view of the election: who leads, and whether this

@@ -71,6 +71,9 @@ type Config struct {
 	// NoControllers leaves the controllers to other processes (`pullgate
 	// controllers`): this one serves the registry and token service only.
 	NoControllers bool
+	// NoPullSecrets stops the controllers writing service accounts' registry pull
+	// secrets, and removes those written before.
+	NoPullSecrets bool
 	Log           *slog.Logger
 }
 
@@ -186,7 +189,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	})
 	if !cfg.NoControllers {
 		go func() {
-			_ = elector.Run(runCtx, func(term context.Context) { runControllers(term, c.client, names, cfg.Log) })
+			_ = elector.Run(runCtx, func(term context.Context) { runControllers(term, c.client, names, cfg.NoPullSecrets, cfg.Log) })
 		}()
 	}
 	if err := c.streams.OnDelete(func(repository, uid string) {

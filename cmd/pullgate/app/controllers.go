@@ -18,6 +18,7 @@ type controllersOptions struct {
 	kube          *genericclioptions.ConfigFlags
 	registryHosts []string
 	healthListen  string
+	pullSecrets   bool
 }
 
 func newControllersCommand(g *globalOptions) *cobra.Command {
@@ -44,6 +45,7 @@ over within 12 s of it dying.`,
 	}
 	o.kube.AddFlags(cmd.Flags())
 	cmd.Flags().StringSliceVar(&o.registryHosts, "registry-host", nil, "host[:port] the integrated registry answers to (repeatable, at least one)")
+	cmd.Flags().BoolVar(&o.pullSecrets, "serviceaccount-pull-secrets", true, "give every service account a <sa>-dockercfg pull secret for the integrated registry; false removes those written before (for kubelets that pull with pullgate credential-provider)")
 	cmd.Flags().StringVar(&o.healthListen, "health-listen", "", "address to serve /healthz (which replica leads) and /metrics on; empty: none")
 	return cmd
 }
@@ -52,7 +54,7 @@ func (o *controllersOptions) Run(ctx context.Context, restConfig *rest.Config) e
 	if len(o.registryHosts) == 0 {
 		return fmt.Errorf("--registry-host: give at least one host[:port] of the integrated registry")
 	}
-	cfg := services.ControllersConfig{KubeConfig: restConfig, RegistryNames: o.registryHosts, Log: o.logger()}
+	cfg := services.ControllersConfig{KubeConfig: restConfig, RegistryNames: o.registryHosts, NoPullSecrets: !o.pullSecrets, Log: o.logger()}
 	if o.healthListen != "" {
 		listener, err := listen.TCP(o.healthListen, "--health-listen")
 		if err != nil {

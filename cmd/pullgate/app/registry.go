@@ -47,6 +47,7 @@ type registryServeOptions struct {
 	paramDir      string
 	redirect      bool
 	controllers   bool
+	pullSecrets   bool
 	tlsCert       string
 	tlsKey        string
 	blobTransfer  string
@@ -91,6 +92,7 @@ access by that cluster's RBAC. Blobs go to any distribution storage driver:
 	cmd.Flags().StringArrayVar(&o.storageParams, "storage-param", nil, "storage driver parameter key=value (repeatable)")
 	cmd.Flags().StringVar(&o.paramDir, "storage-param-dir", "", "directory of storage driver parameters, one file per key holding its value (a mounted Secret: accesskey, secretkey, …)")
 	cmd.Flags().BoolVar(&o.redirect, "storage-redirect", false, "send blob GETs straight to the storage with presigned URLs (s3); clients must reach the storage")
+	cmd.Flags().BoolVar(&o.pullSecrets, "serviceaccount-pull-secrets", true, "give every service account a <sa>-dockercfg pull secret for the integrated registry; false removes those written before (for kubelets that pull with pullgate credential-provider)")
 	cmd.Flags().BoolVar(&o.controllers, "controllers", true, "take part in the election for pullgate's controllers (Lease pullgate-system/pullgate-controllers) and run them while leading")
 	cmd.Flags().StringVar(&o.tlsCert, "tls-cert-file", "", "serve HTTPS with this certificate (required unless --listen is a loopback address)")
 	cmd.Flags().StringVar(&o.tlsKey, "tls-key-file", "", "key of --tls-cert-file")
@@ -165,7 +167,7 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	reserve, _ := parseSize("--storage-reserve", o.reserve)
 	running, err := services.Start(ctx, services.Config{
 		KubeConfig: restConfig, DataDir: dir.Path, Storage: storage, RegistryHost: o.host, Scheme: scheme,
-		Redirect: o.redirect, NoControllers: !o.controllers,
+		Redirect: o.redirect, NoControllers: !o.controllers, NoPullSecrets: !o.pullSecrets,
 		BlobTransfer:   registry.BlobTransfer(o.blobTransfer),
 		StorageReserve: reserve,
 		DrainTimeout:   o.drain, ReadinessGrace: o.grace,

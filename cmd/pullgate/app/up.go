@@ -49,7 +49,9 @@ type upOptions struct {
 	storageReserve string
 	drainTimeout   time.Duration
 	// leaderElect runs pullgate's controllers in process (elected, as any replica).
-	leaderElect   bool
+	leaderElect bool
+	// pullSecrets gives service accounts <sa>-dockercfg secrets.
+	pullSecrets   bool
 	pruneInterval time.Duration
 	pruneKeep     time.Duration
 	// reconcileInterval is how often storage and ImageStreams are compared.
@@ -85,6 +87,7 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().DurationVar(&o.pruneInterval, "prune-interval", 0, "prune the registry's storage this often, as pullgate adm prune --confirm does (0: never)")
 	cmd.Flags().DurationVar(&o.pruneKeep, "prune-keep-younger-than", time.Hour, "what --prune-interval's prunes keep for its age, as pullgate adm prune --keep-younger-than")
 	cmd.Flags().DurationVar(&o.reconcileInterval, "reconcile-interval", services.DefaultReconcileInterval, "how often ImageStreams are repaired to show exactly what the registry's storage holds (also at start)")
+	cmd.Flags().BoolVar(&o.pullSecrets, "serviceaccount-pull-secrets", true, "give every service account a <sa>-dockercfg pull secret for the integrated registry; false removes those written before (for kubelets that pull with pullgate credential-provider)")
 	cmd.Flags().BoolVar(&o.leaderElect, "leader-elect", true, "run pullgate's controllers here, elected on Lease pullgate-system/pullgate-controllers; false leaves them to `pullgate controllers` or `registry serve` replicas")
 	cmd.Flags().DurationVar(&o.drainTimeout, "drain-timeout", services.DefaultDrainTimeout, "on SIGTERM, how long transfers in flight may take to finish; a second signal exits at once")
 	return cmd
@@ -219,6 +222,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		// restart up takes its Lease back at once instead of waiting for it to expire.
 		Identity:             "pullgate-up@" + hostname(),
 		NoControllers:        !o.leaderElect,
+		NoPullSecrets:        !o.pullSecrets,
 		BlobTransfer:         registry.BlobTransfer(o.blobTransfer),
 		StorageReserve:       func() int64 { n, _ := parseSize("", o.storageReserve); return n }(),
 		DrainTimeout:         o.drainTimeout,
