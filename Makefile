@@ -32,6 +32,7 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/pullgate ./cmd/pullgate
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl k8s.io/kubernetes/cmd/kubectl
+	$(GO) build -o $(BIN)/pullgate-credential-provider ./cmd/pullgate-credential-provider
 
 ## image: pullgate's container image, no Docker daemon needed: pushed to $(IMAGE)
 ## (e.g. make image IMAGE=registry.example.com/pullgate/pullgate:v1, credentials from
@@ -77,6 +78,7 @@ bench: tools build
 	$(GO) run ./hack/benchpull
 	$(GO) run ./hack/benchcontrollers
 	$(GO) run ./hack/benchreplicas
+	$(GO) run ./hack/benchplugin -bin $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 clean:

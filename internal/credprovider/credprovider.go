@@ -118,3 +118,12 @@ func describe(err error) string {
 	}
 	return err.Error()
 }
+
+// Run answers one request from in on out, as the kubelet runs a plugin.
+func (p Plugin) Run(in io.Reader, out io.Writer) error {
+	resp, err := p.Respond(in)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(out).Encode(resp)
+}

@@ -24,11 +24,11 @@ import (
 const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1
 kind: CredentialProviderConfig
 providers:
-  - name: pullgate
+  - name: pullgate-credential-provider
     matchImages: ["%[1]s"]
     defaultCacheDuration: 1m
     apiVersion: credentialprovider.kubelet.k8s.io/v1
-    args: ["credential-provider", "--registry-host", "%[1]s"]
+    args: ["--registry-host", "%[1]s"]
     tokenAttributes:
       serviceAccountTokenAudience: pullgate-registry
       requireServiceAccount: true
@@ -37,16 +37,13 @@ providers:
 
 func TestKubeletRunsThePlugin(t *testing.T) {
 	ctx := harness.Context(t, 3*time.Minute)
-	bin, err := harness.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := pluginBinary(t)
 	dir := t.TempDir()
 	binDir := filepath.Join(dir, "bin")
 	if err := os.Mkdir(binDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(bin, filepath.Join(binDir, "pullgate")); err != nil {
+	if err := os.Symlink(bin, filepath.Join(binDir, "pullgate-credential-provider")); err != nil {
 		t.Fatal(err)
 	}
 	configFile := filepath.Join(dir, "credential-providers.yaml")
@@ -183,24 +180,45 @@ func TestBadRequestIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	commands := map[string][]string{
+		"pullgate-credential-provider": {pluginBinary(t), "--registry-host", "localhost:5000"},
+		"pullgate credential-provider": {bin, "credential-provider", "--registry-host", "localhost:5000"},
+	}
 	for name, in := range map[string]string{
 		"malformed JSON": `{"apiVersion":`,
 		"wrong version":  `{"apiVersion":"credentialprovider.kubelet.k8s.io/v1alpha1","kind":"CredentialProviderRequest","image":"localhost:5000/a/b"}`,
 		"no token":       `{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"localhost:5000/a/b"}`,
 	} {
-		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(bin, "credential-provider", "--registry-host", "localhost:5000")
-			cmd.Stdin = strings.NewReader(in)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-				t.Fatalf("exit: %v", err)
-			}
-			if stdout.Len() != 0 || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 || !strings.HasPrefix(stderr.String(), "error: ") {
-				t.Fatalf("stdout %q, stderr %q: want nothing and one error line", stdout.String(), stderr.String())
-			}
-		})
+		for command, args := range commands {
+			t.Run(command+"/"+name, func(t *testing.T) {
+				cmd := exec.Command(args[0], args[1:]...)
+				cmd.Stdin = strings.NewReader(in)
+				var stdout, stderr strings.Builder
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				err := cmd.Run()
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+					t.Fatalf("exit: %v", err)
+				}
+				if stdout.Len() != 0 || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 || !strings.HasPrefix(stderr.String(), "error: ") {
+					t.Fatalf("stdout %q, stderr %q: want nothing and one error line", stdout.String(), stderr.String())
+				}
+			})
+		}
 	}
+}
+
+// pluginBinary is bin/pullgate-credential-provider, which make build puts beside
+// pullgate.
+func pluginBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := filepath.Join(filepath.Dir(bin), "pullgate-credential-provider")
+	if _, err := os.Stat(plugin); err != nil {
+		t.Fatalf("%v: make build makes it", err)
+	}
+	return plugin
 }

@@ -1,9 +1,7 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -27,17 +25,9 @@ one line on stderr and exit 1, with nothing on stdout.`,
 			if len(hosts) == 0 {
 				return errors.New("--registry-host: give at least one host[:port] of the integrated registry")
 			}
-			return runCredentialProvider(credprovider.Plugin{RegistryHosts: hosts}, os.Stdin, g.out)
+			return credprovider.Plugin{RegistryHosts: hosts}.Run(os.Stdin, g.out)
 		},
 	}
 	cmd.Flags().StringSliceVar(&hosts, "registry-host", nil, "host[:port] of pullgate's integrated registry (repeatable)")
 	return cmd
-}
-
-func runCredentialProvider(p credprovider.Plugin, in io.Reader, out io.Writer) error {
-	resp, err := p.Respond(in)
-	if err != nil {
-		return err
-	}
-	return json.NewEncoder(out).Encode(resp)
 }
