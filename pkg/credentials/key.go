@@ -88,7 +88,13 @@ func imageLocation(image string) (location, bool, error) {
 		return location{}, false, err
 	}
 	loc, err := parseLocation(repo)
-	return loc, isDefaultRegistryMatch(repo), err
+	if err != nil {
+		// A repository the reference grammar takes but a URL parser refuses ("[1]:0/x"):
+		// the kubelet's URLsMatchStr fails on it, so it matches no key, and only its
+		// Docker Hub fallback applies. A location with no labels matches no key.
+		return location{}, isDefaultRegistryMatch(repo), nil
+	}
+	return loc, isDefaultRegistryMatch(repo), nil
 }
 
 // isDefaultRegistryMatch is the kubelet's test for an image of Docker Hub, but for

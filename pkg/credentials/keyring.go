@@ -183,8 +183,10 @@ func (k *Keyring) LookupHost(hostport string) []Match {
 
 // lookup is the kubelet's BasicDockerKeyring.Lookup over one layer.
 func (l *layer) lookup(img location, hub bool, out []Match, cand []*node) ([]Match, []*node) {
-	cand = l.hosts[img.hostKey()].candidates(img.path, cand)
-	if len(l.globs) > 0 {
+	if img.labels != nil { // else an image no key can match (imageLocation)
+		cand = l.hosts[img.hostKey()].candidates(img.path, cand)
+	}
+	if len(l.globs) > 0 && img.labels != nil {
 		for i := 0; i <= len(img.labels); i++ {
 			suffix := strings.Join(img.labels[i:], ".")
 			cand = l.globs[globKey(len(img.labels), img.port, suffix)].candidates(img.path, cand)

@@ -158,6 +158,34 @@ func TestScaleOut(t *testing.T) {
 		}
 	})
 
+	t.Run("podman pulls and pushes through the balancer", func(t *testing.T) {
+		if _, err := exec.LookPath("podman"); err != nil {
+			t.Skip("podman is not installed: make tools installs it as root or with password-less sudo")
+		}
+		if os.Geteuid() != 0 {
+			t.Skip("podman runs here as root only (test/e2e covers rootless podman where the user has subordinate IDs)")
+		}
+		root, err := os.MkdirTemp("", "pm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(root) })
+		storage := []string{"--root", filepath.Join(root, "root"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs"}
+		creds := "pullgate:" + token
+		pushed := c.host + "/" + ns + "/app:podman"
+		for _, args := range [][]string{
+			{"pull", "--tls-verify=false", "--creds", creds, image},
+			{"push", "--tls-verify=false", "--creds", creds, image, pushed},
+		} {
+			if out, err := exec.CommandContext(ctx, "podman", append(storage, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("podman %s: %v\n%s", args[0], err, out)
+			}
+		}
+		if _, err := harness.Crane(ctx, dockerConfig, "digest", pushed); err != nil {
+			t.Errorf("podman's push is not served: %v", err)
+		}
+	})
+
 	t.Run("kill -9 of a replica while 8 pods pull and pushes run: every pod pulls, every acknowledged push is served", func(t *testing.T) {
 		waitForLinkedPullSecret(t, ctx, ns, "default")
 		for i := range 8 {
