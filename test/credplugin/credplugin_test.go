@@ -62,7 +62,7 @@ func TestKubeletRunsThePlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ns := createNamespace(t, ctx, "plugin")
+	ns := env.Namespace(t, ctx, "plugin")
 	pushToken, err := env.Account(ctx, ns, "pusher", "admin")
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestKubeletRunsThePlugin(t *testing.T) {
 // digestWith is the image's digest as seen with cred, or "" when refused.
 func digestWith(t *testing.T, ctx context.Context, cred credentials.Credential, image string) string {
 	t.Helper()
-	out, err := harness.Crane(ctx, dockerConfigWith(t, cred), "digest", image)
+	out, err := harness.Crane(ctx, harness.DockerConfigFor(t, env.RegistryHost, cred), "digest", image)
 	if err != nil {
 		if !strings.Contains(out, "UNAUTHORIZED") && !strings.Contains(out, "401") {
 			t.Logf("refused: %s", out)
@@ -148,29 +148,7 @@ func digestWith(t *testing.T, ctx context.Context, cred credentials.Credential, 
 }
 
 func dockerConfig(t *testing.T, token string) string {
-	return dockerConfigWith(t, credentials.Credential{Username: "pullgate", Password: token})
-}
-
-func dockerConfigWith(t *testing.T, cred credentials.Credential) string {
-	t.Helper()
-	dir := t.TempDir()
-	data, err := credentials.SetAuth(nil, env.RegistryHost, cred, credentials.Docker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func createNamespace(t *testing.T, ctx context.Context, prefix string) string {
-	t.Helper()
-	ns, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
+	return harness.DockerConfigFor(t, env.RegistryHost, credentials.Credential{Username: "pullgate", Password: token})
 }
 
 // Bad input is one line on stderr and exit 1, with nothing on stdout for the kubelet

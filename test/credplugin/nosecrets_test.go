@@ -1,7 +1,6 @@
 package credplugin
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,7 +19,7 @@ import (
 // and pods still pull with their own service account's identity, as RBAC decides.
 func TestPodsPullWithoutPullSecrets(t *testing.T) {
 	ctx := harness.Context(t, 4*time.Minute)
-	shared := createNamespace(t, ctx, "shared")
+	shared := env.Namespace(t, ctx, "shared")
 	token, err := env.Account(ctx, shared, "pusher", "admin")
 	if err != nil {
 		t.Fatal(err)
@@ -48,11 +47,11 @@ func TestPodsPullWithoutPullSecrets(t *testing.T) {
 		if _, err := env.Kubectl(ctx, "apply", "-f", file); err != nil {
 			t.Fatal(err)
 		}
-		waitForImagesPulled(t, ctx, ns, "app", corev1.ConditionTrue)
+		env.WaitForImagesPulled(t, ctx, ns, "app", corev1.ConditionTrue, time.Minute)
 	})
 
 	t.Run("a pod of another project is refused until system:image-puller is granted", func(t *testing.T) {
-		private := createNamespace(t, ctx, "private")
+		private := env.Namespace(t, ctx, "private")
 		token, err := env.Account(ctx, private, "pusher", "admin")
 		if err != nil {
 			t.Fatal(err)
@@ -61,18 +60,18 @@ func TestPodsPullWithoutPullSecrets(t *testing.T) {
 		if _, err := harness.PushFile(ctx, dockerConfig(t, token), privateImage, []byte("private")); err != nil {
 			t.Fatal(err)
 		}
-		other := createNamespace(t, ctx, "other")
+		other := env.Namespace(t, ctx, "other")
 		if _, err := env.Admin.CoreV1().Pods(other).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app"},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: privateImage}}}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitForImagesPulled(t, ctx, other, "app", corev1.ConditionFalse)
+		env.WaitForImagesPulled(t, ctx, other, "app", corev1.ConditionFalse, time.Minute)
 		res, err := harness.Run(ctx, harness.RunOptions{}, "policy", "add-role-to-user", "system:image-puller",
 			"system:serviceaccount:"+other+":default", "--namespace", private, "--kubeconfig", env.Kubeconfig)
 		if err != nil || res.ExitCode != 0 {
 			t.Fatalf("policy add-role-to-user: %v %s %s", err, res.Stdout, res.Stderr)
 		}
-		waitForImagesPulled(t, ctx, other, "app", corev1.ConditionTrue)
+		env.WaitForImagesPulled(t, ctx, other, "app", corev1.ConditionTrue, time.Minute)
 	})
 
 	t.Run("no registry pull secret exists", func(t *testing.T) {
@@ -93,23 +92,4 @@ func TestPodsPullWithoutPullSecrets(t *testing.T) {
 			}
 		}
 	})
-}
-
-func waitForImagesPulled(t *testing.T, ctx context.Context, ns, name string, want corev1.ConditionStatus) {
-	t.Helper()
-	var pod *corev1.Pod
-	if !harness.Eventually(ctx, time.Minute, func(ctx context.Context) bool {
-		var err error
-		if pod, err = env.Admin.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
-			return false
-		}
-		for _, c := range pod.Status.Conditions {
-			if c.Type == "ImagesPulled" && c.Status == want {
-				return true
-			}
-		}
-		return false
-	}) {
-		t.Fatalf("pod %s/%s: ImagesPulled did not become %s; status %+v", ns, name, want, pod.Status)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // The install manifests are what the real API server accepts, as the README's
@@ -54,12 +55,12 @@ func TestImagePushesToPullgatesOwnRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := createNamespace(t, ctx, "image")
+	ns := env.Namespace(t, ctx, "image")
 	token, err := env.Account(ctx, ns, "pusher", "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dockerConfig := dockerConfigFor(t, env.RegistryHost, token)
+	dockerConfig := harness.DockerConfigFor(t, env.RegistryHost, credentials.Credential{Username: "pullgate", Password: token})
 	ref := env.RegistryHost + "/" + ns + "/pullgate:test"
 	build := exec.CommandContext(ctx, "go", "run", "./hack/image", "-binary", bin, "-version", "test", "-push", ref)
 	build.Dir = root

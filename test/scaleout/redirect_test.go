@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // With --storage-redirect a blob GET is answered with a presigned S3 URL, which
@@ -34,12 +35,12 @@ func TestS3Redirect(t *testing.T) {
 	}
 	t.Cleanup(p.Stop)
 
-	ns := createNamespace(t, ctx, "redirect")
+	ns := env.Namespace(t, ctx, "redirect")
 	token, err := env.Account(ctx, ns, "pusher", "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dockerConfig := dockerConfigFor(t, host, token)
+	dockerConfig := harness.DockerConfigFor(t, host, credentials.Credential{Username: "pullgate", Password: token})
 	image := host + "/" + ns + "/app:v1"
 	content := randomBytes(t, 1<<20)
 	if _, err := harness.PushFile(ctx, dockerConfig, image, content); err != nil {

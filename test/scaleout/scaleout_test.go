@@ -88,12 +88,12 @@ func TestScaleOut(t *testing.T) {
 	ctx := harness.Context(t, 8*time.Minute)
 	c := startCluster(t)
 
-	ns := createNamespace(t, ctx, "scale")
+	ns := env.Namespace(t, ctx, "scale")
 	token, err := env.Account(ctx, ns, "pusher", "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dockerConfig := dockerConfigFor(t, c.host, token)
+	dockerConfig := harness.DockerConfigFor(t, c.host, credentials.Credential{Username: "pullgate", Password: token})
 
 	t.Run("tokens from any replica work on every replica; a chunked upload crosses them", func(t *testing.T) {
 		registryToken := tokenFrom(t, ctx, c.addrs[0], token, "repository:"+ns+"/chunked:push,pull")
@@ -217,7 +217,7 @@ func TestScaleOut(t *testing.T) {
 		c.replicas[1].Kill()
 		wg.Wait()
 		for i := range 8 {
-			waitForImagesPulled(t, ctx, ns, fmt.Sprintf("pull-%d", i), 3*time.Minute)
+			env.WaitForImagesPulled(t, ctx, ns, fmt.Sprintf("pull-%d", i), corev1.ConditionTrue, 3*time.Minute)
 		}
 		t.Logf("%d of 4 pushes running when the replica died were acknowledged", len(acknowledged))
 		for tag, digest := range acknowledged {
@@ -248,7 +248,7 @@ func TestScaleOut(t *testing.T) {
 		}
 		// The new leader gives a new namespace's accounts their secrets, and nobody
 		// has two.
-		fresh := createNamespace(t, ctx, "after-failover")
+		fresh := env.Namespace(t, ctx, "after-failover")
 		for _, sa := range []string{"default", "builder", "deployer"} {
 			waitForLinkedPullSecret(t, ctx, fresh, sa)
 		}
@@ -293,28 +293,6 @@ func TestScaleOut(t *testing.T) {
 			}
 		}
 	})
-}
-
-func createNamespace(t *testing.T, ctx context.Context, prefix string) string {
-	t.Helper()
-	ns, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
-}
-
-func dockerConfigFor(t *testing.T, host, token string) string {
-	t.Helper()
-	dir := t.TempDir()
-	data, err := credentials.SetAuth(nil, host, credentials.Credential{Username: "pullgate", Password: token}, credentials.Docker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // tokenFrom asks one replica's token service for a registry token.
@@ -422,24 +400,5 @@ func waitForLinkedPullSecret(t *testing.T, ctx context.Context, ns, sa string) {
 		return false
 	}) {
 		t.Fatalf("service account %s/%s has no linked registry pull secret", ns, sa)
-	}
-}
-
-func waitForImagesPulled(t *testing.T, ctx context.Context, ns, name string, timeout time.Duration) {
-	t.Helper()
-	var pod *corev1.Pod
-	if !harness.Eventually(ctx, timeout, func(ctx context.Context) bool {
-		var err error
-		if pod, err = env.Admin.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
-			return false
-		}
-		for _, c := range pod.Status.Conditions {
-			if c.Type == "ImagesPulled" && c.Status == corev1.ConditionTrue {
-				return true
-			}
-		}
-		return false
-	}) {
-		t.Fatalf("pod %s/%s did not pull; status: %+v", ns, name, pod.Status)
 	}
 }
