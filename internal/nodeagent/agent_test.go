@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -17,9 +18,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 
 	"pullgate.dev/pullgate/internal/imagepull"
@@ -216,5 +221,31 @@ func TestIntegratedImagesFollowRBAC(t *testing.T) {
 		if got := a.mayStillPull(ctx, tc.pod, tc.image, tc.record); got != tc.want {
 			t.Errorf("%s/%s, %s, %+v: %v, want %v", tc.pod.Namespace, tc.pod.Name, tc.image, tc.record, got, tc.want)
 		}
+	}
+}
+
+// The Node authorizer refuses a pod's secret until its graph has caught up with the
+// pod's binding: the read is retried, not reported as a missing secret.
+func TestSecretReadRetriedWhileTheNodeAuthorizerCatchesUp(t *testing.T) {
+	secret := pullSecret(t, "a", "s", "registry.example.com", "u", "p")
+	client := fake.NewClientset(secret)
+	refusals := 2
+	client.PrependReactor("get", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if refusals == 0 {
+			return false, nil, nil
+		}
+		refusals--
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "s", errors.New("no relationship found between node 'n1' and this object"))
+	})
+	a, events := agentFor(t, client, Config{})
+	p := &podCredentials{agent: a, pod: podWith("a", "pod", "registry.example.com/x/app:v1", "s")}
+	p.build(context.Background())
+	if refusals != 0 || p.keyring.Len() != 1 || len(p.problems) != 0 {
+		t.Fatalf("after two refusals: %d credentials, problems %v", p.keyring.Len(), p.problems)
+	}
+	select {
+	case e := <-events.Events:
+		t.Errorf("an event was recorded: %s", e)
+	default:
 	}
 }

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/pkg/credentials"
@@ -40,7 +41,13 @@ func (p *podCredentials) build(ctx context.Context) {
 		if ref.Name == "" {
 			continue
 		}
-		secret, err := p.agent.cfg.Client.CoreV1().Secrets(p.pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		// The Node authorizer refuses a secret until its graph has the pod's edge to it,
+		// a moment after the pod is bound: retried as a token request is.
+		var secret *corev1.Secret
+		err := retry.OnError(nodeGraphBackoff, apierrors.IsForbidden, func() (err error) {
+			secret, err = p.agent.cfg.Client.CoreV1().Secrets(p.pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+			return err
+		})
 		if err != nil {
 			missing = append(missing, ref.Name)
 			if !apierrors.IsNotFound(err) {
