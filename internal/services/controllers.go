@@ -114,8 +114,9 @@ func leaderCheck(e *leader.Elector) healthz.Check {
 	return healthz.Check{Name: "leader-election", Check: e.Check, Detail: e.Status}
 }
 
-func healthChecks(e *leader.Elector, noControllers bool) []healthz.Check {
-	if noControllers {
+// healthChecks are /healthz's checks of the election this replica takes part in, if any.
+func healthChecks(e *leader.Elector) []healthz.Check {
+	if e == nil {
 		return nil
 	}
 	return []healthz.Check{leaderCheck(e)}

@@ -84,9 +84,7 @@ type Running struct {
 	// Metrics is the registry served at /metrics, for other parts of the process.
 	Metrics prometheus.Registerer
 	// Authz decides RBAC from the services' informers, for other parts of the process.
-	Authz registryauth.Authorizer
-	// Elector says which replica runs the controllers.
-	Elector      *leader.Elector
+	Authz        registryauth.Authorizer
 	server       *http.Server
 	registry     *registry.Registry
 	cancel       context.CancelFunc
@@ -156,8 +154,13 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		return nil, err
 	}
 	metrics := newMetrics()
-	elector := leader.New(leader.Config{Client: c.client, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
-		Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
+	// A replica that leaves the controllers to others takes no part in their
+	// election, and says nothing of it.
+	var elector *leader.Elector
+	if !cfg.NoControllers {
+		elector = leader.New(leader.Config{Client: c.client, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
+			Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
+	}
 	store := cfg.Storage
 	if len(store) == 0 {
 		store = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}}
@@ -176,7 +179,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		BlobTransfer:    cfg.BlobTransfer,
 		StorageReserve:  cfg.StorageReserve,
 		Redirect:        cfg.Redirect,
-		Health:          healthChecks(elector, cfg.NoControllers),
+		Health:          healthChecks(elector),
 		Log:             cfg.Log,
 	})
 	if err != nil {
@@ -187,7 +190,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 			cfg.Log.Error("registry keys changed but could not be used; tokens signed with a new key are refused", "err", err)
 		}
 	})
-	if !cfg.NoControllers {
+	if elector != nil {
 		go func() {
 			_ = elector.Run(runCtx, func(term context.Context) { runControllers(term, c.client, names, cfg.NoPullSecrets, cfg.Log) })
 		}()
@@ -214,7 +217,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 			cfg.Log.Info("pruned", "report", rep.String())
 		}, cfg.PruneInterval)
 	}
-	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, Elector: elector, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
+	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
 		drain: cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout), grace: cfg.ReadinessGrace, log: cfg.Log}
 	go func() {
 		defer close(running.done)
