@@ -89,7 +89,8 @@ func main() {
 	}
 	check(json.Unmarshal([]byte(manifest), &m))
 	path := "/v2/" + ns.Name + "/blob/blobs/" + m.Layers[0].Digest
-	registryToken := fetchToken(addrs[0], token, "repository:"+ns.Name+"/blob:pull")
+	registryToken, err := harness.RegistryToken(ctx, addrs[0], token, "repository:"+ns.Name+"/blob:pull")
+	check(err)
 
 	fmt.Printf("blob GETs of %d MiB from S3 (SeaweedFS on this machine), %d per client; CPU-s/GB is each serving replica's CPU per GB it served\n", *blobMiB, *rounds)
 	cases := []struct {
@@ -164,17 +165,6 @@ func get(url, token string, size int64) {
 	if resp.StatusCode != http.StatusOK || n != size {
 		panic(fmt.Sprintf("GET %s: %s, %d bytes", url, resp.Status, n))
 	}
-}
-
-func fetchToken(addr, password, scope string) string {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/token?service=pullgate-registry&scope="+scope, nil)
-	req.SetBasicAuth("bench", password)
-	resp, err := http.DefaultClient.Do(req)
-	check(err)
-	defer resp.Body.Close()
-	var body struct{ Token string }
-	check(json.NewDecoder(resp.Body).Decode(&body))
-	return body.Token
 }
 
 // cpuSeconds is the user + system CPU time of the processes (/proc/PID/stat, 100 Hz).

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -70,4 +72,24 @@ func WaitForLeader(replicas []*Controllers, timeout time.Duration) (int, error) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// RegistryToken asks the token service at addr (host:port, plain HTTP) for a registry
+// token for scope, logging in with password (a Kubernetes token).
+func RegistryToken(ctx context.Context, addr, password, scope string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/token?service=pullgate-registry&scope="+scope, nil)
+	if err != nil {
+		return "", err
+	}
+	req.SetBasicAuth("pullgate", password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("token from %s: %s %v", addr, resp.Status, err)
+	}
+	return body.Token, nil
 }

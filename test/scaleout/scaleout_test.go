@@ -298,18 +298,11 @@ func TestScaleOut(t *testing.T) {
 // tokenFrom asks one replica's token service for a registry token.
 func tokenFrom(t *testing.T, ctx context.Context, addr, password, scope string) string {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/token?service=pullgate-registry&scope="+scope, nil)
-	req.SetBasicAuth("pullgate", password)
-	resp, err := http.DefaultClient.Do(req)
+	token, err := harness.RegistryToken(ctx, addr, password, scope)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var body struct{ Token string }
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("token from %s: %s %v", addr, resp.Status, err)
-	}
-	return body.Token
+	return token
 }
 
 func keyID(t *testing.T, jwt string) string {
