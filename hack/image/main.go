@@ -1,5 +1,5 @@
 // Command image builds pullgate's container image with no Docker daemon: one layer
-// holding the static pullgate binary, the system's CA bundle and a non-root user,
+// holding the static pullgate binary and its credential provider plugin, the system's CA bundle and a non-root user,
 // put together with go-containerregistry's mutate, then pushed to a registry
 // (-push, credentials from the docker config as crane reads it) or written as an OCI
 // layout (-oci-layout).
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -29,6 +30,7 @@ import (
 const (
 	uid    = 65532
 	binary = "/usr/local/bin/pullgate"
+	plugin = "/usr/local/bin/pullgate-credential-provider"
 )
 
 func main() {
@@ -138,6 +140,8 @@ func tarLayer(bin, caBundle string) ([]byte, error) {
 		{"etc/group", 0o644, func() ([]byte, error) { return fmt.Appendf(nil, "root:x:0:\nnonroot:x:%d:\n", uid), nil }},
 		{"etc/ssl/certs/ca-certificates.crt", 0o644, func() ([]byte, error) { return os.ReadFile(caBundle) }},
 		{binary[1:], 0o755, func() ([]byte, error) { return os.ReadFile(bin) }},
+		// The kubelet credential provider, which deploy/node installs on every node.
+		{plugin[1:], 0o755, func() ([]byte, error) { return os.ReadFile(filepath.Join(filepath.Dir(bin), filepath.Base(plugin))) }},
 	}
 	for _, f := range files {
 		data, err := f.data()

@@ -3,11 +3,17 @@ package credprovider
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	kubeletv1 "k8s.io/kubelet/config/v1"
 	v1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1"
+	"sigs.k8s.io/yaml"
+
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 var now = time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
@@ -74,5 +80,39 @@ func TestBadRequests(t *testing.T) {
 				t.Fatal("the error shows the token")
 			}
 		})
+	}
+}
+
+// The configuration is one the kubelet's own types read strictly, for the registry's
+// audience, cached per token.
+func TestKubeletConfig(t *testing.T) {
+	data := KubeletConfig([]string{"registry.example.com:5000", "localhost:5000"}, "credential-provider")
+	var cfg kubeletv1.CredentialProviderConfig
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	if cfg.Kind != "CredentialProviderConfig" || len(cfg.Providers) != 1 {
+		t.Fatalf("%+v", cfg)
+	}
+	p := cfg.Providers[0]
+	wantArgs := []string{"credential-provider", "--registry-host", "registry.example.com:5000", "--registry-host", "localhost:5000"}
+	if p.Name != PluginName || !slices.Equal(p.MatchImages, []string{"registry.example.com:5000", "localhost:5000"}) || !slices.Equal(p.Args, wantArgs) {
+		t.Errorf("provider %+v", p)
+	}
+	ta := p.TokenAttributes
+	if ta == nil || ta.ServiceAccountTokenAudience != registryauth.Service || ta.CacheType != kubeletv1.TokenServiceAccountTokenCacheType || ta.RequireServiceAccount == nil || !*ta.RequireServiceAccount {
+		t.Errorf("tokenAttributes %+v", ta)
+	}
+}
+
+// The README's kubelet configuration is this package's, verbatim.
+func TestReadmeShowsTheKubeletConfig(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "```yaml\n" + string(KubeletConfig([]string{"pullgate-registry.pullgate-system.svc:5000"})) + "```\n"
+	if !strings.Contains(string(readme), want) {
+		t.Errorf("the README does not show the kubelet configuration:\n%s", want)
 	}
 }

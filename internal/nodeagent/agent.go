@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -48,12 +49,14 @@ type Config struct {
 	NodeName string
 	// ImageDir is the node's OCI image layout.
 	ImageDir string
-	// RegistryHosts are the names of pullgate's integrated registry: a pull from one
-	// of them may use, after the pod's own secrets, a token of the pod's service
-	// account requested for RegistryAudience (as a kubelet credential provider with
-	// service account tokens, KEP-4412, would).
-	RegistryHosts    []string
-	RegistryAudience string
+	// RegistryHosts are the names of pullgate's integrated registry, whose images
+	// PullAuthorizer is asked about.
+	RegistryHosts []string
+	// CredentialProviders are the kubelet's image credential provider plugins
+	// (internal/credentialplugins), tried after the pod's secrets and the node's
+	// credentials, as the kubelet does. pullgate's own plugin gives the pod's service
+	// account token for the integrated registry (KEP-4412).
+	CredentialProviders CredentialProviders
 	// PullAuthorizer, when set, is asked before an image of the integrated registry
 	// already on the node is given to a pod: a grant removed since the image was
 	// pulled then bites at once, without a round trip to the registry.
@@ -76,6 +79,14 @@ type Config struct {
 	Log     *slog.Logger
 }
 
+// CredentialProviders give a pod's credentials from the node's credential provider
+// plugins.
+type CredentialProviders interface {
+	ForPod(pod *corev1.Pod) credentials.Provider
+	// Forget drops what was kept for a pod that is gone (its tokens).
+	Forget(podUID types.UID)
+}
+
 // Agent is a running node agent.
 type Agent struct {
 	cfg      Config
@@ -84,7 +95,6 @@ type Agent struct {
 	loop     *reconcile.Loop
 	recorder record.EventRecorder
 	metrics  *metrics
-	tokens   *tokenCache
 
 	mu       sync.Mutex
 	backoff  *flowcontrol.Backoff
@@ -118,7 +128,6 @@ func New(cfg Config) (*Agent, error) {
 		puller:   &imagepull.Puller{Store: store, Transport: cfg.Transport, IntegratedHosts: cfg.RegistryHosts},
 		pods:     factory.Core().V1().Pods().Informer(),
 		metrics:  newMetrics(cfg.Metrics),
-		tokens:   &tokenCache{client: cfg.Client, audience: cfg.RegistryAudience, tokens: map[string]cachedToken{}},
 		backoff:  flowcontrol.NewBackOff(backoffInitial, backoffMax),
 		failures: map[string]*pullFailure{},
 		uids:     map[string]string{},

@@ -5,20 +5,26 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 
 	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
+// nodeGraphBackoff retries, for about 3 s, a read the Node authorizer refuses because
+// its graph does not have the pod's edge yet (it lags the pod's binding by a moment).
+var nodeGraphBackoff = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Steps: 7}
+
 // podCredentials are the credentials of one pod, built once per sync, in the
-// kubelet's order: the pod's image pull secrets (one keyring), the node's credentials
-// (the next), then — for the integrated registry — a token of the pod's service
-// account. Problems with the secrets become events, and notes added to a failed
+// kubelet's order: the pod's image pull secrets (one keyring), then the node's
+// credentials and the node's credential provider plugins (pullgate's gives, for the
+// integrated registry, a token of the pod's service account). Problems with the secrets become events, and notes added to a failed
 // pull's message.
 type podCredentials struct {
 	agent *Agent
@@ -87,8 +93,8 @@ func (p *podCredentials) build(ctx context.Context) {
 		}
 	}
 	p.provider = credentials.Chain{&p.keyring}
-	if len(p.agent.cfg.RegistryHosts) > 0 {
-		p.provider = append(p.provider, serviceAccountTokens{agent: p.agent, pod: p.pod})
+	if p.agent.cfg.CredentialProviders != nil {
+		p.provider = append(p.provider, p.agent.cfg.CredentialProviders.ForPod(p.pod))
 	}
 }
 
@@ -99,15 +105,13 @@ func (p *podCredentials) notes() string { return strings.Join(p.problems, "; ") 
 func (p *podCredentials) ids() []string {
 	p.build(context.Background())
 	out := p.keyring.IDs()
-	if len(p.agent.cfg.RegistryHosts) > 0 {
-		out = append(out, serviceAccountID(p.pod))
+	if p.agent.cfg.CredentialProviders != nil {
+		// What the plugins would give the pod: its service account's token, and the
+		// node's own credentials.
+		out = append(out, credentials.ServiceAccountID(p.pod.Namespace, serviceAccountName(p.pod)), credentials.NodeProviderID)
 	}
 	slices.Sort(out)
 	return out
-}
-
-func serviceAccountID(pod *corev1.Pod) string {
-	return fmt.Sprintf("serviceaccount:%s/%s", pod.Namespace, serviceAccountName(pod))
 }
 
 func serviceAccountName(pod *corev1.Pod) string {

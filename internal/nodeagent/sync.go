@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"pullgate.dev/pullgate/internal/imagepull"
@@ -283,14 +284,16 @@ func (a *Agent) inBackoff(pod *corev1.Pod, c container, key string, s *container
 }
 
 // forget drops what the agent keeps for a pod that is gone: its images' back-off
-// and last failures, and its service account's token.
+// and last failures, and the tokens requested for it.
 func (a *Agent) forget(namespace, name string) {
-	a.tokens.forget(namespace, name)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	uid, ok := a.uids[namespace+"/"+name]
 	if !ok {
 		return
+	}
+	if a.cfg.CredentialProviders != nil {
+		a.cfg.CredentialProviders.Forget(types.UID(uid))
 	}
 	delete(a.uids, namespace+"/"+name)
 	for key := range a.failures {

@@ -122,6 +122,17 @@ func (k *Keyring) IDs() []string {
 	return out
 }
 
+// ServiceAccountID names, in pull records, a credential that stands for a pod's
+// service account: its token, given by a credential provider plugin (KEP-4412).
+func ServiceAccountID(namespace, name string) string {
+	return "serviceaccount:" + namespace + "/" + name
+}
+
+// NodeProviderID names, in pull records, a credential a node's credential provider
+// plugin gave with no service account: the node's own, which every pod on the node
+// holds (as the kubelet treats it).
+const NodeProviderID = "credential provider plugin (node)"
+
 // CredentialID names a credential in pull records: its source (a secret by
 // namespace, name and UID, so one made again is another) and a hash of its content.
 func CredentialID(src Source, c Credential) string {

@@ -2,8 +2,15 @@ package credplugin
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
-	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,26 +21,14 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/keyutil"
 	"k8s.io/kubernetes/pkg/credentialprovider/plugin"
 
+	"pullgate.dev/pullgate/internal/credprovider"
 	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
-
-// The kubelet configuration the README documents, for this test's registry.
-const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1
-kind: CredentialProviderConfig
-providers:
-  - name: pullgate-credential-provider
-    matchImages: ["%[1]s"]
-    defaultCacheDuration: 1m
-    apiVersion: credentialprovider.kubelet.k8s.io/v1
-    args: ["--registry-host", "%[1]s"]
-    tokenAttributes:
-      serviceAccountTokenAudience: pullgate-registry
-      requireServiceAccount: true
-      cacheType: Token
-`
 
 func TestKubeletRunsThePlugin(t *testing.T) {
 	ctx := harness.Context(t, 3*time.Minute)
@@ -43,11 +38,12 @@ func TestKubeletRunsThePlugin(t *testing.T) {
 	if err := os.Mkdir(binDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(bin, filepath.Join(binDir, "pullgate-credential-provider")); err != nil {
+	if err := os.Symlink(bin, filepath.Join(binDir, credprovider.PluginName)); err != nil {
 		t.Fatal(err)
 	}
 	configFile := filepath.Join(dir, "credential-providers.yaml")
-	if err := os.WriteFile(configFile, fmt.Appendf(nil, kubeletConfig, env.RegistryHost), 0o644); err != nil {
+	// The configuration the README documents, for this test's registry.
+	if err := os.WriteFile(configFile, credprovider.KubeletConfig([]string{env.RegistryHost}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// The kubelet asks the API server for the pod's token as the node would; here with
@@ -119,6 +115,22 @@ func TestKubeletRunsThePlugin(t *testing.T) {
 		}
 	})
 
+	// An attacker holding a token past its expiry: the same token re-signed with the
+	// API server's own key, so that only its times are wrong, is refused; re-signed
+	// with its times kept, it still pulls (the re-signing is sound).
+	t.Run("an expired token is refused", func(t *testing.T) {
+		cred := lookup("default")
+		past := time.Now().Add(-2 * time.Hour)
+		kept := resign(t, cred.Password, nil)
+		if got := digestWith(t, ctx, credentials.Credential{Username: cred.Username, Password: kept}, image); got != digest {
+			t.Fatalf("the token re-signed unchanged did not pull (%q): the test cannot tell expiry from a bad signature", got)
+		}
+		expired := resign(t, cred.Password, map[string]int64{"iat": past.Unix(), "nbf": past.Unix(), "exp": past.Add(time.Hour).Unix()})
+		if got := digestWith(t, ctx, credentials.Credential{Username: cred.Username, Password: expired}, image); got != "" {
+			t.Fatal("a token that expired an hour ago pulled from the registry")
+		}
+	})
+
 	t.Run("a deleted service account's token is refused", func(t *testing.T) {
 		cred := lookup("doomed")
 		if got := digestWith(t, ctx, cred, image); got != digest {
@@ -132,6 +144,56 @@ func TestKubeletRunsThePlugin(t *testing.T) {
 			t.Fatal("the token of a deleted service account still pulls")
 		}
 	})
+}
+
+// resign is token with its claims' times replaced by times, signed again with the API
+// server's service-account key (up's DIR/pki/sa.key), under the same header.
+func resign(t *testing.T, token string, times map[string]int64) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("the token is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range times {
+		claims[k] = v
+	}
+	if payload, err = json.Marshal(claims); err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(env.DataDir, "pki", pki.ServiceAccountKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := keyutil.ParsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sum := sha256.Sum256([]byte(signed))
+	var sig []byte
+	switch key := key.(type) {
+	case *rsa.PrivateKey: // RS256
+		sig, err = rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	case *ecdsa.PrivateKey: // ES256: r and s, 32 bytes each
+		var r, s *big.Int
+		if r, s, err = ecdsa.Sign(rand.Reader, key, sum[:]); err == nil {
+			sig = append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
+		}
+	default:
+		t.Fatalf("service-account key of type %T", key)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 // digestWith is the image's digest as seen with cred, or "" when refused.

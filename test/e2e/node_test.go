@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"pullgate.dev/pullgate/internal/credprovider"
 	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/internal/kubeconfig"
 	"pullgate.dev/pullgate/internal/pki"
@@ -290,7 +291,9 @@ func waitForEvent(t *testing.T, ctx context.Context, ns, pod, reason string) str
 
 // `pullgate node` runs more nodes against any cluster's API, with a node's identity
 // (system:node:<name>), so the Node authorizer gives it a kubelet's rights and no
-// more. A pod whose nodeName is set is honoured without the scheduler.
+// more. A pod whose nodeName is set is honoured without the scheduler. Set up as a
+// kubelet with pullgate's credential provider (the kubelet's flags and config file), it
+// pulls with the pod's own service account token when the pod has no usable secret.
 func TestMoreNodesWithPullgateNode(t *testing.T) {
 	ctx := harness.Context(t, 2*time.Minute)
 	ns := createNamespace(t, ctx, "second-node")
@@ -311,8 +314,10 @@ func TestMoreNodesWithPullgateNode(t *testing.T) {
 	if err := kubeconfig.WriteClientCert(kc, "pullgate", fmt.Sprintf("https://127.0.0.1:%d", env.APIPort), filepath.Join(ca.Path, pki.CAFile), cert); err != nil {
 		t.Fatal(err)
 	}
+	pluginConfig, pluginBinDir := credentialProviderFiles(t, env.RegistryHost)
 	proc, err := harness.StartProcess("node "+node+" is ready", "node", "--kubeconfig", kc, "--name", node,
-		"--data-dir", t.TempDir(), "--registry-host", env.RegistryHost)
+		"--data-dir", t.TempDir(), "--registry-host", env.RegistryHost,
+		"--image-credential-provider-config", pluginConfig, "--image-credential-provider-bin-dir", pluginBinDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,12 +328,18 @@ func TestMoreNodesWithPullgateNode(t *testing.T) {
 
 	pod := newPod(ns, "pinned", image)
 	pod.Spec.NodeName = node
+	// A pod that names a secret is not given its account's (the ServiceAccount
+	// admission), and this one does not exist: only the plugin can pull.
+	pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "not-there"}}
 	if _, err := env.Admin.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got := waitForCondition(t, ctx, ns, pod.Name, corev1.ConditionTrue, 30*time.Second)
 	if msg := got.Status.ContainerStatuses[0].State.Waiting.Message; !strings.Contains(msg, "node "+node) {
 		t.Errorf("pulled by %q, want node %s", msg, node)
+	}
+	if msg := waitForEvent(t, ctx, ns, pod.Name, "Pulled"); !strings.Contains(msg, "credential provider plugin, with a token of service account "+ns+"/default") {
+		t.Errorf("Pulled event %q: want the plugin's token of the pod's service account", msg)
 	}
 	n, err := env.Admin.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
@@ -346,6 +357,30 @@ func TestMoreNodesWithPullgateNode(t *testing.T) {
 	if _, err := nodeClient.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); err == nil {
 		t.Error("the node identity may list secrets; the Node authorizer should refuse")
 	}
+}
+
+// credentialProviderFiles are a kubelet's credential provider flags for pullgate's
+// plugin (bin/pullgate-credential-provider, which make build makes): the README's
+// configuration for host.
+func credentialProviderFiles(t *testing.T, host string) (config, binDir string) {
+	t.Helper()
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	binDir = filepath.Join(dir, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(filepath.Dir(bin), credprovider.PluginName), filepath.Join(binDir, credprovider.PluginName)); err != nil {
+		t.Fatal(err)
+	}
+	config = filepath.Join(dir, "credential-providers.yaml")
+	if err := os.WriteFile(config, credprovider.KubeletConfig([]string{host}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return config, binDir
 }
 
 // A blob on the node that was truncated or overwritten is never given to a pod: the

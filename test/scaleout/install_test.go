@@ -44,6 +44,27 @@ func TestInstallManifestsValidate(t *testing.T) {
 	if strings.Contains(out, "Warning") {
 		t.Errorf("the API server warned about the manifests:\n%s", out)
 	}
+	// The credential provider's DaemonSet, in a namespace of its own: made for real
+	// first, as a dry run cannot put an object into a namespace it only pretended to
+	// make (deploy/'s namespace is up's own).
+	if _, err := env.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "deploy", "node", "namespace.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	out, err = env.Kubectl(ctx, "apply", "--server-side", "--dry-run=server", "-k", filepath.Join(root, "deploy", "node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"namespace/pullgate-node serverside-applied (server dry run)",
+		"daemonset.apps/pullgate-credential-provider serverside-applied (server dry run)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl apply -k deploy/node did not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Warning") {
+		t.Errorf("the API server warned about deploy/node:\n%s", out)
+	}
 }
 
 // `make image`'s builder makes an image of the static binary with no Docker daemon
@@ -96,6 +117,12 @@ func TestImagePushesToPullgatesOwnRegistry(t *testing.T) {
 	}
 	if _, err := os.Stat(extract(t, fs, "etc/ssl/certs/ca-certificates.crt")); err != nil {
 		t.Error("the image has no CA bundle")
+	}
+	// The credential provider deploy/node installs from it answers the kubelet.
+	plugin := exec.CommandContext(ctx, extract(t, fs, "usr/local/bin/pullgate-credential-provider"), "--registry-host", env.RegistryHost)
+	plugin.Stdin = strings.NewReader(`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"docker.io/library/busybox"}`)
+	if out, err := plugin.Output(); err != nil || !strings.Contains(string(out), `"kind":"CredentialProviderResponse"`) {
+		t.Errorf("the image's credential provider: %v\n%s", err, out)
 	}
 }
 

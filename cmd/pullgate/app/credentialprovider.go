@@ -1,8 +1,12 @@
 package app
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,5 +33,71 @@ one line on stderr and exit 1, with nothing on stdout.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&hosts, "registry-host", nil, "host[:port] of pullgate's integrated registry (repeatable)")
+	cmd.AddCommand(newCredentialProviderInstallCommand(g))
 	return cmd
+}
+
+// installOptions are the flags of `pullgate credential-provider install`.
+type installOptions struct {
+	*globalOptions
+	credprovider.Installation
+	interval time.Duration
+}
+
+func newCredentialProviderInstallCommand(g *globalOptions) *cobra.Command {
+	o := &installOptions{globalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "install --registry-host HOST[:PORT]... [--bin-dir D] [--config F]",
+		Short: "Put the plugin and its kubelet configuration on this node, and keep them there",
+		Long: `Copy pullgate-credential-provider into the kubelet's --image-credential-provider-bin-dir
+and write its CredentialProviderConfig at --image-credential-provider-config, each in
+one step, then check them every --interval and put back what was changed or removed,
+until stopped (a DaemonSet's container; --interval 0 installs once and exits). The
+kubelet must be started with the two flags; see the README.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringSliceVar(&o.RegistryHosts, "registry-host", nil, "host[:port] of pullgate's integrated registry (repeatable)")
+	cmd.Flags().StringVar(&o.Binary, "plugin-binary", "", "the plugin binary to install (default: pullgate-credential-provider beside this binary)")
+	cmd.Flags().StringVar(&o.BinDir, "bin-dir", "/usr/local/lib/kubelet-plugins", "the kubelet's --image-credential-provider-bin-dir")
+	cmd.Flags().StringVar(&o.ConfigFile, "config", "/etc/kubernetes/credential-providers.yaml", "the kubelet's --image-credential-provider-config")
+	cmd.Flags().DurationVar(&o.interval, "interval", time.Minute, "how often to check the installed files; 0: install once and exit")
+	return cmd
+}
+
+func (o *installOptions) Complete() error {
+	if o.Binary != "" {
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	o.Binary = filepath.Join(filepath.Dir(self), credprovider.PluginName)
+	return nil
+}
+
+func (o *installOptions) Run(ctx context.Context) error {
+	for {
+		wrote, err := o.Install()
+		if err != nil {
+			return err
+		}
+		for _, path := range wrote {
+			fmt.Fprintf(o.out, "wrote %s\n", path)
+		}
+		if o.interval <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(o.interval):
+		}
+	}
 }

@@ -21,9 +21,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"pullgate.dev/pullgate/internal/credentialplugins"
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/nodeagent"
-	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/version"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
@@ -31,15 +31,20 @@ import (
 // nodeOptions are the flags of `pullgate node`.
 type nodeOptions struct {
 	*globalOptions
-	kube             *genericclioptions.ConfigFlags
-	name             string
-	dataDir          string
-	registryHosts    []string
-	registryAudience string
-	caFiles          []string
-	metricsAddress   string
-	workers          int
-	pullSecretFile   string
+	kube           *genericclioptions.ConfigFlags
+	name           string
+	dataDir        string
+	registryHosts  []string
+	caFiles        []string
+	metricsAddress string
+	workers        int
+	pullSecretFile string
+	plugins        pluginFiles
+}
+
+// pluginFiles are the kubelet's credential provider flags.
+type pluginFiles struct {
+	config, binDir string
 }
 
 func newNodeCommand(g *globalOptions) *cobra.Command {
@@ -49,7 +54,11 @@ func newNodeCommand(g *globalOptions) *cobra.Command {
 		Use:   "node",
 		Short: "Run a pull-only node: pull the images of the pods bound to it, as a kubelet would",
 		Long: `Register a Node and pull the images of every pod bound to it, choosing credentials
-exactly as a kubelet does: the pod's image pull secrets, then the node's. Outcomes
+exactly as a kubelet does: the pod's image pull secrets, then the node's, then the
+node's credential provider plugins (run by the kubelet's own code, from the same
+--image-credential-provider-config and --image-credential-provider-bin-dir; with
+pullgate-credential-provider a pod pulls from the integrated registry with its own
+service account's token). Outcomes
 are reported on the pods (ErrImagePull, ImagePullBackOff, the ImagesPulled condition)
 and as events. It runs no containers: a pulled container stays waiting with reason
 PullOnlyNode.
@@ -67,8 +76,9 @@ that the API server's Node authorizer gives it exactly a kubelet's rights.`,
 	o.kube.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&o.name, "name", hostname, "name of the Node to register")
 	cmd.Flags().StringVar(&o.dataDir, "data-dir", filepath.Join(datadir.Default(), "node"), "directory for the node's image store")
-	cmd.Flags().StringSliceVar(&o.registryHosts, "registry-host", nil, "host[:port] of pullgate's integrated registry (repeatable): pulls from it may use the pod's service account token")
-	cmd.Flags().StringVar(&o.registryAudience, "registry-audience", registryauth.Service, "audience of the service account tokens requested for the integrated registry")
+	cmd.Flags().StringSliceVar(&o.registryHosts, "registry-host", nil, "host[:port] of pullgate's integrated registry (repeatable): an image of it already on the node is given to a pod only while RBAC lets the pod pull it")
+	cmd.Flags().StringVar(&o.plugins.config, "image-credential-provider-config", "", "the kubelet's CredentialProviderConfig file (as the kubelet's flag)")
+	cmd.Flags().StringVar(&o.plugins.binDir, "image-credential-provider-bin-dir", "", "directory of the credential provider plugins' binaries (as the kubelet's flag)")
 	cmd.Flags().StringSliceVar(&o.caFiles, "ca-file", nil, "PEM file of CAs to trust for registries, besides the system's (repeatable)")
 	cmd.Flags().StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9465); empty: off")
 	cmd.Flags().IntVar(&o.workers, "workers", 4, "pods worked on at once")
@@ -82,6 +92,9 @@ func (o *nodeOptions) Validate() error {
 	}
 	if o.workers < 1 {
 		return fmt.Errorf("--workers %d: must be at least 1", o.workers)
+	}
+	if (o.plugins.config == "") != (o.plugins.binDir == "") {
+		return errors.New("--image-credential-provider-config and --image-credential-provider-bin-dir: give both or neither, as to the kubelet")
 	}
 	return nil
 }
@@ -114,24 +127,30 @@ func (o *nodeOptions) Run(ctx context.Context) error {
 	}
 	agent, err := newNodeAgent(restConfig, nodeagent.Config{
 		NodeName: o.name, ImageDir: filepath.Join(dir.Path, "images"),
-		RegistryHosts: o.registryHosts, RegistryAudience: o.registryAudience,
-		Transport: transport, Workers: o.workers, Metrics: metrics, Log: log,
+		RegistryHosts: o.registryHosts,
+		Transport:     transport, Workers: o.workers, Metrics: metrics, Log: log,
 		Ready:           func() { fmt.Fprintf(o.out, "node %s is ready\n", o.name) },
 		NodeCredentials: o.nodeCredentials,
-	})
+	}, o.plugins)
 	if err != nil {
 		return err
 	}
 	return agent.Run(ctx)
 }
 
-// newNodeAgent builds an agent whose client is made from restConfig.
-func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config) (*nodeagent.Agent, error) {
+// newNodeAgent builds an agent whose client is made from restConfig, with the
+// credential provider plugins of plugins, if any.
+func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config, plugins pluginFiles) (*nodeagent.Agent, error) {
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Client = client
+	if plugins.config != "" {
+		if cfg.CredentialProviders, err = credentialplugins.Register(plugins.config, plugins.binDir, client); err != nil {
+			return nil, err
+		}
+	}
 	cfg.Version = version.Version
 	if cfg.PullAuthorizer == nil && len(cfg.RegistryHosts) > 0 {
 		cfg.PullAuthorizer = nodeagent.SubjectAccessReviews{Client: client}

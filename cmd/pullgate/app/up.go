@@ -18,15 +18,16 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"pullgate.dev/pullgate/internal/atomicfile"
 	"pullgate.dev/pullgate/internal/clusterpullsecret"
 	"pullgate.dev/pullgate/internal/controlplane"
 
+	"pullgate.dev/pullgate/internal/credprovider"
 	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/nodeagent"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registry"
-	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/services"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
@@ -239,12 +240,17 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		running.Stop()
 		return nil, nil, err
 	}
+	nodeDir := filepath.Join(plane.DataDir, "nodes", nodeName)
+	plugins, err := writeCredentialProvider(nodeDir, names)
+	if err != nil {
+		running.Stop()
+		return nil, nil, err
+	}
 	agent, err := newNodeAgent(nodeConfig, nodeagent.Config{
-		NodeName:         nodeName,
-		ImageDir:         filepath.Join(plane.DataDir, "nodes", nodeName, "images"),
-		RegistryHosts:    names,
-		RegistryAudience: registryauth.Service,
-		PullAuthorizer:   nodeagent.RBACPullAuthorizer{Authz: running.Authz},
+		NodeName:       nodeName,
+		ImageDir:       filepath.Join(nodeDir, "images"),
+		RegistryHosts:  names,
+		PullAuthorizer: nodeagent.RBACPullAuthorizer{Authz: running.Authz},
 		// The node's credentials: the cluster pull secret, read by the in-process agent
 		// with the administrator's client (a node's identity may not read it).
 		NodeCredentials: func(ctx context.Context) ([]*credentials.Config, error) {
@@ -253,12 +259,40 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		Transport: transport,
 		Metrics:   running.Metrics,
 		Log:       log.With("component", "node-agent"),
-	})
+	}, plugins)
 	if err != nil {
 		running.Stop()
 		return nil, nil, err
 	}
 	return running, startAgent(agent, log), nil
+}
+
+// writeCredentialProvider sets up up's node as a kubelet with pullgate's credential
+// provider plugin: a CredentialProviderConfig for the registry's names and a bin
+// directory holding the plugin (pullgate-credential-provider beside this binary, as
+// make build leaves it; else this binary, which is the same plugin as
+// `pullgate credential-provider`). Written at every start: the names may change.
+func writeCredentialProvider(nodeDir string, hosts []string) (pluginFiles, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return pluginFiles{}, err
+	}
+	target, args := filepath.Join(filepath.Dir(self), credprovider.PluginName), []string(nil)
+	if _, err := os.Stat(target); err != nil {
+		target, args = self, []string{"credential-provider"}
+	}
+	files := pluginFiles{config: filepath.Join(nodeDir, "credential-providers.yaml"), binDir: filepath.Join(nodeDir, "credential-provider-bin")}
+	if err := os.MkdirAll(files.binDir, 0o755); err != nil {
+		return pluginFiles{}, err
+	}
+	link := filepath.Join(files.binDir, credprovider.PluginName)
+	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return pluginFiles{}, err
+	}
+	if err := os.Symlink(target, link); err != nil {
+		return pluginFiles{}, err
+	}
+	return files, atomicfile.Replace(files.config, credprovider.KubeletConfig(hosts, args...), 0o644)
 }
 
 // clientCertConfig is adminConfig's server with a client certificate for user.
