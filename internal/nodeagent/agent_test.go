@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -247,5 +248,42 @@ func TestSecretReadRetriedWhileTheNodeAuthorizerCatchesUp(t *testing.T) {
 	case e := <-events.Events:
 		t.Errorf("an event was recorded: %s", e)
 	default:
+	}
+}
+
+// fakePlugins answer every image with one credential for the pod's service account.
+type fakePlugins struct{}
+
+func (fakePlugins) ForPod(pod *corev1.Pod) credentials.Provider {
+	return pluginFor{pod}
+}
+func (fakePlugins) Forget(types.UID) {}
+
+type pluginFor struct{ pod *corev1.Pod }
+
+func (p pluginFor) Candidates(context.Context, string) (credentials.Candidates, error) {
+	return credentials.Candidates{List: []credentials.Candidate{{ID: credentials.ServiceAccountID(p.pod.Namespace, "default"), Description: "plugin"}}}, nil
+}
+func (pluginFor) ForHost(context.Context, string) credentials.Candidates {
+	return credentials.Candidates{}
+}
+
+// The node's credential provider plugins come after the pod's secrets, as in the
+// kubelet, and a pod holds what they would give it.
+func TestCredentialProvidersComeAfterThePodsSecrets(t *testing.T) {
+	secret := pullSecret(t, "a", "s", "registry.example.com", "u", "p")
+	a, _ := agentFor(t, fake.NewClientset(secret), Config{CredentialProviders: fakePlugins{}})
+	p := &podCredentials{agent: a, pod: podWith("a", "pod", "registry.example.com/x/app:v1", "s")}
+	req := p.request(context.Background(), "registry.example.com/x/app:v1")
+	if len(req.Credentials) != 2 || req.Credentials[0].Username != "u" || req.Credentials[1].Description != "plugin" {
+		t.Fatalf("candidates %+v: want the secret, then the plugin", req.Credentials)
+	}
+	ids := p.ids()
+	if !slices.Contains(ids, credentials.ServiceAccountID("a", "default")) || !slices.Contains(ids, credentials.NodeProviderID) {
+		t.Errorf("ids %v: want the pod's service account and the node's plugins", ids)
+	}
+	without, _ := agentFor(t, fake.NewClientset(secret), Config{})
+	if ids := (&podCredentials{agent: without, pod: p.pod}).ids(); slices.Contains(ids, credentials.NodeProviderID) {
+		t.Errorf("with no plugins, ids %v", ids)
 	}
 }
