@@ -105,8 +105,43 @@ func (a *Authorizer) WaitForSync(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), a.synced...)
 }
 
+// Decision is RBAC's answer to one request, and what made it.
+type Decision struct {
+	Allowed bool
+	// The binding that allows it: BindingNamespace is "" for a ClusterRoleBinding.
+	BindingNamespace, BindingName string
+	Role                          rbacv1.RoleRef
+	// Subject is the binding's subject that names the user: the user, one of its
+	// groups, or its service account.
+	Subject rbacv1.Subject
+	// Pending is set when the binding is one of Defaults not written yet.
+	Pending bool
+}
+
+// String is the binding that allows it, e.g. "rolebinding b/system:image-pullers
+// grants clusterrole system:image-puller", or "" when refused.
+func (d Decision) String() string {
+	switch {
+	case !d.Allowed:
+		return ""
+	case d.BindingNamespace == "":
+		return fmt.Sprintf("clusterrolebinding %s grants clusterrole %s", d.BindingName, d.Role.Name)
+	case d.Pending:
+		return fmt.Sprintf("rolebinding %s/%s (being created) grants %s %s", d.BindingNamespace, d.BindingName, strings.ToLower(d.Role.Kind), d.Role.Name)
+	default:
+		return fmt.Sprintf("rolebinding %s/%s grants %s %s", d.BindingNamespace, d.BindingName, strings.ToLower(d.Role.Kind), d.Role.Name)
+	}
+}
+
 // Allowed reports whether user may do req, and which binding allows it.
 func (a *Authorizer) Allowed(user User, req Request) (bool, string) {
+	d := a.Decide(user, req)
+	return d.Allowed, d.String()
+}
+
+// Decide is whether user may do req, with the binding, role and subject that allow
+// it.
+func (a *Authorizer) Decide(user User, req Request) Decision {
 	want := []rbacv1.PolicyRule{{Verbs: []string{req.Verb}, APIGroups: []string{req.Group}, Resources: []string{resourcePath(req)}}}
 	if req.Name != "" {
 		want[0].ResourceNames = []string{req.Name}
@@ -117,29 +152,39 @@ func (a *Authorizer) Allowed(user User, req Request) (bool, string) {
 		for _, obj := range objs {
 			b := obj.(*rbacv1.ClusterRoleBinding)
 			if rules := a.rulesOf(b.RoleRef, ""); covers(rules, want) {
-				return true, fmt.Sprintf("clusterrolebinding %s grants clusterrole %s", b.Name, b.RoleRef.Name)
+				return Decision{Allowed: true, BindingName: b.Name, Role: b.RoleRef, Subject: matching(b.Subjects, "", key)}
 			}
 		}
 	}
 	if req.Namespace == "" {
-		return false, ""
+		return Decision{}
 	}
 	for _, key := range keys {
 		objs, _ := a.roleBindings.ByIndex(bySubject, req.Namespace+"|"+key)
 		for _, obj := range objs {
 			b := obj.(*rbacv1.RoleBinding)
 			if rules := a.rulesOf(b.RoleRef, b.Namespace); covers(rules, want) {
-				return true, fmt.Sprintf("rolebinding %s/%s grants %s %s", b.Namespace, b.Name, strings.ToLower(b.RoleRef.Kind), b.RoleRef.Name)
+				return Decision{Allowed: true, BindingNamespace: b.Namespace, BindingName: b.Name, Role: b.RoleRef, Subject: matching(b.Subjects, b.Namespace, key)}
 			}
 		}
 	}
 	return a.allowedByDefault(keys, req.Namespace, want)
 }
 
+// matching is the subject of subjects whose index key is key.
+func matching(subjects []rbacv1.Subject, bindingNamespace, key string) rbacv1.Subject {
+	for _, s := range subjects {
+		if subjectKey(s, bindingNamespace) == key {
+			return s
+		}
+	}
+	return rbacv1.Subject{}
+}
+
 // allowedByDefault evaluates the Defaults of namespace that do not exist yet.
-func (a *Authorizer) allowedByDefault(keys []string, namespace string, want []rbacv1.PolicyRule) (bool, string) {
+func (a *Authorizer) allowedByDefault(keys []string, namespace string, want []rbacv1.PolicyRule) Decision {
 	if a.Defaults == nil {
-		return false, ""
+		return Decision{}
 	}
 	for _, b := range a.Defaults(namespace) {
 		if _, exists, _ := a.roleBindings.GetByKey(namespace + "/" + b.Name); exists {
@@ -147,11 +192,11 @@ func (a *Authorizer) allowedByDefault(keys []string, namespace string, want []rb
 		}
 		for _, s := range b.Subjects {
 			if slices.Contains(keys, subjectKey(s, namespace)) && covers(a.rulesOf(b.RoleRef, namespace), want) {
-				return true, fmt.Sprintf("rolebinding %s/%s (being created) grants %s %s", namespace, b.Name, strings.ToLower(b.RoleRef.Kind), b.RoleRef.Name)
+				return Decision{Allowed: true, BindingNamespace: namespace, BindingName: b.Name, Role: b.RoleRef, Subject: s, Pending: true}
 			}
 		}
 	}
-	return false, ""
+	return Decision{}
 }
 
 func covers(rules, want []rbacv1.PolicyRule) bool {
