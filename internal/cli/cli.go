@@ -25,6 +25,7 @@ func Commands(streams genericiooptions.IOStreams) []*cobra.Command {
 		NewNewProjectCommand(f, kube, streams),
 		NewWhoAmICommand(f, streams),
 		NewAdmCommand(f, kube, streams),
+		NewExplainCommand(f, streams),
 	}
 	for _, c := range cmds {
 		kube.AddFlags(c.PersistentFlags())

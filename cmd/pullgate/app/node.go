@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +21,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/credentialplugins"
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/internal/nodeagent"
 	"pullgate.dev/pullgate/internal/version"
 	"pullgate.dev/pullgate/pkg/credentials"
@@ -110,7 +109,7 @@ func (o *nodeOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer dir.Close()
-	transport, err := registryTransport(o.caFiles)
+	transport, err := imagepull.TrustingTransport(o.caFiles)
 	if err != nil {
 		return err
 	}
@@ -156,26 +155,6 @@ func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config, plugins pluginF
 		cfg.PullAuthorizer = nodeagent.SubjectAccessReviews{Client: client}
 	}
 	return nodeagent.New(cfg)
-}
-
-// registryTransport trusts the system's CAs and those in caFiles.
-func registryTransport(caFiles []string) (http.RoundTripper, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	for _, f := range caFiles {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file %s: %w", f, err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f)
-		}
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return t, nil
 }
 
 // runningAgent is a node agent run by `up`.

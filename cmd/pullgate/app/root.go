@@ -82,6 +82,13 @@ func Main(args []string) int {
 	root := NewRootCommand(os.Stdout, os.Stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		var exit *cli.ExitCodeError
+		if errors.As(err, &exit) {
+			if exit.Err != nil {
+				fmt.Fprintln(os.Stderr, "error:", exit.Err)
+			}
+			return exit.Code
+		}
 		if !errors.Is(err, errSilentExit) {
 			fmt.Fprintln(os.Stderr, "error:", err)
 		}

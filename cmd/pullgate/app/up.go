@@ -24,6 +24,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/credprovider"
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/nodeagent"
 	"pullgate.dev/pullgate/internal/pki"
@@ -235,7 +236,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err != nil {
 		return nil, nil, err
 	}
-	transport, err := registryTransport(caFiles)
+	transport, err := imagepull.TrustingTransport(caFiles)
 	if err != nil {
 		running.Stop()
 		return nil, nil, err
