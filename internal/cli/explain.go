@@ -116,7 +116,14 @@ func (o *ExplainPullOptions) Complete(f cmdutil.Factory, cmd *cobra.Command, arg
 	if o.Namespace, _, err = f.ToRawKubeConfigLoader().Namespace(); err != nil {
 		return err
 	}
-	if o.Client, err = f.KubernetesClientSet(); err != nil {
+	cfg, err := f.ToRESTConfig()
+	if err != nil {
+		return err
+	}
+	// One explanation reads a few dozen objects: client-go's default of 5 requests a
+	// second would spend seconds waiting on itself.
+	cfg.QPS, cfg.Burst = 100, 200
+	if o.Client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
 	o.Explainer = &explain.Explainer{Client: o.Client, CredentialProvider: o.CredentialProvider}

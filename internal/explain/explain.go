@@ -66,6 +66,9 @@ func (e *Explainer) Pod(ctx context.Context, namespace, podName string) (Report,
 	}
 	add := func(kind, name, image string) {
 		img := ImageReport{Image: image, Container: kind + name}
+		if s, ok := statuses[name]; ok && s.ImageID != "" {
+			in.pulled = append(in.pulled, image) // on the pod's node: its status says so
+		}
 		if s, ok := statuses[name]; ok && s.State.Waiting != nil {
 			img.PodStatus = s.State.Waiting.Reason
 			if s.State.Waiting.Message != "" {
@@ -114,6 +117,7 @@ type input struct {
 	files                     []*credentials.Config
 	nodeCredentials           bool
 	images                    []ImageReport
+	pulled                    []string // images the pod's status says are on its node
 }
 
 func (e *Explainer) explain(ctx context.Context, in input) Report {
@@ -157,7 +161,7 @@ func (e *Explainer) explain(ctx context.Context, in input) Report {
 		img := &r.Images[i]
 		e.image(ctx, in, &keyring, img)
 		if r.Node != "" {
-			on := slices.Contains(nodeImages, img.Image) || slices.Contains(nodeImages, normalized(img.Image))
+			on := slices.Contains(in.pulled, img.Image) || slices.Contains(nodeImages, img.Image) || slices.Contains(nodeImages, normalized(img.Image))
 			img.OnNode = &on
 		}
 		// With the credential provider, an account's own <sa>-dockercfg is not needed.
@@ -260,7 +264,7 @@ func notHeld(image string, secrets []namespaceSecret, in input, skipAccountSecre
 		full := in.namespace + "/" + s.name
 		if s.onAccount {
 			msg := fmt.Sprintf("secret %s holds a credential for %s and is on service account %s, but not on the pod: the pod was created before %s had it; recreate the pod", s.name, registryOf(image), in.serviceAccount, in.serviceAccount)
-			out = append(out, Problem{Kind: "not-on-pod", Secret: full, Message: msg, Fix: recreate(in.pod)})
+			out = append(out, Problem{Kind: "not-on-pod", Secret: full, Message: msg, Fix: recreate(in.pod, s.name)})
 			continue
 		}
 		if s.integratedSA {
@@ -268,13 +272,30 @@ func notHeld(image string, secrets []namespaceSecret, in input, skipAccountSecre
 		}
 		out = append(out, Problem{Kind: "not-linked", Secret: full,
 			Message: fmt.Sprintf("secret %s holds a credential for %s, but it is not linked to service account %s for pull", s.name, registryOf(image), in.serviceAccount),
-			Fix:     fmt.Sprintf("pullgate secrets link %s %s --for=pull -n %s && %s", in.serviceAccount, s.name, in.namespace, recreate(in.pod))})
+			Fix:     fmt.Sprintf("pullgate secrets link %s %s --for=pull -n %s && %s", in.serviceAccount, s.name, in.namespace, recreate(in.pod, s.name))})
 	}
 	return out
 }
 
-func recreate(pod *corev1.Pod) string {
-	return fmt.Sprintf("kubectl get pod %s -n %s -o yaml > pod.yaml && kubectl delete pod %s -n %s && kubectl create -f pod.yaml", pod.Name, pod.Namespace, pod.Name, pod.Namespace)
+// recreate is the command that makes the pod again with these image pull secrets
+// (a pod's are fixed when it is created): the pod's own, then extra ones, as the
+// ServiceAccount admission would have copied them had they been linked in time.
+func recreate(pod *corev1.Pod, extra ...string) string {
+	var names []string
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		names = append(names, ref.Name)
+	}
+	for _, n := range extra {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	var refs []string
+	for _, n := range names {
+		refs = append(refs, fmt.Sprintf(`{"name":%q}`, n))
+	}
+	patch := fmt.Sprintf(`[{"op":"add","path":"/spec/imagePullSecrets","value":[%s]}]`, strings.Join(refs, ","))
+	return fmt.Sprintf("kubectl get pod %s -n %s -o yaml | kubectl patch --local -f - --type=json -p '%s' -o yaml | kubectl replace --force -f -", pod.Name, pod.Namespace, patch)
 }
 
 // image fills in what is known of one image: credentials, the integrated registry's

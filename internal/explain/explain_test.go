@@ -75,7 +75,7 @@ func TestVerdicts(t *testing.T) {
 		{"the most specific key first", []runtime.Object{pod("a", "app", "quay.io/repository-main/app", "pull"), account("a"), pullSecret(t, "a", "pull", corev1.SecretTypeDockerConfigJson, quay)}, allow{},
 			true, `user "main", key quay.io/repository-main`, ""},
 		{"linked after the pod was created", []runtime.Object{pod("a", "app", "quay.io/other/app"), account("a", "pull"), pullSecret(t, "a", "pull", corev1.SecretTypeDockerConfigJson, quay)}, allow{},
-			false, "the pod was created before default had it", "kubectl delete pod app -n a"},
+			false, "the pod was created before default had it", `kubectl patch --local -f - --type=json -p '[{"op":"add","path":"/spec/imagePullSecrets","value":[{"name":"pull"}]}]' -o yaml | kubectl replace --force -f -`},
 		{"never linked", []runtime.Object{pod("a", "app", "quay.io/other/app"), account("a"), pullSecret(t, "a", "pull", corev1.SecretTypeDockerConfigJson, quay)}, allow{},
 			false, "not linked to service account default for pull", "pullgate secrets link default pull --for=pull -n a"},
 		{"a missing secret", []runtime.Object{pod("a", "app", "quay.io/other/app", "gone"), account("a")}, allow{},

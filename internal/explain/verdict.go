@@ -117,7 +117,7 @@ func createAndLink(server string, in input) string {
 	}
 	fix := fmt.Sprintf("pullgate create secret docker-registry NAME --docker-server=%s --docker-username=… --docker-password=… -n %s && pullgate secrets link %s NAME --for=pull -n %s", server, ns, sa, ns)
 	if in.pod != nil {
-		fix += " && " + recreate(in.pod)
+		fix += " && " + recreate(in.pod, "NAME")
 	}
 	return fix
 }

@@ -287,3 +287,29 @@ func TestCredentialProvidersComeAfterThePodsSecrets(t *testing.T) {
 		t.Errorf("with no plugins, ids %v", ids)
 	}
 }
+
+// A pod being deleted gracefully is deleted for good at once, as a kubelet does once
+// its containers have stopped: this node runs none.
+func TestDeletedPodIsConfirmed(t *testing.T) {
+	pod := podWith("a", "p", "registry.example.com/x/app:v1")
+	now := metav1.Now()
+	pod.DeletionTimestamp = &now
+	client := fake.NewClientset(pod)
+	a, _ := agentFor(t, client, Config{})
+	if err := a.confirmDeletion(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	var deleted []k8stesting.DeleteActionImpl
+	for _, action := range client.Actions() {
+		if d, ok := action.(k8stesting.DeleteActionImpl); ok {
+			deleted = append(deleted, d)
+		}
+	}
+	if len(deleted) != 1 || deleted[0].DeleteOptions.GracePeriodSeconds == nil || *deleted[0].DeleteOptions.GracePeriodSeconds != 0 ||
+		deleted[0].DeleteOptions.Preconditions == nil || *deleted[0].DeleteOptions.Preconditions.UID != pod.UID {
+		t.Fatalf("deletes %+v: want one, grace 0, for the pod's UID", deleted)
+	}
+	if err := a.confirmDeletion(context.Background(), pod); err != nil {
+		t.Errorf("confirming a pod already gone: %v", err)
+	}
+}

@@ -10,8 +10,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
 	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/internal/rbacauthz"
@@ -61,7 +63,10 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	a.mu.Lock()
 	a.uids[key] = string(pod.UID)
 	a.mu.Unlock()
-	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+	if pod.DeletionTimestamp != nil {
+		return 0, a.confirmDeletion(ctx, pod)
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return 0, nil
 	}
 	creds := &podCredentials{agent: a, pod: pod}
@@ -276,11 +281,25 @@ func (a *Agent) inBackoff(pod *corev1.Pod, c container, key string, s *container
 		return 0, false
 	}
 	s.reason = ReasonImagePullBackOff
-	s.message = fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.msg)
+	s.message = fmt.Sprintf("Back-off pulling image %q: %s; for the cause and the command that fixes it, run: pullgate explain pull -n %s %s", c.Image, f.msg, pod.Namespace, pod.Name)
 	if first {
 		a.event(pod, c, corev1.EventTypeNormal, "BackOff", fmt.Sprintf("Back-off pulling image %q", c.Image))
 	}
 	return wait, true
+}
+
+// confirmDeletion ends a pod's graceful deletion, as the kubelet does once the pod's
+// containers have stopped: this node runs none, so at once (grace 0, for this pod's
+// UID only).
+func (a *Agent) confirmDeletion(ctx context.Context, pod *corev1.Pod) error {
+	err := a.cfg.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: ptr.To[int64](0),
+		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
+	})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone, or another pod of that name
+	}
+	return err
 }
 
 // forget drops what the agent keeps for a pod that is gone: its images' back-off

@@ -83,9 +83,6 @@ func why(key string, img location, hub bool) string {
 	if img.labels == nil {
 		return "the image's registry cannot be read as a host"
 	}
-	if k.port != img.port {
-		return fmt.Sprintf("port %q is not the image's %q", k.port, img.port)
-	}
 	if len(k.labels) != len(img.labels) {
 		if hub && key == defaultRegistryHost {
 			return "Docker Hub alias: the key index.docker.io stands for docker.io"
@@ -102,6 +99,9 @@ func why(key string, img location, hub bool) string {
 			return fmt.Sprintf("host %q is not %q", host, imgHost)
 		}
 		glob = glob || isGlob(pattern)
+	}
+	if k.port != img.port {
+		return fmt.Sprintf("port %q is not the image's %q", k.port, img.port)
 	}
 	rule := fmt.Sprintf("host %q", host)
 	if glob {

@@ -26,13 +26,14 @@ func TestConsider(t *testing.T) {
 		{"quay.io/repository-main/app:v1", []string{"main", "user"}, map[string]string{
 			"main": `path prefix "/repository-main" of "/repository-main/app"`,
 			"glob": `host "*.example.com" is not "quay.io"`,
-			"port": `port "5000" is not the image's ""`,
+			"port": `host "registry.example.com" is not "quay.io"`,
 		}},
 		{"quay.io/other/app", []string{"user"}, map[string]string{
 			"main": `path "/repository-main" is not a prefix of "/other/app"`,
 		}},
 		{"registry.example.com/app", []string{"glob"}, map[string]string{
 			"glob": `glob "*.example.com" matches "registry.example.com"`,
+			"port": `port "5000" is not the image's ""`,
 		}},
 	} {
 		got, err := k.Consider(tc.image)
