@@ -101,6 +101,14 @@ func (o *RoleOptions) Complete(f cmdutil.Factory, cmd *cobra.Command, args []str
 	return nil
 }
 
+// NewRoleChange is one add-role-to-user/-group (add) or remove-role-from-user/-group
+// of a cluster role in namespace, for one name, as the CLI runs it; its messages go
+// to streams.
+func NewRoleChange(client kubernetes.Interface, streams genericiooptions.IOStreams, namespace, role, name string, group, add bool) *RoleOptions {
+	return &RoleOptions{IOStreams: streams, Add: add, Groups: group, RoleName: role, Names: []string{name},
+		Namespace: namespace, Client: client, Subjects: []rbacv1.Subject{subjectFor(name, group)}}
+}
+
 // subjectFor is oc's reading of a name: system:serviceaccount:NS:NAME is a service
 // account, anything else a user (or a group).
 func subjectFor(name string, group bool) rbacv1.Subject {

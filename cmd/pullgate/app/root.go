@@ -53,7 +53,7 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.SetErr(errOut)
 	root.PersistentFlags().IntVarP(&g.verbosity, "v", "v", 0, "log verbosity: 0 shows warnings of the embedded components, higher shows more")
 	root.AddCommand(newVersionCommand(g), newUpCommand(g), newRegistryCommand(g), newNodeCommand(g), newControllersCommand(g), newTokenServerCommand(g),
-		newCredentialProviderCommand(g))
+		newCredentialProviderCommand(g), newConsoleCommand(g))
 	// oc's commands, as oc spells them.
 	root.AddCommand(cli.Commands(genericiooptions.IOStreams{In: os.Stdin, Out: out, ErrOut: errOut})...)
 	return root

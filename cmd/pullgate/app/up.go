@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"pullgate.dev/pullgate/internal/atomicfile"
 	"pullgate.dev/pullgate/internal/clusterpullsecret"
+	"pullgate.dev/pullgate/internal/console"
 	"pullgate.dev/pullgate/internal/controlplane"
 
 	"pullgate.dev/pullgate/internal/credprovider"
@@ -52,6 +53,9 @@ type upOptions struct {
 	drainTimeout   time.Duration
 	// leaderElect runs pullgate's controllers in process (elected, as any replica).
 	leaderElect bool
+	// console serves the web console on consoleListen.
+	console       bool
+	consoleListen string
 	// pullSecrets gives service accounts <sa>-dockercfg secrets.
 	pullSecrets   bool
 	pruneInterval time.Duration
@@ -90,6 +94,8 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().DurationVar(&o.pruneKeep, "prune-keep-younger-than", time.Hour, "what --prune-interval's prunes keep for its age, as pullgate adm prune --keep-younger-than")
 	cmd.Flags().DurationVar(&o.reconcileInterval, "reconcile-interval", services.DefaultReconcileInterval, "how often ImageStreams are repaired to show exactly what the registry's storage holds (also at start)")
 	cmd.Flags().BoolVar(&o.pullSecrets, "serviceaccount-pull-secrets", true, "give every service account a <sa>-dockercfg pull secret for the integrated registry; false removes those written before (for kubelets that pull with pullgate credential-provider)")
+	cmd.Flags().BoolVar(&o.console, "console", true, "serve the web console on loopback, acting as the administrator up made, and print its URL with the ready line")
+	cmd.Flags().StringVar(&o.consoleListen, "console-listen", "127.0.0.1:0", "loopback address of the web console (port 0: any free port)")
 	cmd.Flags().BoolVar(&o.leaderElect, "leader-elect", true, "run pullgate's controllers here, elected on Lease pullgate-system/pullgate-controllers; false leaves them to `pullgate controllers` or `registry serve` replicas")
 	cmd.Flags().DurationVar(&o.drainTimeout, "drain-timeout", services.DefaultDrainTimeout, "on SIGTERM, how long transfers in flight may take to finish; a second signal exits at once")
 	return cmd
@@ -146,7 +152,19 @@ func (o *upOptions) Run(ctx context.Context) error {
 		plane.Stop()
 		return err
 	}
-	fmt.Fprintf(o.out, "pullgate is ready: export KUBECONFIG=%s\n", plane.AdminKubeconfig)
+	consoleURL := ""
+	if o.console {
+		// The console acts as the administrator up made, the kubeconfig it prints.
+		adminConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
+		if err == nil {
+			url, err := console.Start(ctx, adminConfig, o.consoleListen, log.With("component", "console"))
+			if err != nil {
+				log.Warn("the web console did not start", "err", err)
+			}
+			consoleURL = "; console: " + url
+		}
+	}
+	fmt.Fprintf(o.out, "pullgate is ready: export KUBECONFIG=%s%s\n", plane.AdminKubeconfig, consoleURL)
 
 	select {
 	case <-ctx.Done():
