@@ -24,7 +24,7 @@ export CGO_ENABLED  := 0
 export PULLGATE_BIN := $(BIN)/pullgate
 export KUBECTL      := $(BIN)/kubectl
 
-.PHONY: all build up test tools unit e2e fuzz vet tidy bench clean image gallery
+.PHONY: all build up test tools unit e2e fuzz vet tidy bench clean image gallery screenshots
 
 all: build
 
@@ -80,11 +80,16 @@ bench: tools build
 	$(GO) run ./hack/benchreplicas
 	$(GO) run ./hack/benchplugin -bin $(BIN)
 	$(GO) run ./hack/benchexplain
+	$(GO) run ./hack/benchconsole
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 ## gallery: the README's explain gallery, from a real run of the explain e2e test.
 gallery: build
 	PULLGATE_EXPLAIN_GALLERY=$(CURDIR)/README.md $(GO) test -count=1 -run '^TestExplainPull$$' ./test/e2e
+
+## screenshots: the README's console pictures, from a real run of the browser test.
+screenshots: build
+	PULLGATE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestConsoleWalksTheSeed$$' ./test/console
 
 clean:
 	rm -rf $(BIN)

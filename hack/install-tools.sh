@@ -37,11 +37,11 @@ if [ "$(cat "$bin/.seaweedfs-version" 2>/dev/null)" != "$seaweedfs_version" ] ||
   echo "$seaweedfs_version" > "$bin/.seaweedfs-version"
 fi
 
-# skopeo and podman, unmodified, from Debian (podman runs without a daemon). An
+# skopeo, podman and chromium (the console's browser tests), unmodified, from Debian. An
 # ordinary user without password-less sudo is told the one command to run; the tests
 # that need them then say they were skipped, and why.
 missing=""
-for tool in skopeo podman; do
+for tool in skopeo podman chromium; do
   command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then

@@ -320,6 +320,10 @@ func (s *Server) whoCanPull(ctx context.Context, ns string) []grantRow {
 		}
 		out = append(out, row)
 	}
+	// This project's own grants first: they are what its users change.
+	sort.SliceStable(out, func(i, j int) bool {
+		return strings.HasPrefix(out[i].Binding, "rolebinding ") && !strings.HasPrefix(out[j].Binding, "rolebinding ")
+	})
 	return out
 }
 
