@@ -18,6 +18,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"pullgate.dev/pullgate/internal/registryinfo"
 	"pullgate.dev/pullgate/pkg/credentials"
@@ -36,7 +37,8 @@ func streams() (genericiooptions.IOStreams, *bytes.Buffer, *bytes.Buffer) {
 func roleRun(t *testing.T, client *fake.Clientset, add bool, role string, names []string, sas []string, mods ...func(*RoleOptions)) (string, string, error) {
 	t.Helper()
 	s, out, errOut := streams()
-	o := &RoleOptions{IOStreams: s, Add: add, RoleName: role, Names: names, ServiceAccounts: sas, Namespace: "b", Client: client}
+	o := newRoleOptions(s, add, false)
+	o.RoleName, o.Names, o.ServiceAccounts, o.Namespace, o.Client = role, names, sas, "b", client
 	for _, n := range names {
 		o.Subjects = append(o.Subjects, subjectFor(n, false))
 	}
@@ -95,7 +97,7 @@ func TestPolicyRoleCommands(t *testing.T) {
 	}
 	// A dry run writes nothing and says so.
 	writes := len(client.Actions())
-	out, _, err = roleRun(t, client, true, "system:image-puller", []string{"bob"}, nil, func(o *RoleOptions) { o.DryRun = true })
+	out, _, err = roleRun(t, client, true, "system:image-puller", []string{"bob"}, nil, func(o *RoleOptions) { o.DryRun = cmdutil.DryRunClient })
 	if err != nil || !strings.HasSuffix(out, "(dry run)\n") {
 		t.Errorf("dry run: %q %v", out, err)
 	}
@@ -106,7 +108,7 @@ func TestPolicyRoleCommands(t *testing.T) {
 	}
 	// Missing role and service account: warnings, and the binding all the same.
 	_, errOut, err = roleRun(t, client, true, "no-such-role", nil, []string{"ghost"})
-	if err != nil || !strings.Contains(errOut, `role "no-such-role" not found`) || !strings.Contains(errOut, `ServiceAccount "ghost" not found`) {
+	if err != nil || errOut != "Warning: role 'no-such-role' not found\nWarning: ServiceAccount 'ghost' not found\n" {
 		t.Errorf("warnings: %q %v", errOut, err)
 	}
 	// Removal: the binding left empty is deleted.
@@ -141,35 +143,49 @@ func TestSubjectFor(t *testing.T) {
 }
 
 // secrets link: --for=pull puts the secret on imagePullSecrets, mount on secrets,
-// never twice; missing secrets are named and skipped; unlink removes.
+// never twice; missing secrets are named and skipped; unlink removes and prints the
+// account — all with oc's messages.
 func TestSecretsLinkAndUnlink(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "default"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "pull"}})
-	run := func(link bool, forWhat []string, secrets ...string) (string, error) {
-		s, _, errOut := streams()
-		o := &LinkOptions{IOStreams: s, Link: link, ServiceAccount: "default", Secrets: secrets, For: forWhat, Namespace: "b", Client: client}
-		err := o.Run(ctx)
-		return errOut.String(), err
-	}
-	for range 2 {
-		if errOut, err := run(true, []string{"pull"}, "pull", "missing"); err != nil || !strings.Contains(errOut, `secret "missing" not found`) {
-			t.Fatalf("link: %q %v", errOut, err)
+	run := func(link bool, forWhat []string, secrets ...string) (string, string, error) {
+		s, out, errOut := streams()
+		o := newLinkOptions(s, link)
+		o.ServiceAccount, o.Secrets, o.For, o.Namespace, o.Client = "default", secrets, forWhat, "b", client
+		err := o.Validate()
+		if err == nil {
+			err = o.Run(ctx)
 		}
+		return out.String(), errOut.String(), err
+	}
+	if _, errOut, err := run(true, []string{"PULL"}, "secret/pull", "missing"); err != nil || errOut != "secret \"missing\" not found\n" {
+		t.Fatalf("link: %q %v", errOut, err)
+	}
+	// Linked already, one missing: oc's error.
+	if _, _, err := run(true, []string{"pull"}, "pull", "missing"); err == nil || err.Error() != "Some secrets could not be linked" {
+		t.Fatalf("link again: %v", err)
 	}
 	sa, _ := client.CoreV1().ServiceAccounts("b").Get(ctx, "default", metav1.GetOptions{})
 	if len(sa.ImagePullSecrets) != 1 || sa.ImagePullSecrets[0].Name != "pull" || len(sa.Secrets) != 0 {
 		t.Errorf("after link --for=pull twice: %+v %+v", sa.ImagePullSecrets, sa.Secrets)
 	}
-	if _, err := run(true, []string{"pull"}, "missing"); err == nil {
-		t.Error("linking only missing secrets succeeded")
+	if _, _, err := run(true, []string{"pull"}, "missing"); err == nil || err.Error() != "No valid secrets found" {
+		t.Errorf("linking only missing secrets: %v", err)
 	}
-	if _, err := run(false, nil, "pull"); err != nil {
-		t.Fatal(err)
+	if _, _, err := run(true, []string{"pull"}, "configmap/pull"); err == nil || err.Error() != `expected resource of type secret, got "configmap/pull"` {
+		t.Errorf("configmap/pull: %v", err)
+	}
+	out, _, err := run(false, nil, "pull")
+	if err != nil || out != "serviceaccount/default updated\n" {
+		t.Fatalf("unlink: %q %v", out, err)
 	}
 	sa, _ = client.CoreV1().ServiceAccounts("b").Get(ctx, "default", metav1.GetOptions{})
 	if len(sa.ImagePullSecrets) != 0 {
 		t.Errorf("after unlink: %+v", sa.ImagePullSecrets)
+	}
+	if _, _, err := run(false, nil, "pull"); err == nil || err.Error() != "No valid secrets found or secrets not linked to service account" {
+		t.Errorf("unlink again: %v", err)
 	}
 }
 

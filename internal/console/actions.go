@@ -99,8 +99,7 @@ func (s *Server) linkChange(w http.ResponseWriter, r *http.Request, link bool) {
 	back := "/projects/" + ns + "/serviceaccounts/" + sa
 	secret := r.FormValue("secret")
 	io, out := streams()
-	o := &cli.LinkOptions{IOStreams: io, Link: link, ServiceAccount: sa, Secrets: []string{secret}, For: []string{"pull"}, Namespace: ns, Client: s.client}
-	err := o.Run(r.Context())
+	err := cli.NewLinkChange(s.client, io, ns, sa, secret, link).Run(r.Context())
 	msg := out.String()
 	if err == nil && msg == "" {
 		verb := "linked to"
