@@ -383,7 +383,8 @@ func (o *RoleOptions) remove(ctx context.Context) error {
 	if o.outputSet() {
 		list := &unstructured.UnstructuredList{Object: map[string]any{"kind": "List", "apiVersion": "v1", "metadata": map[string]any{}}}
 		for _, b := range changed {
-			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(bindingObject(b))
+			// As oc lists them: the bindings as read, without their kind.
+			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(b)
 			if err != nil {
 				return err
 			}

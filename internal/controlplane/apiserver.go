@@ -32,6 +32,17 @@ func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serv
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
 		"--profiling=false",
+		// The aggregation layer, for pullgate's OpenShift APIs (APIServices backed by
+		// pullgate): user headers signed by the front-proxy CA, and routing to the
+		// services' endpoints (up has no kube-proxy).
+		"--requestheader-client-ca-file=" + p.frontProxyCAFile,
+		"--requestheader-allowed-names=" + FrontProxyClientName,
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + p.proxyClient.CertFile,
+		"--proxy-client-key-file=" + p.proxyClient.KeyFile,
+		"--enable-aggregator-routing=true",
 		"--v=" + strconv.Itoa(verbosity),
 	}
 }

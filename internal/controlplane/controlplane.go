@@ -57,6 +57,8 @@ type Plane struct {
 // paths are the files in the data directory that the components are started with.
 type paths struct {
 	caFile                      string
+	frontProxyCAFile            string
+	proxyClient                 pki.KeyPair
 	serving                     pki.KeyPair
 	saKey, saPub                string
 	admin, controllerManager    pki.KeyPair
@@ -224,6 +226,16 @@ func clientHost(bindAddress string) string {
 	return bindAddress
 }
 
+// FrontProxyClientName is the aggregation layer's client certificate's common name,
+// the one --requestheader-allowed-names allows.
+const FrontProxyClientName = "front-proxy-client"
+
+// FrontProxyCAFile is the CA of the aggregation layer's client certificate, under a
+// data directory: aggregated API servers trust requests it signed.
+func FrontProxyCAFile(dataDir string) string {
+	return filepath.Join(dataDir, "pki", "front-proxy", pki.CAFile)
+}
+
 func preparePKI(dataDir, bindAddress string) (*paths, error) {
 	ca, err := pki.Open(filepath.Join(dataDir, "pki"))
 	if err != nil {
@@ -257,7 +269,20 @@ func preparePKI(dataDir, bindAddress string) (*paths, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The aggregation layer's own CA: the API server proves with its client
+	// certificate (CN front-proxy-client) to aggregated API servers — pullgate's
+	// OpenShift APIs — that the user headers it sends are its own.
+	frontProxy, err := pki.Open(filepath.Join(dataDir, "pki", "front-proxy"))
+	if err != nil {
+		return nil, err
+	}
+	proxyClient, err := frontProxy.ClientCert("front-proxy-client", FrontProxyClientName)
+	if err != nil {
+		return nil, err
+	}
 	return &paths{
+		frontProxyCAFile:            filepath.Join(frontProxy.Path, pki.CAFile),
+		proxyClient:                 proxyClient,
 		caFile:                      filepath.Join(ca.Path, pki.CAFile),
 		serving:                     serving,
 		saKey:                       saKey,
