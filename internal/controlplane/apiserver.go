@@ -33,8 +33,9 @@ func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serv
 		"--allow-privileged=true",
 		"--profiling=false",
 		// The aggregation layer, for pullgate's OpenShift APIs (APIServices backed by
-		// pullgate): user headers signed by the front-proxy CA, and routing to the
-		// services' endpoints (up has no kube-proxy).
+		// pullgate): user headers signed by the front-proxy CA. Routing stays the
+		// service's own (not --enable-aggregator-routing): an ExternalName Service to
+		// 127.0.0.1 reaches pullgate's listener, as up has no kube-proxy.
 		"--requestheader-client-ca-file=" + p.frontProxyCAFile,
 		"--requestheader-allowed-names=" + FrontProxyClientName,
 		"--requestheader-username-headers=X-Remote-User",
@@ -42,7 +43,6 @@ func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serv
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--proxy-client-cert-file=" + p.proxyClient.CertFile,
 		"--proxy-client-key-file=" + p.proxyClient.KeyFile,
-		"--enable-aggregator-routing=true",
 		"--v=" + strconv.Itoa(verbosity),
 	}
 }

@@ -25,8 +25,8 @@ const (
 var apiServices = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
 
 // Register points the aggregation layer at this server: a Service of type
-// ExternalName for host (up has no kube-proxy; --enable-aggregator-routing resolves
-// it to host:port), an APIService per group (the CA bundle that signed the serving
+// ExternalName for host (up has no kube-proxy: the aggregation layer resolves an
+// ExternalName Service to host:port), an APIService per group (the CA bundle that signed the serving
 // certificate), and the cluster roles that let users reach the resources: every
 // authenticated user may list and get projects and ask whether it may request one
 // (OpenShift's basic-user); view, edit and admin read image streams and admin runs

@@ -117,7 +117,8 @@ func (s *Server) requestProject(w http.ResponseWriter, r *http.Request) {
 		"openshift.io/display-name": req.DisplayName, "openshift.io/description": req.Description, "openshift.io/requester": u.Name}}}
 	created, err := s.Client.CoreV1().Namespaces().Create(r.Context(), ns, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		writeStatus(w, apierrors.NewAlreadyExists(projectsResource, req.Name))
+		// OpenShift's words: project.project.openshift.io "NAME" already exists.
+		writeStatus(w, apierrors.NewAlreadyExists(schema.GroupResource{Group: "project.openshift.io", Resource: "project"}, req.Name))
 		return
 	}
 	if err != nil {
@@ -154,6 +155,11 @@ func (s *Server) accessReview(w http.ResponseWriter, r *http.Request) {
 	}
 	ns := r.PathValue("ns")
 	resource, sub, _ := strings.Cut(review.Resource, "/")
+	if resource == imageapi.Resource && (review.Group == "" || review.Group == "image.openshift.io") {
+		// OpenShift's image streams (its legacy group and image.openshift.io) are
+		// pullgate's: the registry decides on image.pullgate.dev, so that is asked.
+		review.Group = imageapi.Group
+	}
 	grants := s.Authz.WhoCan(rbacauthz.Request{Verb: review.Verb, Namespace: ns, Group: review.Group, Resource: resource, Subresource: sub, Name: review.ResourceName})
 	users, groups := map[string]bool{}, map[string]bool{}
 	for _, g := range grants {

@@ -199,7 +199,9 @@ func waitForDefaultAccount(ctx context.Context, client kubernetes.Interface, ns 
 
 func (r *Runner) setup(ctx context.Context, step, ns string) error {
 	rbac := r.Admin.RbacV1()
-	user := func(n string) rbacv1.Subject { return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n} }
+	user := func(n string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n}
+	}
 	switch step {
 	case setupViewBindingR1:
 		_, err := rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "r1"},

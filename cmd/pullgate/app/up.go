@@ -152,6 +152,9 @@ func (o *upOptions) Run(ctx context.Context) error {
 		plane.Stop()
 		return err
 	}
+	if err := startOpenShiftAPI(ctx, plane, running, log.With("component", "openshift-api")); err != nil {
+		log.Warn("the OpenShift APIs (project.openshift.io, authorization.openshift.io, image.openshift.io) are not served", "err", err)
+	}
 	consoleURL := ""
 	if o.console {
 		// The console acts as the administrator up made, the kubeconfig it prints.

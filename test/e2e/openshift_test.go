@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/dynamic"
+
+	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/internal/openshiftapi"
+)
+
+var (
+	projectsGVR        = schema.GroupVersionResource{Group: "project.openshift.io", Version: "v1", Resource: "projects"}
+	projectRequestsGVR = schema.GroupVersionResource{Group: "project.openshift.io", Version: "v1", Resource: "projectrequests"}
+)
+
+// waitForOpenShiftAPIs waits until the aggregation layer serves pullgate's OpenShift
+// APIs (the APIServices are Available).
+func waitForOpenShiftAPIs(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if !harness.Eventually(ctx, time.Minute, func(ctx context.Context) bool {
+		out, err := env.Kubectl(ctx, "api-resources", "--api-group=project.openshift.io", "-o", "name")
+		return err == nil && strings.Contains(out, "projectrequests.project.openshift.io")
+	}) {
+		t.Fatal("project.openshift.io is not served through the aggregation layer")
+	}
+}
+
+// The OpenShift APIs oc reaches for, served by pullgate behind the API server's
+// aggregation layer: discovery sees them, RBAC decides them, a user sees only its own
+// projects, and nobody but the API server may speak to pullgate's server.
+func TestOpenShiftAPIs(t *testing.T) {
+	ctx := harness.Context(t, 3*time.Minute)
+	waitForOpenShiftAPIs(t, ctx)
+	out, err := env.Kubectl(ctx, "api-resources", "--api-group=authorization.openshift.io", "-o", "name")
+	if err != nil || !strings.Contains(out, "localresourceaccessreviews.authorization.openshift.io") {
+		t.Fatalf("authorization.openshift.io: %v\n%s", err, out)
+	}
+
+	home := createNamespace(t, ctx, "oshome")
+	waitForServiceAccount(t, ctx, home, "default")
+	token, err := env.Account(ctx, home, "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := dynamic.NewForConfig(env.TokenConfig(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alicesUser := "system:serviceaccount:" + home + ":alice"
+	name := "osreq-" + rand.String(5)
+	request := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "project.openshift.io/v1", "kind": "ProjectRequest", "metadata": map[string]any{"name": name}}}
+
+	t.Run("requesting a project needs self-provisioner", func(t *testing.T) {
+		_, err := alice.Resource(projectRequestsGVR).Create(ctx, request, metav1.CreateOptions{})
+		if !apierrors.IsForbidden(err) {
+			t.Fatalf("a user without self-provisioner: %v, want Forbidden", err)
+		}
+	})
+
+	t.Run("a requested project is the requester's, and only its projects are listed", func(t *testing.T) {
+		binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "self-provisioner-" + home},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "self-provisioner"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: home, Name: "alice"}}}
+		if _, err := env.Admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = env.Admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{})
+			_ = env.Admin.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+		})
+		var created *unstructured.Unstructured
+		// RBAC's authorizer in the API server sees the new binding a moment later.
+		if !harness.Eventually(ctx, 20*time.Second, func(ctx context.Context) bool {
+			created, err = alice.Resource(projectRequestsGVR).Create(ctx, request, metav1.CreateOptions{})
+			return err == nil
+		}) {
+			t.Fatalf("project request: %v", err)
+		}
+		if created.GetKind() != "Project" || created.GetName() != name {
+			t.Errorf("the request answered %s %s", created.GetKind(), created.GetName())
+		}
+		ns, err := env.Admin.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if err != nil || ns.Annotations["openshift.io/requester"] != alicesUser {
+			t.Fatalf("namespace %s: %v %v", name, err, ns)
+		}
+		admin, err := env.Admin.RbacV1().RoleBindings(name).Get(ctx, "admin", metav1.GetOptions{})
+		if err != nil || admin.RoleRef.Name != "admin" || len(admin.Subjects) != 1 || admin.Subjects[0].Name != "alice" {
+			t.Fatalf("admin binding: %v %+v", err, admin)
+		}
+		var projects []string
+		if !harness.Eventually(ctx, 20*time.Second, func(ctx context.Context) bool {
+			list, err := alice.Resource(projectsGVR).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false
+			}
+			projects = nil
+			for _, p := range list.Items {
+				projects = append(projects, p.GetName())
+			}
+			return slices.Contains(projects, name)
+		}) {
+			t.Fatalf("alice's projects: %v, want %s", projects, name)
+		}
+		for _, p := range projects {
+			if p != name && p != home {
+				t.Errorf("alice sees project %s, which she may not get", p)
+			}
+		}
+		if _, err := alice.Resource(projectsGVR).Get(ctx, "kube-system", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("alice getting project kube-system: %v, want Forbidden", err)
+		}
+	})
+
+	t.Run("who can pull: an access review", func(t *testing.T) {
+		review := filepath.Join(t.TempDir(), "review.json") // (kubectl splits -f on commas: none in a subtest's name)
+		if err := os.WriteFile(review, []byte(`{"kind":"LocalResourceAccessReview","apiVersion":"authorization.openshift.io/v1","verb":"get","resourceAPIGroup":"image.openshift.io","resource":"imagestreams/layers"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := env.Kubectl(ctx, "create", "--raw", "/apis/authorization.openshift.io/v1/namespaces/"+home+"/localresourceaccessreviews", "-f", review)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp struct {
+			Namespace string   `json:"namespace"`
+			Groups    []string `json:"groups"`
+		}
+		if err := json.Unmarshal([]byte(out), &resp); err != nil || resp.Namespace != home || !slices.Contains(resp.Groups, "system:serviceaccounts:"+home) {
+			t.Errorf("review: %v %s", err, out)
+		}
+	})
+
+	// An attacker on this machine who finds pullgate's OpenShift API port and sends
+	// X-Remote-User: system:admin gets nothing: only the API server's front-proxy
+	// client certificate is accepted.
+	t.Run("forged user headers are refused", func(t *testing.T) {
+		svc, err := env.Admin.CoreV1().Services(openshiftapi.ServiceNamespace).Get(ctx, openshiftapi.ServiceName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		url := fmt.Sprintf("https://%s:%d/apis/project.openshift.io/v1/projects", svc.Spec.ExternalName, svc.Spec.Ports[0].Port)
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		req.Header.Set("X-Remote-User", "system:admin")
+		req.Header.Add("X-Remote-Group", "system:masters")
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the attacker's client
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("a request without the front-proxy certificate was answered: %s", resp.Status)
+		}
+		// The same request with the API server's own client certificate is answered:
+		// the refusal above was for the certificate, not for the address.
+		cert, err := tls.LoadX509KeyPair(filepath.Join(env.DataDir, "pki", "front-proxy", "front-proxy-client.crt"), filepath.Join(env.DataDir, "pki", "front-proxy", "front-proxy-client.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}}} //nolint:gosec // only the client certificate matters here
+		req, _ = http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err = client.Do(req)
+		if err != nil {
+			t.Fatalf("with the front-proxy certificate: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("with the front-proxy certificate: %s", resp.Status)
+		}
+	})
+}
+
+// The real oc, unmodified, against pullgate: new-project, policy who-can and registry
+// info, which need OpenShift's own APIs. Set OC to an oc binary (see hack/ocgolden).
+func TestRealOcOpenShiftCommands(t *testing.T) {
+	oc := os.Getenv("OC")
+	if oc == "" {
+		t.Skip("OC is not set: give a real oc binary (see hack/ocgolden) to run oc new-project, policy who-can and registry info against pullgate")
+	}
+	ctx := harness.Context(t, 3*time.Minute)
+	waitForOpenShiftAPIs(t, ctx)
+	cli := newCLI(t)
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, oc, args...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+cli.kubeconfig)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("oc %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	project := "ocnew-" + rand.String(5)
+	t.Cleanup(func() {
+		_ = env.Admin.CoreV1().Namespaces().Delete(context.Background(), project, metav1.DeleteOptions{})
+	})
+	if out := run("new-project", project); !strings.HasPrefix(out, fmt.Sprintf("Now using project %q on server ", project)) {
+		t.Errorf("oc new-project:\n%s", out)
+	}
+	waitForServiceAccount(t, ctx, project, "default")
+	if out := run("get", "projects"); !strings.Contains(out, project) {
+		t.Errorf("oc get projects does not list %s:\n%s", project, out)
+	}
+	if out := run("project", project); !strings.Contains(out, project) {
+		t.Errorf("oc project %s:\n%s", project, out)
+	}
+	if out := run("policy", "who-can", "get", "imagestreams/layers", "-n", project); !strings.Contains(out, "system:serviceaccounts:"+project) {
+		t.Errorf("oc policy who-can does not list the project's service accounts:\n%s", out)
+	}
+	pushImage(t, ctx, dockerConfigFor(t, ctx, project, "pusher", "admin"), env.RegistryHost+"/"+project+"/app:v1")
+	if out := run("registry", "info", "-n", project); !strings.Contains(out, env.RegistryHost) {
+		t.Errorf("oc registry info:\n%s", out)
+	}
+}
