@@ -164,30 +164,12 @@ func TestExplainPull(t *testing.T) {
 		waitForCondition(t, ctx, a, pod, corev1.ConditionTrue, time.Minute)
 	})
 
-	// A private registry with Basic auth, and one delegating to a token service, as
-	// the seed's second half (TestSeedSecuredRegistries) builds them.
-	dir := t.TempDir()
-	htpasswd := filepath.Join(dir, "htpasswd")
-	writeHtpasswd(t, htpasswd, map[string]string{"developer": "dev-pass", "main-user": "main-pass"})
-	ca, err := pki.Open(filepath.Join(env.DataDir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ServingCert("explain-registries", []string{"privateregistry.example.com", "delegating.example.com", "sso.example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	private := fmt.Sprintf("privateregistry.example.com:%d", port)
-	startProcess(t, "registry is serving", "registry", "serve", "--standalone", "--htpasswd", htpasswd,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", t.TempDir(), "--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
-	caEnv := "SSL_CERT_FILE=" + filepath.Join(ca.Path, pki.CAFile)
-	developer := basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}})
-	for _, repo := range []string{"repository-main/app", "other/app"} {
-		pushFile(t, ctx, developer, private+"/"+repo+":v1", []byte(repo), caEnv)
-	}
-	g.replace = append(g.replace, private, "privateregistry.example.com", fmt.Sprintf(", port %d", port), "")
-	developerJSON := filepath.Join(developer, "config.json")
+	// The seed's secured registries (TestSeedSecuredRegistries uses them too).
+	regs := startSeedRegistries(t, ctx)
+	private, delegating, sso, port := regs.Private, regs.Delegating, regs.SSO, regs.PrivatePort
+	g.replace = append(g.replace, private, "privateregistry.example.com", fmt.Sprintf(", port %d", port), "",
+		sso, "sso.example.com", delegating, "delegating.example.com", fmt.Sprintf(", port %d", regs.DelegatingPort), "")
+	developerJSON := filepath.Join(basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}}), "config.json")
 
 	t.Run("an Opaque secret: the kubelet ignores it; recreated with its type", func(t *testing.T) {
 		ns := createNamespace(t, ctx, "explain-opaque")
@@ -271,22 +253,6 @@ func TestExplainPull(t *testing.T) {
 			t.Errorf("explain does not say why repository-main's key does not match other/app:\n%s", out)
 		}
 	})
-
-	// Delegated authentication: tokens from sso.example.com.
-	ssoPort, regPort := freePort(t), freePort(t)
-	sso := fmt.Sprintf("sso.example.com:%d", ssoPort)
-	delegating := fmt.Sprintf("delegating.example.com:%d", regPort)
-	ssoDir := t.TempDir()
-	ssoUsers := filepath.Join(dir, "sso-htpasswd")
-	writeHtpasswd(t, ssoUsers, map[string]string{"developer@example.com": "sso-pass"})
-	startProcess(t, "token server is serving", "token-server", "--listen", fmt.Sprintf("127.0.0.1:%d", ssoPort), "--data-dir", ssoDir,
-		"--htpasswd", ssoUsers, "--grant", "developer@example.com=*:pull,push", "--service", "delegating", "--issuer", "sso",
-		"--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
-	startProcess(t, "registry is serving", "registry", "serve", "--standalone", "--listen", fmt.Sprintf("127.0.0.1:%d", regPort), "--data-dir", t.TempDir(),
-		"--token-realm", "https://"+sso+"/token", "--token-service", "delegating", "--token-issuer", "sso", "--token-jwks", filepath.Join(ssoDir, "jwks.json"),
-		"--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
-	pushFile(t, ctx, basicDockerConfig(t, map[string][2]string{delegating: {"developer@example.com", "sso-pass"}}), delegating+"/team/app:v1", []byte("team/app"), caEnv)
-	g.replace = append(g.replace, sso, "sso.example.com", delegating, "delegating.example.com", fmt.Sprintf(", port %d", regPort), "")
 
 	t.Run("delegated authentication needs secrets for both endpoints", func(t *testing.T) {
 		ns := createNamespace(t, ctx, "explain-delegated")

@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -28,32 +27,12 @@ func TestSeedSecuredRegistries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cli := newCLI(t)
-	dir := t.TempDir()
-
-	// Users: developer may pull everything, main-user only repository-main/*.
-	htpasswd := filepath.Join(dir, "htpasswd")
-	writeHtpasswd(t, htpasswd, map[string]string{"developer": "dev-pass", "main-user": "main-pass"})
-	ca, err := pki.Open(filepath.Join(env.DataDir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ServingCert("seed-registries", []string{"privateregistry.example.com", "delegating.example.com", "sso.example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// 2. A private registry with Basic auth (developer may pull everything), and 4.'s
+	// registry delegating to sso.example.com.
+	regs := startSeedRegistries(t, ctx)
+	private, delegating, sso, registryA := regs.Private, regs.Delegating, regs.SSO, regs.PrivateProcess
 	certDir := t.TempDir() // for skopeo: the CA that signed the registries' certificate
-	copyFile(t, filepath.Join(ca.Path, pki.CAFile), filepath.Join(certDir, "ca.crt"))
-
-	// 2. A private registry with Basic auth.
-	port := freePort(t)
-	private := fmt.Sprintf("privateregistry.example.com:%d", port)
-	registryA := startProcess(t, "registry is serving", "registry", "serve", "--standalone", "--htpasswd", htpasswd,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", t.TempDir(), "--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
-	caEnv := "SSL_CERT_FILE=" + filepath.Join(ca.Path, pki.CAFile)
-	adminCfg := basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}})
-	for _, repo := range []string{"repository-main/app", "other/app"} {
-		pushFile(t, ctx, adminCfg, private+"/"+repo+":v1", []byte(private+"/"+repo+":v1"), caEnv)
-	}
+	copyFile(t, regs.CAFile, filepath.Join(certDir, "ca.crt"))
 
 	dockerJSON := filepath.Join(basicDockerConfig(t, map[string][2]string{private: {"developer", "dev-pass"}}), "config.json")
 	authJSON := filepath.Join(t.TempDir(), "auth.json")
@@ -90,21 +69,6 @@ func TestSeedSecuredRegistries(t *testing.T) {
 	}
 
 	// 4. Delegated authentication: a registry whose tokens come from sso.example.com.
-	ssoPort, regPort := freePort(t), freePort(t)
-	sso := fmt.Sprintf("sso.example.com:%d", ssoPort)
-	delegating := fmt.Sprintf("delegating.example.com:%d", regPort)
-	ssoDir := t.TempDir()
-	ssoUsers := filepath.Join(dir, "sso-htpasswd")
-	writeHtpasswd(t, ssoUsers, map[string]string{"developer@example.com": "sso-pass"})
-	startProcess(t, "token server is serving", "token-server", "--listen", fmt.Sprintf("127.0.0.1:%d", ssoPort), "--data-dir", ssoDir,
-		"--htpasswd", ssoUsers, "--grant", "developer@example.com=*:pull,push", "--service", "delegating", "--issuer", "sso",
-		"--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
-	startProcess(t, "registry is serving", "registry", "serve", "--standalone", "--listen", fmt.Sprintf("127.0.0.1:%d", regPort), "--data-dir", t.TempDir(),
-		"--token-realm", "https://"+sso+"/token", "--token-service", "delegating", "--token-issuer", "sso", "--token-jwks", filepath.Join(ssoDir, "jwks.json"),
-		"--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile)
-	ssoCfg := basicDockerConfig(t, map[string][2]string{delegating: {"developer@example.com", "sso-pass"}})
-	pushFile(t, ctx, ssoCfg, delegating+"/team/app:v1", []byte(delegating+"/team/app:v1"), caEnv)
-
 	ns = createNamespace(t, ctx, "delegated")
 	waitForServiceAccount(t, ctx, ns, "default")
 	cli.ok(ctx, "secret/redhat-connect-sso created\n", "create", "secret", "docker-registry",
