@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/go-units"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,12 @@ var funcs = template.FuncMap{
 		return d
 	},
 	"ago": func(t metav1.Time) string { return time.Since(t.Time).Round(time.Second).String() + " ago" },
+	"size": func(n int64) string {
+		if n <= 0 {
+			return "—"
+		}
+		return units.BytesSize(float64(n))
+	},
 }
 
 // page is what every template gets.
@@ -156,6 +163,9 @@ type streamRow struct {
 type tagRow struct {
 	Tag, Digest, MediaType, ArtifactType, Pull string
 	Created                                    metav1.Time
+	Size                                       int64
+	// Referrers are the manifests whose subject is this tag's (signatures, SBOMs).
+	Referrers []imageapi.Referrer
 }
 
 type saRow struct {
@@ -237,8 +247,14 @@ func (s *Server) streamRow(ns string, is *imageapi.ImageStream) streamRow {
 			continue
 		}
 		ev := t.Items[0]
-		row.Tags = append(row.Tags, tagRow{Tag: t.Tag, Digest: ev.Digest, MediaType: ev.MediaType, ArtifactType: ev.ArtifactType, Created: ev.Created,
-			Pull: fmt.Sprintf("podman pull %s/%s:%s", s.RegistryHost, repo, t.Tag)})
+		tag := tagRow{Tag: t.Tag, Digest: ev.Digest, MediaType: ev.MediaType, ArtifactType: ev.ArtifactType, Created: ev.Created, Size: ev.Size,
+			Pull: fmt.Sprintf("podman pull %s/%s:%s", s.RegistryHost, repo, t.Tag)}
+		for _, ref := range is.Status.Referrers {
+			if ref.Subject == ev.Digest {
+				tag.Referrers = append(tag.Referrers, ref)
+			}
+		}
+		row.Tags = append(row.Tags, tag)
 	}
 	return row
 }

@@ -99,3 +99,33 @@ func TestEnsureAndRecord(t *testing.T) {
 		t.Errorf("a tag for a stream that is gone: %v", err)
 	}
 }
+
+// A referrer is listed once, newest first, and the list stays bounded.
+func TestRecordReferrer(t *testing.T) {
+	ctx := context.Background()
+	s := fakeStreams()
+	uid, _, err := s.Ensure(ctx, "team", "app", "localhost:5000/team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxReferrers + 5 {
+		ref := Referrer{Subject: "sha256:subject", Digest: fmt.Sprintf("sha256:%d", i), ArtifactType: "application/vnd.example.sbom"}
+		for range 2 {
+			if err := s.RecordReferrer(ctx, "team", "app", uid, ref); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	obj, err := s.Client.Resource(GVR).Namespace("team").Get(ctx, "app", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := fromUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := is.Status.Referrers
+	if len(refs) != MaxReferrers || refs[0].Digest != fmt.Sprintf("sha256:%d", MaxReferrers+4) {
+		t.Errorf("%d referrers, first %+v", len(refs), refs[0])
+	}
+}

@@ -105,6 +105,23 @@ func (s Streams) RecordTag(ctx context.Context, namespace, name, uid, repository
 	})
 }
 
+// RecordReferrer adds ref to ImageStream namespace/name (of UID uid), newest first,
+// once per digest, keeping at most MaxReferrers.
+func (s Streams) RecordReferrer(ctx context.Context, namespace, name, uid string, ref Referrer) error {
+	return s.update(ctx, namespace, name, uid, func(st *ImageStreamStatus) bool {
+		for _, r := range st.Referrers {
+			if r.Digest == ref.Digest && r.Subject == ref.Subject {
+				return false
+			}
+		}
+		st.Referrers = append([]Referrer{ref}, st.Referrers...)
+		if len(st.Referrers) > MaxReferrers {
+			st.Referrers = st.Referrers[:MaxReferrers]
+		}
+		return true
+	})
+}
+
 // RemoveTag takes tag out of ImageStream namespace/name (of UID uid), history and all.
 func (s Streams) RemoveTag(ctx context.Context, namespace, name, uid, tag string) error {
 	return s.update(ctx, namespace, name, uid, func(st *ImageStreamStatus) bool {

@@ -47,7 +47,23 @@ type ImageStreamStatus struct {
 	// TagNames is what kubectl get shows of the tags: comma-separated, the most
 	// recently moved first, the rest counted past 40 characters.
 	TagNames string `json:"tagNames,omitempty"`
+	// Referrers are the manifests pushed with a subject (signatures, SBOMs,
+	// attestations), newest first, at most MaxReferrers.
+	Referrers []Referrer `json:"referrers,omitempty"`
 }
+
+// Referrer is a manifest that refers to another (OCI 1.1 subject).
+type Referrer struct {
+	// Subject is the digest of the manifest it refers to.
+	Subject      string      `json:"subject"`
+	Digest       string      `json:"digest"`
+	MediaType    string      `json:"mediaType,omitempty"`
+	ArtifactType string      `json:"artifactType,omitempty"`
+	Created      metav1.Time `json:"created"`
+}
+
+// MaxReferrers bounds a stream's referrers.
+const MaxReferrers = 100
 
 // NamedTagEventList is one tag's history.
 type NamedTagEventList struct {
@@ -63,6 +79,9 @@ type TagEvent struct {
 	// ArtifactType tells images from charts, signatures and other artifacts: the
 	// manifest's artifactType, else its config's media type.
 	ArtifactType string `json:"artifactType,omitempty"`
+	// Size is the manifest's and everything it names': config and layers for an
+	// image, the manifest alone for an index.
+	Size int64 `json:"size,omitempty"`
 }
 
 // MaxTagHistory bounds each tag's history.

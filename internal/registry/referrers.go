@@ -32,6 +32,9 @@ type referrers struct {
 	driver   storagedriver.StorageDriver
 	verifier auth.AccessController
 	log      *slog.Logger
+	// record, when set, lists a referrer on its repository's ImageStream, where the
+	// repository's readers see it.
+	record func(ctx context.Context, repo string, subject digest.Digest, desc v1.Descriptor)
 }
 
 const referrersRoot = "/pullgate/referrers"
@@ -109,6 +112,9 @@ func (h *referrers) put(w http.ResponseWriter, r *http.Request, name string) {
 		if err := h.driver.PutContent(ctx, path, content); err != nil {
 			h.log.Error("referrers index not written", "repository", name, "manifest", dgst, "subject", m.Subject.Digest, "err", err)
 		}
+	}
+	if h.record != nil {
+		h.record(ctx, name, m.Subject.Digest, desc)
 	}
 }
 
@@ -198,6 +204,7 @@ func (h *referrers) reversePath(name string, referrer digest.Digest) string {
 // manifestFields are the parts of an image manifest or index that the Referrers
 // API reports.
 type manifestFields struct {
+	Layers       []v1.Descriptor   `json:"layers"`
 	MediaType    string            `json:"mediaType"`
 	ArtifactType string            `json:"artifactType"`
 	Config       *v1.Descriptor    `json:"config"`

@@ -221,8 +221,12 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 			}
 		}
 	}
+	refs := &referrers{next: blobs, driver: driver, verifier: verifier, log: cfg.Log}
+	if repos != nil {
+		refs.record = repos.recordReferrer
+	}
 	mux.Handle("/v2/", writes(explainDenied{authz: cfg.Authz, next: &repositoryGate{
-		next:     &referrers{next: blobs, driver: driver, verifier: verifier, log: cfg.Log},
+		next:     refs,
 		verifier: verifier, repos: repos, host: cfg.Host, namespaceExists: cfg.NamespaceExists, log: cfg.Log,
 	}}))
 	idle := cfg.BodyIdleTimeout

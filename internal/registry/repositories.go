@@ -13,6 +13,7 @@ import (
 	"github.com/distribution/distribution/v3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -32,6 +33,8 @@ type Streams interface {
 	// SyncTags makes the stream's tags exactly want.
 	RecordTag(ctx context.Context, namespace, name, uid, repository, tag string, ev imageapi.TagEvent) error
 	RemoveTag(ctx context.Context, namespace, name, uid, tag string) error
+	// RecordReferrer lists a referrer (a manifest with a subject) on the stream.
+	RecordReferrer(ctx context.Context, namespace, name, uid string, ref imageapi.Referrer) error
 	SyncTags(ctx context.Context, namespace, name, uid, repository string, want map[string]imageapi.TagEvent, readAt time.Time) (bool, error)
 	// History lists every digest the stream's tags point or pointed at.
 	History(ctx context.Context, namespace, name string) ([]string, error)
@@ -260,6 +263,22 @@ func (r *repositories) record(ctx context.Context, repo, host, tag string, ev im
 	return r.streams.RecordTag(ctx, namespace, name, uid, host+"/"+repo, tag, ev)
 }
 
+// recordReferrer lists a referrer pushed to repo on its stream.
+func (r *repositories) recordReferrer(ctx context.Context, repo string, subject digest.Digest, desc v1.Descriptor) {
+	namespace, name, ok := registryauth.SplitRepository(repo)
+	if !ok {
+		return
+	}
+	uid, err := r.owner(ctx, repo)
+	if err == nil && uid != "" {
+		err = r.streams.RecordReferrer(ctx, namespace, name, uid, imageapi.Referrer{Subject: subject.String(), Digest: desc.Digest.String(),
+			MediaType: desc.MediaType, ArtifactType: desc.ArtifactType, Created: metav1.Now()})
+	}
+	if err != nil {
+		r.log.Error("referrer not recorded on its image stream", "repository", repo, "referrer", desc.Digest, "err", err)
+	}
+}
+
 // unrecord takes tag out of repo's stream.
 func (r *repositories) unrecord(ctx context.Context, repo, tag string) error {
 	namespace, name, _ := registryauth.SplitRepository(repo)
@@ -283,6 +302,13 @@ func (r *repositories) tagEvent(ctx context.Context, repo distribution.Repositor
 		var m manifestFields
 		if json.Unmarshal(data, &m) == nil {
 			ev.ArtifactType = m.artifactType()
+			ev.Size = int64(len(data))
+			if m.Config != nil {
+				ev.Size += m.Config.Size
+			}
+			for _, l := range m.Layers {
+				ev.Size += l.Size
+			}
 			if ev.MediaType == "" {
 				ev.MediaType = m.MediaType
 			}

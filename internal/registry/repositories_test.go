@@ -58,6 +58,10 @@ func (f *fakeStreams) RecordTag(context.Context, string, string, string, string,
 
 func (f *fakeStreams) RemoveTag(context.Context, string, string, string, string) error { return nil }
 
+func (f *fakeStreams) RecordReferrer(context.Context, string, string, string, imageapi.Referrer) error {
+	return nil
+}
+
 func (f *fakeStreams) History(context.Context, string, string) ([]string, error) { return nil, nil }
 
 func (f *fakeStreams) SyncTags(context.Context, string, string, string, string, map[string]imageapi.TagEvent, time.Time) (bool, error) {

@@ -5,6 +5,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,12 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -129,9 +136,11 @@ func TestConsoleWalksTheSeed(t *testing.T) {
 	}
 	image := env.RegistryHost + "/" + pb + "/app:v1"
 	pusher := harness.DockerConfigFor(t, env.RegistryHost, credentials.Credential{Username: "pullgate", Password: token})
-	if _, err := harness.PushFile(ctx, pusher, image, []byte("the seed's image")); err != nil {
+	subject, err := harness.PushFile(ctx, pusher, image, []byte("the seed's image"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	sbom := pushReferrer(t, env.RegistryHost+"/"+pb+"/app", subject, token)
 	if _, err := harness.PushFile(ctx, pusher, env.RegistryHost+"/"+pb+"/app:v2", []byte("a second tag")); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +191,11 @@ func TestConsoleWalksTheSeed(t *testing.T) {
 	if err := chromedp.Do(b, chromedp.Navigate(base+"/projects/"+pb+"/imagestreams/app"), chromedp.WaitVisible(chromedp.CSS("table"))); err != nil {
 		t.Fatal(err)
 	}
-	mustSee(t, b, "the image stream", "v1", "v2", "sha256:", "podman pull "+env.RegistryHost+"/project-b/app:v2")
+	mustSee(t, b, "the image stream", "v1", "v2", "sha256:", "podman pull "+env.RegistryHost+"/project-b/app:v2",
+		"referrer "+sbom[:19]+" application/vnd.example.sbom+json")
+	if !regexp.MustCompile(`\d(\.\d+)?k?B`).MatchString(text(t, b)) {
+		t.Errorf("the image stream shows no size:\n%s", text(t, b))
+	}
 	shot(t, b, dir, "imagestream")
 
 	if err := chromedp.Do(b, chromedp.Navigate(base+"/graph"), chromedp.WaitVisible(chromedp.CSS("img.graph"))); err != nil {
@@ -252,6 +265,38 @@ func TestConsoleWalksTheSeed(t *testing.T) {
 	mustSee(t, b, "the projects page without JavaScript", a, pb)
 	t.Logf("screenshots in %s", dir)
 }
+
+// pushReferrer pushes an SBOM-like artifact whose subject is the manifest subject of
+// repo, as cosign or oras attach would, and returns its digest.
+func pushReferrer(t *testing.T, repo, subject, token string) string {
+	t.Helper()
+	auth := remote.WithAuth(&authn.Basic{Username: "pullgate", Password: token})
+	empty := static.NewLayer([]byte("{}"), "application/vnd.oci.empty.v1+json")
+	r, err := name.NewRepository(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteLayer(r, empty, auth); err != nil {
+		t.Fatal(err)
+	}
+	emptyDigest, _ := empty.Digest()
+	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.sbom+json",`+
+		`"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":%q,"size":2},"layers":[{"mediaType":"application/vnd.oci.empty.v1+json","digest":%q,"size":2}],`+
+		`"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":1}}`, emptyDigest, emptyDigest, subject)
+	d, _, err := v1.SHA256(strings.NewReader(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(r.Digest(d.String()), rawManifest(manifest), auth); err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+type rawManifest string
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return []byte(m), nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 
 func containsRef(refs []corev1.LocalObjectReference, name string) bool {
 	for _, r := range refs {
