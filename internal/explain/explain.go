@@ -394,6 +394,7 @@ func (e *Explainer) decide(image, namespace, sa string) *Integrated {
 		return out
 	}
 	if e.Authz == nil {
+		out.Undecided = true
 		out.Fix = "you may not read the cluster's RBAC, so the decision is unknown: ask an administrator to run pullgate explain pull"
 		return out
 	}

@@ -97,6 +97,8 @@ type Integrated struct {
 	Repository string `json:"repository"`
 	Identity   string `json:"identity"`
 	Allowed    bool   `json:"allowed"`
+	// Undecided is set when the user may not read RBAC, so no decision was made.
+	Undecided bool `json:"undecided,omitempty"`
 	// Binding, Role and Subject are what allows it.
 	Binding string `json:"binding,omitempty"`
 	Role    string `json:"role,omitempty"`

@@ -67,7 +67,7 @@ func describe(c Considered) string {
 func cause(img *ImageReport, reason, message string, problems, unlinked []Problem, in input) (string, string) {
 	registry := registryOf(img.Image)
 	if i := img.Integrated; i != nil && !i.Allowed && (reason == imagepull.ReasonUnauthorized || reason == imagepull.ReasonNoCredentialMatched) {
-		if i.Fix != "" && !strings.HasPrefix(i.Fix, "you may not") {
+		if i.Fix != "" && !i.Undecided {
 			return fmt.Sprintf("%s may not pull %s: no role binding in project %s grants it system:image-puller", i.Identity, i.Repository, projectOf(i.Repository)), i.Fix
 		}
 		return fmt.Sprintf("%s may not pull %s", i.Identity, i.Repository), i.Fix
