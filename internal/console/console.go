@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/registryinfo"
 )
 
@@ -58,7 +59,13 @@ type Server struct {
 	loginToken string
 	mu         sync.Mutex
 	session    string
-	hosts      []string // the Host headers accepted: this listener's own names
+	// rbac evaluates RBAC for the pod page's diagnosis from informers started once,
+	// with the user's own client, for the console's life (nil: the user may not
+	// read RBAC); rbacCtx bounds them.
+	rbacOnce sync.Once
+	rbac     *rbacauthz.Authorizer
+	rbacCtx  context.Context
+	hosts    []string // the Host headers accepted: this listener's own names
 }
 
 // New prepares a console for the user of cfg; Serve starts it on a listener.
@@ -73,7 +80,7 @@ func New(cfg *rest.Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{Config: cfg, client: client, dynamic: dyn, loginToken: randomHex(32), Log: slog.Default()}, nil
+	return &Server{Config: cfg, client: client, dynamic: dyn, loginToken: randomHex(32), Log: slog.Default(), rbacCtx: context.Background()}, nil
 }
 
 // URL is the address to open, with the one-time login token, for listener l.
@@ -208,6 +215,23 @@ func (s *Server) csrfToken() string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// authorizer is the user's RBAC evaluator, synced once and then kept current by its
+// informers, instead of listing every role and binding at each page.
+func (s *Server) authorizer() *rbacauthz.Authorizer {
+	s.rbacOnce.Do(func() {
+		ctx := s.rbacCtx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		if a, err := rbacauthz.NewForClient(ctx, s.client); err == nil {
+			s.rbac = a
+		} else {
+			s.Log.Warn("RBAC is not readable as this user: the pod page's diagnosis leaves the registry's decision out", "err", err)
+		}
+	})
+	return s.rbac
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -227,6 +251,7 @@ func Start(ctx context.Context, cfg *rest.Config, addr string, log *slog.Logger)
 	if log != nil {
 		s.Log = log
 	}
+	s.rbacCtx = ctx
 	if info, err := registryinfo.Read(ctx, s.client); err == nil && len(info.Hostnames) > 0 {
 		s.RegistryHost, s.RegistryHosts = info.Hostnames[0], info.Hostnames
 	}

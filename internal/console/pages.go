@@ -401,7 +401,7 @@ func (s *Server) pod(w http.ResponseWriter, r *http.Request) {
 	}
 	p := podPage{Project: ns, Pod: podRow{Name: pod.Name, ServiceAccount: pod.Spec.ServiceAccountName, Node: pod.Spec.NodeName, State: pullState(pod)}}
 	e := &explain.Explainer{Client: s.client, RegistryHosts: s.RegistryHosts, CredentialProvider: true}
-	if authz, err := rbacauthz.NewForClient(ctx, s.client); err == nil {
+	if authz := s.authorizer(); authz != nil {
 		e.Authz = authz
 	}
 	if report, err := e.Pod(ctx, ns, name); err == nil {
