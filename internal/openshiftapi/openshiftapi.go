@@ -74,11 +74,6 @@ func TLSConfig(cert tls.Certificate, frontProxyCA string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}, nil
 }
 
-// user is who the API server says made the request.
-type user struct {
-	rbacauthz.User
-}
-
 // Handler routes the APIs. Requests whose client certificate is not the
 // aggregation layer's are refused: only the API server may speak for a user.
 func (s *Server) Handler() http.Handler {
@@ -114,8 +109,8 @@ func (s *Server) fromAggregator(r *http.Request) bool {
 }
 
 // requester is the user the API server authenticated.
-func requester(r *http.Request) user {
-	u := user{rbacauthz.User{Name: r.Header.Get("X-Remote-User")}}
+func requester(r *http.Request) rbacauthz.User {
+	u := rbacauthz.User{Name: r.Header.Get("X-Remote-User")}
 	for _, g := range r.Header.Values("X-Remote-Group") {
 		u.Groups = append(u.Groups, strings.Split(g, ",")...)
 	}

@@ -45,8 +45,8 @@ func toProject(ns *corev1.Namespace) project {
 }
 
 // mayGet reports whether u may get namespace ns: what makes it one of u's projects.
-func (s *Server) mayGet(u user, ns string) bool {
-	return s.Authz.Decide(u.User, rbacauthz.Request{Verb: "get", Namespace: ns, Resource: "namespaces", Name: ns}).Allowed
+func (s *Server) mayGet(u rbacauthz.User, ns string) bool {
+	return s.Authz.Decide(u, rbacauthz.Request{Verb: "get", Namespace: ns, Resource: "namespaces", Name: ns}).Allowed
 }
 
 func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) {
