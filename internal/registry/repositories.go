@@ -47,9 +47,10 @@ type Streams interface {
 // The owner is the ImageStream's UID, kept in the storage driver beside the
 // repository (/pullgate/owners/<repository>/_owner; "_" cannot start a component of
 // a repository name). A repository is served only while an ImageStream of that UID
-// exists. A push makes the ImageStream first (before anything is stored), and a push
-// that finds storage owned by another UID, or storage it did not make the stream
-// for, clears the repository's links before writing its own owner: what remains of
+// exists. A push makes the ImageStream first (before anything is stored); a push
+// that finds an earlier tenant's storage clears the repository's links — before it
+// makes the stream when there is none yet, so that no replica clears what another
+// has begun to push for the new one — and then writes its own owner: what remains of
 // an earlier tenant is never reachable again, and its blobs are left for garbage
 // collection. When an ImageStream is deleted its repository's links are cleared too.
 type repositories struct {
@@ -106,17 +107,13 @@ func (r *repositories) owner(ctx context.Context, repo string) (string, error) {
 	if ok {
 		return uid, nil
 	}
-	data, err := r.driver.GetContent(ctx, ownerPath(repo))
-	var notFound storagedriver.PathNotFoundError
-	switch {
-	case errors.As(err, &notFound):
-		// Not remembered: another replica may give it an owner at any moment.
-		return "", nil
-	case err != nil:
+	uid, err := r.storedOwner(ctx, repo)
+	if err != nil || uid == "" {
+		// None is not remembered: another replica may give it an owner at any moment.
 		return "", err
 	}
-	r.remember(repo, string(data))
-	return string(data), nil
+	r.remember(repo, uid)
+	return uid, nil
 }
 
 func (r *repositories) remember(repo, uid string) {
@@ -184,20 +181,76 @@ func (r *repositories) Ensure(ctx context.Context, repo, host string) error {
 		}
 	}
 	defer r.lock(repo)()
-	uid, created, err := r.streams.Ensure(ctx, namespace, name, host+"/"+repo)
+	// Until the stream exists nobody may push to the repository, so what is stored
+	// there then is an earlier tenant's: it is cleared before the stream is made, never
+	// after, when another replica may already be writing the new tenant's first blobs.
+	// What is stored is read before the stream is looked up, so that a stream another
+	// replica makes meanwhile, and its pushes, are not mistaken for leftovers.
+	leftovers, err := r.hasLeftovers(ctx, repo)
 	if err != nil {
 		return err
 	}
-	owner, err := r.owner(ctx, repo)
-	if err != nil || owner == uid {
+	if leftovers {
+		_, exists, err := r.streams.Get(ctx, namespace, name)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			if err := r.clear(ctx, repo); err != nil {
+				return err
+			}
+		}
+	}
+	uid, _, err := r.streams.Ensure(ctx, namespace, name, host+"/"+repo)
+	if err != nil {
 		return err
 	}
-	if owner != "" || created {
+	owner, err := r.storedOwner(ctx, repo)
+	switch {
+	case err != nil:
+		return err
+	case owner == uid:
+		r.remember(repo, uid)
+		return nil
+	case owner != "":
+		// A stream made again (by kubectl, or while no registry ran) over an earlier
+		// tenant's storage.
 		if err := r.clear(ctx, repo); err != nil {
 			return err
 		}
 	}
 	return r.setOwner(ctx, repo, uid)
+}
+
+// hasLeftovers reports whether repo has an owner or links of its own in storage.
+func (r *repositories) hasLeftovers(ctx context.Context, repo string) (bool, error) {
+	owner, err := r.storedOwner(ctx, repo)
+	if err != nil || owner != "" {
+		return owner != "", err
+	}
+	dir := path.Join("/docker/registry/v2/repositories", repo)
+	for _, p := range []string{path.Join(dir, "_manifests"), path.Join(dir, "_layers")} {
+		_, err := r.driver.Stat(ctx, p)
+		var notFound storagedriver.PathNotFoundError
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.As(err, &notFound):
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// storedOwner reads repo's owner from storage, where another replica may have
+// changed it since this one remembered it; "" for none.
+func (r *repositories) storedOwner(ctx context.Context, repo string) (string, error) {
+	data, err := r.driver.GetContent(ctx, ownerPath(repo))
+	var notFound storagedriver.PathNotFoundError
+	if errors.As(err, &notFound) {
+		return "", nil
+	}
+	return string(data), err
 }
 
 // Deleted clears the repository of an ImageStream that was deleted, if its storage

@@ -6,9 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 
 	"pullgate.dev/pullgate/internal/imageapi"
@@ -21,6 +23,8 @@ type fakeStreams struct {
 	uids    map[string]string // namespace/name → uid
 	lag     map[string]bool   // not yet in the informer
 	counter int
+	// created, when set, runs after Ensure made a stream and before it returns.
+	created func()
 }
 
 func (f *fakeStreams) UID(ns, name string) (string, bool) {
@@ -42,13 +46,18 @@ func (f *fakeStreams) Get(_ context.Context, ns, name string) (string, bool, err
 
 func (f *fakeStreams) Ensure(_ context.Context, ns, name, _ string) (string, bool, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if uid, ok := f.uids[ns+"/"+name]; ok {
+		f.mu.Unlock()
 		return uid, false, nil
 	}
 	f.counter++
 	uid := fmt.Sprintf("uid-%d", f.counter)
 	f.uids[ns+"/"+name] = uid
+	created := f.created
+	f.mu.Unlock()
+	if created != nil {
+		created()
+	}
 	return uid, true, nil
 }
 
@@ -144,5 +153,63 @@ func TestRepositoriesBelongToTheirStream(t *testing.T) {
 	streams.lag["e/app"] = true
 	if ok, err := r.Servable(ctx, "e/app"); err != nil || !ok {
 		t.Errorf("a stream not yet in the informer: %v %v", ok, err)
+	}
+}
+
+// afterRead runs its hook once, after a read of path that comes once armed is set.
+type afterRead struct {
+	storagedriver.StorageDriver
+	path  string
+	armed atomic.Bool
+	hook  func()
+}
+
+func (d *afterRead) GetContent(ctx context.Context, p string) ([]byte, error) {
+	data, err := d.StorageDriver.GetContent(ctx, p)
+	if p == d.path && d.armed.CompareAndSwap(true, false) {
+		d.hook()
+	}
+	return data, err
+}
+
+// Two replicas take the first pushes of a new repository at once (crane uploads a
+// config and a layer in parallel, through a balancer): replica a makes the stream and
+// finds no owner; before it goes on, replica b finds the stream, writes the owner and
+// stores an upload and a layer link. Replica a must not clear them.
+func TestFirstPushesOnTwoReplicasKeepEachOthersUploads(t *testing.T) {
+	ctx := context.Background()
+	shared := inmemory.New()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	streams := &fakeStreams{uids: map[string]string{}, lag: map[string]bool{}}
+	b := newRepositories(streams, shared, nil, log)
+	upload := "/docker/registry/v2/repositories/n/app/_uploads/0b7d/startedat"
+	layer := "/docker/registry/v2/repositories/n/app/_layers/sha256/aa/link"
+	driverA := &afterRead{StorageDriver: shared, path: ownerPath("n/app"), hook: func() {
+		if err := b.Ensure(ctx, "n/app", "h"); err != nil {
+			t.Error(err)
+		}
+		for _, p := range []string{upload, layer} {
+			if err := shared.PutContent(ctx, p, []byte("x")); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	a := newRepositories(streams, driverA, nil, log)
+	streams.created = func() { driverA.armed.Store(true) }
+	if err := a.Ensure(ctx, "n/app", "h"); err != nil {
+		t.Fatal(err)
+	}
+	if driverA.armed.Load() {
+		t.Fatal("replica a did not read the owner after making the stream; the test interleaves nothing")
+	}
+	for _, p := range []string{upload, layer} {
+		if _, err := shared.GetContent(ctx, p); err != nil {
+			t.Errorf("replica a, making the stream, removed what replica b stored for it: %s: %v", p, err)
+		}
+	}
+	for _, r := range []*repositories{a, b} {
+		if ok, err := r.Servable(ctx, "n/app"); err != nil || !ok {
+			t.Errorf("the new repository is not servable: %v %v", ok, err)
+		}
 	}
 }
