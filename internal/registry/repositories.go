@@ -422,6 +422,10 @@ func (r *repositories) reconcileTags(ctx context.Context, repo, host string) (bo
 	want := map[string]imageapi.TagEvent{}
 	for _, tag := range tags {
 		desc, err := tagService.Get(ctx, tag)
+		var unknown distribution.ErrTagUnknown
+		if errors.As(err, &unknown) {
+			r.removeHalfWrittenTag(ctx, repo, tag)
+		}
 		if err != nil {
 			continue
 		}
@@ -437,6 +441,38 @@ func (r *repositories) reconcileTags(ctx context.Context, repo, host string) (bo
 		return false, err
 	}
 	return r.streams.SyncTags(ctx, namespace, name, uid, host+"/"+repo, want, readAt)
+}
+
+// halfWrittenTagGrace is how long a tag may be listed without a current link before
+// it is taken for what a crash left: distribution writes a tag's index link and then
+// its current link, milliseconds apart, and acknowledges the push after both.
+const halfWrittenTagGrace = 10 * time.Second
+
+// removeHalfWrittenTag deletes tag from repo's storage when it has no current link
+// and nothing under it changed for halfWrittenTagGrace: a push the process died in
+// (its client was never told it succeeded), which would otherwise stay listed in
+// tags/list with no manifest to answer for it. Pushes through this process wait on
+// the repository's lock; the grace covers those through other replicas.
+func (r *repositories) removeHalfWrittenTag(ctx context.Context, repo, tag string) {
+	dir := path.Join("/docker/registry/v2/repositories", repo, "_manifests/tags", tag)
+	var newest time.Time
+	err := r.driver.Walk(ctx, dir, func(fi storagedriver.FileInfo) error {
+		if fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+		if path.Base(fi.Path()) == "link" && path.Base(path.Dir(fi.Path())) == "current" {
+			return errors.New("the tag has a current link now")
+		}
+		return nil
+	})
+	if err != nil || time.Since(newest) < halfWrittenTagGrace {
+		return
+	}
+	if err := r.driver.Delete(ctx, dir); err != nil && !isPathNotFound(err) {
+		r.log.Warn("half-written tag not removed", "repository", repo, "tag", tag, "err", err)
+		return
+	}
+	r.log.Info("removed a tag a crash left half-written; its push was never acknowledged", "repository", repo, "tag", tag)
 }
 
 func isTagsNotFound(err error) bool {

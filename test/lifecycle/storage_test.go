@@ -62,7 +62,7 @@ func push(t *testing.T, ctx context.Context, e *harness.Env, token, image string
 // A SIGKILL while manifests are being pushed loses no acknowledged push, and after
 // the restart every ImageStream shows exactly what storage holds — including what a
 // crash between storage and the stream left: a tag only in storage, a tag only in
-// the stream.
+// the stream, a tag half-written in storage.
 func TestSIGKILLDuringPushesLeavesStreamsMatchingStorage(t *testing.T) {
 	ctx := harness.Context(t, 4*time.Minute)
 	ns, token := newProject(t, ctx, env, "killed")
@@ -122,6 +122,22 @@ func TestSIGKILLDuringPushesLeavesStreamsMatchingStorage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// And a push the kill cut between its tag's index link and its current link (its
+	// client was never answered), a minute ago.
+	halfWritten := filepath.Join(repoDir, "tags/half-written")
+	indexLink := filepath.Join(halfWritten, "index/sha256", orphan.Encoded(), "link")
+	if err := os.MkdirAll(filepath.Dir(indexLink), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(indexLink, []byte(orphan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aMinuteAgo := time.Now().Add(-time.Minute)
+	for p := indexLink; p != repoDir; p = filepath.Dir(p) {
+		if err := os.Chtimes(p, aMinuteAgo, aMinuteAgo); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := env.Restart("--reconcile-interval", "2s", "--prune-interval", "1s", "--prune-keep-younger-than", "0s"); err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +148,17 @@ func TestSIGKILLDuringPushesLeavesStreamsMatchingStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d pushes acknowledged before the SIGKILL", len(acknowledged))
-	served, err := c.Tags(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// Every listed tag is served once the reconciler has removed what half-written
+	// pushes left (at start, and for a push cut a moment ago, 10 s later).
+	var served map[string]string
+	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
+		served, err = c.Tags(ctx)
+		return err == nil
+	}) {
+		t.Fatalf("after the restart: %v", err)
+	}
+	if _, ok := served["half-written"]; ok {
+		t.Error("the half-written tag is still listed")
 	}
 	for tag, d := range acknowledged {
 		if served[tag] != d {
