@@ -1,7 +1,7 @@
 // Package leader runs work on exactly one of any number of replicas at a time, elected
 // on a Lease with client-go's leaderelection: the other replicas wait, and take over
-// within LeaseDuration + RetryPeriod of the leader dying (at once when it stops
-// cleanly, since it releases the Lease).
+// once the dead leader's Lease has run out (at once when it stops cleanly, since it
+// releases the Lease).
 package leader
 
 import (
@@ -21,8 +21,11 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
-// Timing of the election: a dead leader is replaced within LeaseDuration +
-// RetryPeriod (12 s).
+// Timing of the election: a dead leader is replaced LeaseDuration after another
+// replica last saw its Lease renewed, at that replica's next try. Tries come every
+// RetryPeriod plus client-go's jitter (up to 1.2 × RetryPeriod more), so typically
+// ~12 s after the death and, at worst, LeaseDuration + 2 × 2.2 × RetryPeriod (18.8 s)
+// plus the API server's latency.
 const (
 	LeaseDuration = 10 * time.Second
 	RenewDeadline = 8 * time.Second
