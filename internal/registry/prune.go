@@ -214,7 +214,7 @@ func (p *pruner) repository(ctx context.Context, repo string) error {
 		return err
 	}
 	if !servable {
-		if _, hasOwner := p.owned(ctx, repo); hasOwner || p.olderThanCutoff(ctx, path.Join(v2Root, "repositories", repo)) {
+		if _, hasOwner := p.owned(ctx, repo); hasOwner || p.olderThanCutoff(ctx, repositoryDir(repo)) {
 			p.rep.Repositories++
 			if p.opts.Confirm {
 				if err := p.repos.clear(ctx, repo); err != nil {
@@ -224,7 +224,7 @@ func (p *pruner) repository(ctx context.Context, repo string) error {
 		}
 		return p.uploads(ctx, repo)
 	}
-	dir := path.Join(v2Root, "repositories", repo, "_manifests")
+	dir := path.Join(repositoryDir(repo), "_manifests")
 	revisions := map[digest.Digest]time.Time{}
 	_ = p.walkLinks(ctx, path.Join(dir, "revisions"), func(d digest.Digest, mod time.Time) { revisions[d] = mod })
 	roots := map[digest.Digest]bool{}
@@ -337,7 +337,7 @@ func (p *pruner) references(ctx context.Context, d digest.Digest) []digest.Diges
 // deleteManifest removes manifest d from repo as a DELETE by digest would: its
 // revision, its place in tag histories, and its referrers index entries.
 func (p *pruner) deleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	dir := path.Join(v2Root, "repositories", repo, "_manifests")
+	dir := path.Join(repositoryDir(repo), "_manifests")
 	var paths []string
 	paths = append(paths, path.Join(dir, "revisions", d.Algorithm().String(), d.Encoded()))
 	_ = p.driver.Walk(ctx, path.Join(dir, "tags"), func(fi storagedriver.FileInfo) error {
@@ -363,7 +363,7 @@ func (p *pruner) deleteManifest(ctx context.Context, repo string, d digest.Diges
 
 // uploads deletes the uploads of repo abandoned for longer than UploadsOlderThan.
 func (p *pruner) uploads(ctx context.Context, repo string) error {
-	dir := path.Join(v2Root, "repositories", repo, "_uploads")
+	dir := path.Join(repositoryDir(repo), "_uploads")
 	entries, err := p.driver.List(ctx, dir)
 	if isPathNotFound(err) {
 		return nil
@@ -457,7 +457,7 @@ func (p *pruner) blobs(ctx context.Context, repos []string) error {
 	// Manifests stored since the prune began may name a blob now aside: they win.
 	wanted := map[digest.Digest]bool{}
 	for _, repo := range repos {
-		_ = p.walkLinks(ctx, path.Join(v2Root, "repositories", repo, "_manifests", "revisions"), func(d digest.Digest, mod time.Time) {
+		_ = p.walkLinks(ctx, path.Join(repositoryDir(repo), "_manifests", "revisions"), func(d digest.Digest, mod time.Time) {
 			if !mod.Before(p.begin) {
 				for _, ref := range p.references(ctx, d) {
 					wanted[ref] = true
@@ -494,7 +494,7 @@ func (p *pruner) blobs(ctx context.Context, repos []string) error {
 	// The layer links of deleted blobs go too, unless a push has linked the blob
 	// again since the prune began.
 	for _, repo := range repos {
-		dir := path.Join(v2Root, "repositories", repo, "_layers")
+		dir := path.Join(repositoryDir(repo), "_layers")
 		_ = p.walkLinks(ctx, dir, func(d digest.Digest, mod time.Time) {
 			if !deleted[d] || !mod.Before(p.begin) {
 				return

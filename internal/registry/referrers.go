@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -128,8 +127,7 @@ func (h *referrers) forget(ctx context.Context, name string, dgst digest.Digest)
 		paths = append(paths, h.linkPath(name, s, dgst))
 	}
 	for _, p := range append(paths, h.reversePath(name, dgst)) {
-		var notFound storagedriver.PathNotFoundError
-		if err := h.driver.Delete(ctx, p); err != nil && !errors.As(err, &notFound) {
+		if err := h.driver.Delete(ctx, p); err != nil && !isPathNotFound(err) {
 			h.log.Error("referrers index entry not removed", "repository", name, "manifest", dgst, "err", err)
 		}
 	}
@@ -147,8 +145,7 @@ func (h *referrers) list(w http.ResponseWriter, r *http.Request, name, ref strin
 	artifactType := r.URL.Query().Get("artifactType")
 	dir := h.subjectDir(name, subject)
 	entries, err := h.driver.List(r.Context(), dir)
-	var notFound storagedriver.PathNotFoundError
-	if err != nil && !errors.As(err, &notFound) {
+	if err != nil && !isPathNotFound(err) {
 		_ = errcode.ServeJSON(w, errcode.ErrorCodeUnavailable.WithMessage("registry storage is unavailable; try again"))
 		return
 	}

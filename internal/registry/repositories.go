@@ -77,6 +77,9 @@ func newRepositories(streams Streams, driver storagedriver.StorageDriver, storag
 
 func ownerPath(repo string) string { return path.Join(ownersRoot, repo, "_owner") }
 
+// repositoryDir is where distribution keeps repo's links and uploads.
+func repositoryDir(repo string) string { return path.Join(v2Root, "repositories", repo) }
+
 // lock serialises, in this process, the changes of one repository's owner, and each
 // tag change with its record in the stream (so the stream sees them in storage's order).
 func (r *repositories) lock(repo string) func() {
@@ -228,14 +231,13 @@ func (r *repositories) hasLeftovers(ctx context.Context, repo string) (bool, err
 	if err != nil || owner != "" {
 		return owner != "", err
 	}
-	dir := path.Join("/docker/registry/v2/repositories", repo)
+	dir := repositoryDir(repo)
 	for _, p := range []string{path.Join(dir, "_manifests"), path.Join(dir, "_layers")} {
 		_, err := r.driver.Stat(ctx, p)
-		var notFound storagedriver.PathNotFoundError
 		switch {
 		case err == nil:
 			return true, nil
-		case !errors.As(err, &notFound):
+		case !isPathNotFound(err):
 			return false, err
 		}
 	}
@@ -246,8 +248,7 @@ func (r *repositories) hasLeftovers(ctx context.Context, repo string) (bool, err
 // changed it since this one remembered it; "" for none.
 func (r *repositories) storedOwner(ctx context.Context, repo string) (string, error) {
 	data, err := r.driver.GetContent(ctx, ownerPath(repo))
-	var notFound storagedriver.PathNotFoundError
-	if errors.As(err, &notFound) {
+	if isPathNotFound(err) {
 		return "", nil
 	}
 	return string(data), err
@@ -295,8 +296,7 @@ func (r *repositories) Reconcile(ctx context.Context) error {
 		}
 		return nil
 	})
-	var notFound storagedriver.PathNotFoundError
-	if err != nil && !errors.As(err, &notFound) {
+	if err != nil && !isPathNotFound(err) {
 		return err
 	}
 	for _, repo := range stale {
@@ -430,7 +430,7 @@ func (r *repositories) reconcileTags(ctx context.Context, repo, host string) (bo
 			continue
 		}
 		created := time.Now()
-		if fi, err := r.driver.Stat(ctx, path.Join("/docker/registry/v2/repositories", repo, "_manifests/tags", tag, "current/link")); err == nil {
+		if fi, err := r.driver.Stat(ctx, path.Join(repositoryDir(repo), "_manifests/tags", tag, "current/link")); err == nil {
 			created = fi.ModTime()
 		}
 		want[tag] = r.tagEvent(ctx, drepo, desc, created)
@@ -454,7 +454,7 @@ const halfWrittenTagGrace = 10 * time.Second
 // tags/list with no manifest to answer for it. Pushes through this process wait on
 // the repository's lock; the grace covers those through other replicas.
 func (r *repositories) removeHalfWrittenTag(ctx context.Context, repo, tag string) {
-	dir := path.Join("/docker/registry/v2/repositories", repo, "_manifests/tags", tag)
+	dir := path.Join(repositoryDir(repo), "_manifests/tags", tag)
 	var newest time.Time
 	err := r.driver.Walk(ctx, dir, func(fi storagedriver.FileInfo) error {
 		if fi.ModTime().After(newest) {
@@ -485,14 +485,13 @@ func isTagsNotFound(err error) bool {
 // leaves an owner that no stream has and the next push or reconcile clears again.
 // Blobs stay for garbage collection.
 func (r *repositories) clear(ctx context.Context, repo string) error {
-	dir := path.Join("/docker/registry/v2/repositories", repo)
+	dir := repositoryDir(repo)
 	for _, p := range []string{
 		path.Join(dir, "_manifests"), path.Join(dir, "_layers"), path.Join(dir, "_uploads"),
 		path.Join(referrersRoot, repo, "subjects"), path.Join(referrersRoot, repo, "referrers"),
 		ownerPath(repo),
 	} {
-		var notFound storagedriver.PathNotFoundError
-		if err := r.driver.Delete(ctx, p); err != nil && !errors.As(err, &notFound) {
+		if err := r.driver.Delete(ctx, p); err != nil && !isPathNotFound(err) {
 			return err
 		}
 	}
