@@ -188,8 +188,9 @@ func TestFailuresAreExplained(t *testing.T) {
 }
 
 // A blob changed on disk after it was pulled is never used: a size that is wrong is
-// seen at once, content that is wrong before the first use after a restart and by
-// any pull; the blob is removed, counted, and fetched again.
+// seen at once, content that is wrong before the first use after a restart, at the
+// first use after any write to its file, and by any pull; the blob is removed,
+// counted, and fetched again.
 func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
 	image, img := serve(t, func(h http.Handler) http.Handler { return h })
 	p := newPuller(t)
@@ -223,13 +224,28 @@ func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
 	if _, ok := restarted.Lookup(image); ok {
 		t.Error("a restarted node uses a blob whose content is wrong")
 	}
-	// Same size, other content, after it was hashed: found after the next Reverify
-	// (the node agent's schedule).
+	// Same size, other content, written in place after it was hashed: the write moved
+	// the file's change time, so its next use hashes it again — no Reverify needed.
 	p2 := &Puller{Store: restarted}
 	if _, err := p2.Pull(context.Background(), Request{Image: image}); err != nil {
 		t.Fatal(err)
 	}
-	_ = os.WriteFile(blob, garbage, 0o644)
+	overwriteInPlace(t, blob, garbage)
+	if _, ok := restarted.Lookup(image); ok {
+		t.Error("a blob overwritten in place with the same size is used")
+	}
+	// What no write through the kernel shows (the disk itself rotting) is found by the
+	// next Reverify (the node agent's schedule): here, the stamp of the rotten file
+	// recorded as if it had been hashed.
+	if _, err := p2.Pull(context.Background(), Request{Image: image}); err != nil {
+		t.Fatal(err)
+	}
+	overwriteInPlace(t, blob, garbage)
+	info, _ := os.Stat(blob)
+	restarted.remember(d, stampOf(info))
+	if _, ok := restarted.Lookup(image); !ok {
+		t.Fatal("a blob whose file did not change since it was hashed is hashed again at every use")
+	}
 	restarted.Reverify()
 	if _, ok := restarted.Lookup(image); ok {
 		t.Error("a blob whose content is wrong is used after Reverify")
@@ -242,7 +258,31 @@ func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
 	if _, ok := restarted.Lookup(image); ok {
 		t.Error("a truncated blob is used")
 	}
-	if n := len(restarted.TakeCorruptions()); n != 3 {
-		t.Errorf("%d corruptions counted, want 3", n)
+	if n := len(restarted.TakeCorruptions()); n != 4 {
+		t.Errorf("%d corruptions counted, want 4", n)
+	}
+}
+
+// overwriteInPlace writes data over the file at name without replacing it (same inode,
+// as a stray write or a bad tool would), and sets its modification time back to what
+// it was, so only the change time tells.
+func overwriteInPlace(t *testing.T, name string, data []byte) {
+	t.Helper()
+	info, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(name, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -35,7 +35,7 @@ type Store struct {
 	// OnCorrupt, when set, is called for each blob found corrupt (and removed).
 	OnCorrupt func(v1.Hash)
 
-	verified    map[string]bool // blobs hashed since the last Reverify
+	verified    map[string]fileStamp // blobs hashed since the last Reverify, as their files were then
 	corruptions []Corruption
 }
 
@@ -50,7 +50,7 @@ func OpenStore(dir string) (*Store, error) {
 			return nil, err
 		}
 	}
-	s := &Store{dir: dir, verified: map[string]bool{}}
+	s := &Store{dir: dir, verified: map[string]fileStamp{}}
 	if _, err := s.readIndex(); err != nil {
 		return nil, err
 	}
@@ -157,15 +157,14 @@ func (s *Store) download(d v1.Hash, size int64, fetch Fetch) (int64, error) {
 	if err := f.Sync(); err != nil {
 		return n, err
 	}
-	if err := f.Close(); err != nil {
-		return n, err
-	}
 	if err := os.Rename(partial, s.blobPath(d)); err != nil {
 		return n, err
 	}
-	s.mu.Lock()
-	s.verified[d.String()] = true
-	s.mu.Unlock()
+	// Stamped after the rename (which moves the change time), through the file this
+	// process wrote and hashed.
+	if info, err := f.Stat(); err == nil {
+		s.remember(d, stampOf(info))
+	}
 	return n, nil
 }
 

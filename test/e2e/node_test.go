@@ -420,6 +420,9 @@ func TestNodeReplacesCorruptBlobs(t *testing.T) {
 		{"truncated", func() error { return os.Truncate(blob, info.Size()/2) }, corev1.PullIfNotPresent},
 		// Content of the right size but wrong is seen by a pull, which hashes every blob it keeps.
 		{"overwritten", func() error { return os.WriteFile(blob, make([]byte, info.Size()), 0o644) }, corev1.PullAlways},
+		// 4 KiB of garbage written in place, size and modification time kept: the file's
+		// change time moved, so the next pod's use hashes it first, even IfNotPresent.
+		{"overwritten-in-place", func() error { return writeInPlace(blob, make([]byte, 4<<10)) }, corev1.PullIfNotPresent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			corruptBefore := metricValue(t, "pullgate_node_corrupt_blobs_total")
@@ -448,4 +451,25 @@ func TestNodeReplacesCorruptBlobs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeInPlace writes data at the start of the file at name without replacing the file
+// or changing its size, and sets its modification time back: a stray write.
+func writeInPlace(name string, data []byte) error {
+	info, err := os.Stat(name)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chtimes(name, info.ModTime(), info.ModTime())
 }
