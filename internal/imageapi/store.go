@@ -63,6 +63,28 @@ func (s Streams) History(ctx context.Context, namespace, name string) ([]string,
 	return is.Status.History(), nil
 }
 
+// List reads every ImageStream in every namespace from the API, a page at a time.
+func (s Streams) List(ctx context.Context) ([]ImageStream, error) {
+	var out []ImageStream
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := s.Client.Resource(GVR).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			is, err := fromUnstructured(&list.Items[i])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, *is)
+		}
+		if opts.Continue = list.GetContinue(); opts.Continue == "" {
+			return out, nil
+		}
+	}
+}
+
 // Ensure returns the UID of ImageStream namespace/name, making it (pointing at
 // repository, host/namespace/path) when there is none; created says whether this call
 // made it. The namespace must exist: its absence is a NotFound error.

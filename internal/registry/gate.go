@@ -38,7 +38,9 @@ func (g *repositoryGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case uploads && r.Method == http.MethodPost, kind == "manifests" && r.Method == http.MethodPut:
 		g.beginPush(w, r, name)
 	case uploads:
-		g.next.ServeHTTP(w, r)
+		if !g.expiredUpload(w, r, name, ref) {
+			g.next.ServeHTTP(w, r)
+		}
 	default:
 		g.read(w, r, name)
 	}

@@ -72,6 +72,9 @@ type Config struct {
 	// Redirect sends blob GETs to the storage itself (a presigned S3 URL, say) where
 	// the driver can make one; by default the registry serves every byte.
 	Redirect bool
+	// PruneLock is the lock prunes of this storage take (a Lease): a push that makes
+	// a repository's ImageStream waits while a prune may be clearing the repository.
+	PruneLock PruneLock
 	// Health is more checks /healthz runs besides the registry's own.
 	Health []healthz.Check
 	Log    *slog.Logger
@@ -155,12 +158,16 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Pushes revive what a prune has set aside; with ImageStreams, every tag written
-	// or deleted is recorded in its stream.
-	middleware := []configuration.Middleware{{Name: pruneGuardMiddleware, Options: configuration.Parameters{pruneGuardOptionStore: driver}}}
+	// Writes are pinned against prunes, and whatever a prune set aside comes back to
+	// whoever reaches it; with ImageStreams, every tag written or deleted is recorded
+	// in its stream.
+	middleware := []configuration.Middleware{{Name: pruneGuardMiddleware, Options: configuration.Parameters{
+		pruneGuardOptionStore: driver, pruneGuardOptionLog: cfg.Log,
+	}}}
 	var repos *repositories
 	if cfg.Streams != nil {
 		repos = newRepositories(cfg.Streams, driver, catalogRegistry, cfg.Log)
+		repos.pruneLock = cfg.PruneLock
 		middleware = append(middleware, configuration.Middleware{Name: streamsMiddleware, Options: configuration.Parameters{
 			streamsOptionRepos: repos, streamsOptionHost: cfg.Host,
 		}})
@@ -217,7 +224,10 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 				if err := os.MkdirAll(root, 0o700); err != nil {
 					return nil, fmt.Errorf("registry storage %s: %w", root, err)
 				}
-				writes = func(h http.Handler) http.Handler { return diskSpace{next: h, root: root, reserve: reserve} }
+				pending := &pendingBytes{}
+				writes = func(h http.Handler) http.Handler {
+					return diskSpace{next: h, root: root, reserve: reserve, pending: pending}
+				}
 			}
 		}
 	}
@@ -225,8 +235,9 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	if repos != nil {
 		refs.record = repos.recordReferrer
 	}
+	pinned := &pinnedWrites{next: refs, fence: fence{driver}, verifier: verifier, log: cfg.Log}
 	mux.Handle("/v2/", writes(explainDenied{authz: cfg.Authz, next: &repositoryGate{
-		next:     refs,
+		next:     pinned,
 		verifier: verifier, repos: repos, host: cfg.Host, namespaceExists: cfg.NamespaceExists, log: cfg.Log,
 	}}))
 	idle := cfg.BodyIdleTimeout

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/registryauth"
@@ -38,6 +40,8 @@ type Streams interface {
 	SyncTags(ctx context.Context, namespace, name, uid, repository string, want map[string]imageapi.TagEvent, readAt time.Time) (bool, error)
 	// History lists every digest the stream's tags point or pointed at.
 	History(ctx context.Context, namespace, name string) ([]string, error)
+	// List reads every ImageStream from the API (a prune's one look at them all).
+	List(ctx context.Context) ([]imageapi.ImageStream, error)
 }
 
 // repositories ties the storage of each repository to the ImageStream that owns it,
@@ -59,6 +63,12 @@ type repositories struct {
 	storage distribution.Namespace // the same storage, as distribution reads it
 	log     *slog.Logger
 
+	// pruneLock is the lock prunes of this storage take; nil when nothing prunes it.
+	pruneLock PruneLock
+	// tagGrace is how long a tag no manifest answers for stays in storage
+	// (unservableTagGrace; tests shorten it).
+	tagGrace time.Duration
+
 	mu     sync.Mutex
 	owners map[string]string // repository → owner UID, for repositories that have one
 	locks  map[string]*repoLock
@@ -72,7 +82,8 @@ type repoLock struct {
 const ownersRoot = "/pullgate/owners"
 
 func newRepositories(streams Streams, driver storagedriver.StorageDriver, storage distribution.Namespace, log *slog.Logger) *repositories {
-	return &repositories{streams: streams, driver: driver, storage: storage, log: log, owners: map[string]string{}, locks: map[string]*repoLock{}}
+	return &repositories{streams: streams, driver: driver, storage: storage, log: log, owners: map[string]string{}, locks: map[string]*repoLock{},
+		tagGrace: unservableTagGrace}
 }
 
 func ownerPath(repo string) string { return path.Join(ownersRoot, repo, "_owner") }
@@ -209,9 +220,26 @@ func (r *repositories) Ensure(ctx context.Context, repo, host string) error {
 		return err
 	}
 	owner, err := r.storedOwner(ctx, repo)
-	switch {
-	case err != nil:
+	if err != nil || owner == uid {
+		if err == nil {
+			r.remember(repo, uid)
+		}
 		return err
+	}
+	// The repository changes hands over an earlier tenant's storage. A prune holding
+	// its lock may have found no stream here a moment ago and be clearing it: the
+	// stream exists now, so a prune that looks next sees it, and this push waits for
+	// the one that may not have before it writes anything (see pruner.clearStale). A
+	// repository with nothing stored is in no prune's list of repositories to clear.
+	if leftovers || owner != "" {
+		if err := r.awaitPrune(ctx, repo); err != nil {
+			return err
+		}
+		if owner, err = r.storedOwner(ctx, repo); err != nil {
+			return err
+		}
+	}
+	switch {
 	case owner == uid:
 		r.remember(repo, uid)
 		return nil
@@ -223,6 +251,29 @@ func (r *repositories) Ensure(ctx context.Context, repo, host string) error {
 		}
 	}
 	return r.setOwner(ctx, repo, uid)
+}
+
+// pruneWaitLimit bounds how long a push waits for a prune to finish with its
+// repository.
+const pruneWaitLimit = 5 * time.Minute
+
+// awaitPrune waits until no prune holds the lock.
+func (r *repositories) awaitPrune(ctx context.Context, repo string) error {
+	if r.pruneLock == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, pruneWaitLimit)
+	defer cancel()
+	var held bool
+	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		var err error
+		held, err = r.pruneLock.Held(ctx)
+		return err == nil && !held, err
+	})
+	if err != nil && held {
+		return fmt.Errorf("repository %s: a prune still holds the storage's lock after %s; try again", repo, pruneWaitLimit)
+	}
+	return err
 }
 
 // hasLeftovers reports whether repo has an owner or links of its own in storage.
@@ -423,8 +474,11 @@ func (r *repositories) reconcileTags(ctx context.Context, repo, host string) (bo
 	for _, tag := range tags {
 		desc, err := tagService.Get(ctx, tag)
 		var unknown distribution.ErrTagUnknown
-		if errors.As(err, &unknown) {
-			r.removeHalfWrittenTag(ctx, repo, tag)
+		if errors.As(err, &unknown) || err == nil && !r.manifestStored(ctx, repo, desc.Digest) {
+			// Listed, but no manifest answers for it: the stream drops it at once, and
+			// storage once nobody has touched it for a while.
+			r.removeUnservableTag(ctx, repo, tag, tagService)
+			continue
 		}
 		if err != nil {
 			continue
@@ -443,36 +497,49 @@ func (r *repositories) reconcileTags(ctx context.Context, repo, host string) (bo
 	return r.streams.SyncTags(ctx, namespace, name, uid, host+"/"+repo, want, readAt)
 }
 
-// halfWrittenTagGrace is how long a tag may be listed without a current link before
-// it is taken for what a crash left: distribution writes a tag's index link and then
-// its current link, milliseconds apart, and acknowledges the push after both.
-const halfWrittenTagGrace = 10 * time.Second
+// unservableTagGrace is how long a tag may be listed without a manifest to answer
+// for it before it is taken for what a crash left: distribution writes a tag's index
+// link and then its current link, milliseconds apart, and acknowledges the push after
+// both; a tag whose manifest is gone is what a crash or a lost write left.
+const unservableTagGrace = 10 * time.Second
 
-// removeHalfWrittenTag deletes tag from repo's storage when it has no current link
-// and nothing under it changed for halfWrittenTagGrace: a push the process died in
-// (its client was never told it succeeded), which would otherwise stay listed in
-// tags/list with no manifest to answer for it. Pushes through this process wait on
-// the repository's lock; the grace covers those through other replicas.
-func (r *repositories) removeHalfWrittenTag(ctx context.Context, repo, tag string) {
+// removeUnservableTag deletes tag from repo's storage when no manifest answers for it
+// — it has no current link (a push the process died in, never acknowledged), or its
+// manifest is gone — and nothing under it changed for unservableTagGrace: otherwise it
+// would stay listed in tags/list with nothing behind it. Pushes through this process
+// wait on the repository's lock; the grace covers those through other replicas.
+func (r *repositories) removeUnservableTag(ctx context.Context, repo, tag string, tags distribution.TagService) {
 	dir := path.Join(repositoryDir(repo), "_manifests/tags", tag)
 	var newest time.Time
 	err := r.driver.Walk(ctx, dir, func(fi storagedriver.FileInfo) error {
 		if fi.ModTime().After(newest) {
 			newest = fi.ModTime()
 		}
-		if path.Base(fi.Path()) == "link" && path.Base(path.Dir(fi.Path())) == "current" {
-			return errors.New("the tag has a current link now")
-		}
 		return nil
 	})
-	if err != nil || time.Since(newest) < halfWrittenTagGrace {
+	if err != nil || time.Since(newest) < r.tagGrace {
+		return
+	}
+	// Still unservable now that the grace is known to have passed.
+	if desc, err := tags.Get(ctx, tag); err == nil && r.manifestStored(ctx, repo, desc.Digest) {
 		return
 	}
 	if err := r.driver.Delete(ctx, dir); err != nil && !isPathNotFound(err) {
-		r.log.Warn("half-written tag not removed", "repository", repo, "tag", tag, "err", err)
+		r.log.Warn("a tag with no manifest not removed", "repository", repo, "tag", tag, "err", err)
 		return
 	}
-	r.log.Info("removed a tag a crash left half-written; its push was never acknowledged", "repository", repo, "tag", tag)
+	r.log.Info("removed a tag no manifest answered for; its push was never acknowledged, or its manifest was lost", "repository", repo, "tag", tag)
+}
+
+// manifestStored reports whether repo serves manifest d, putting it back if a prune
+// has it aside.
+func (r *repositories) manifestStored(ctx context.Context, repo string, d digest.Digest) bool {
+	stored := func() bool {
+		_, lerr := r.driver.Stat(ctx, revisionLinkPath(repo, d))
+		_, derr := r.driver.Stat(ctx, blobDataPath(d))
+		return lerr == nil && derr == nil
+	}
+	return stored() || revive(ctx, r.driver, repo, d) && stored()
 }
 
 func isTagsNotFound(err error) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"k8s.io/apimachinery/pkg/types"
 
 	"pullgate.dev/pullgate/internal/imageapi"
 )
@@ -25,6 +27,8 @@ type fakeStreams struct {
 	counter int
 	// created, when set, runs after Ensure made a stream and before it returns.
 	created func()
+	// synced is what SyncTags was last told each stream holds.
+	synced map[string]map[string]imageapi.TagEvent
 }
 
 func (f *fakeStreams) UID(ns, name string) (string, bool) {
@@ -73,8 +77,27 @@ func (f *fakeStreams) RecordReferrer(context.Context, string, string, string, im
 
 func (f *fakeStreams) History(context.Context, string, string) ([]string, error) { return nil, nil }
 
-func (f *fakeStreams) SyncTags(context.Context, string, string, string, string, map[string]imageapi.TagEvent, time.Time) (bool, error) {
+func (f *fakeStreams) SyncTags(_ context.Context, ns, name, _, _ string, want map[string]imageapi.TagEvent, _ time.Time) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.synced == nil {
+		f.synced = map[string]map[string]imageapi.TagEvent{}
+	}
+	f.synced[ns+"/"+name] = want
 	return false, nil
+}
+
+func (f *fakeStreams) List(context.Context) ([]imageapi.ImageStream, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []imageapi.ImageStream
+	for key, uid := range f.uids {
+		var is imageapi.ImageStream
+		is.Namespace, is.Name, _ = strings.Cut(key, "/")
+		is.UID = types.UID(uid)
+		out = append(out, is)
+	}
+	return out, nil
 }
 
 func (f *fakeStreams) delete(ns, name string) string {

@@ -27,7 +27,7 @@ const User = "pullgate:services"
 // server's own bootstrap does), read RBAC and namespaces, create the per-namespace
 // role bindings and service accounts, keep the service accounts' registry pull
 // secrets and their tokens (and the registry's shared keys, a Secret too), review
-// tokens, write ImageStreams and hold the controllers' Lease.
+// tokens, write ImageStreams and hold the controllers' Lease and the prunes' lock.
 func ClusterRole() *rbacv1.ClusterRole {
 	read := []string{"get", "list", "watch"}
 	return &rbacv1.ClusterRole{
@@ -45,9 +45,10 @@ func ClusterRole() *rbacv1.ClusterRole {
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 			{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource, imageapi.Resource + "/status"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
-			// The controllers' leader election; create cannot be limited by name.
+			// The controllers' leader election and the prunes' lock; create cannot be
+			// limited by name.
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leader.ControllersLease}, Verbs: []string{"get", "update"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leader.ControllersLease, leader.PruneLease}, Verbs: []string{"get", "update"}},
 		},
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/atomicfile"
@@ -179,6 +180,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		BlobTransfer:    cfg.BlobTransfer,
 		StorageReserve:  cfg.StorageReserve,
 		Redirect:        cfg.Redirect,
+		PruneLock:       pruneLock(c.client, cfg.Identity),
 		Health:          healthChecks(elector),
 		Log:             cfg.Log,
 	})
@@ -209,12 +211,15 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	}, cfg.reconcileInterval())
 	if cfg.PruneInterval > 0 {
 		go wait.UntilWithContext(runCtx, func(ctx context.Context) {
-			rep, err := reg.Prune(ctx, registry.PruneOptions{Confirm: true, KeepYoungerThan: cfg.PruneKeepYoungerThan, UploadsOlderThan: 24 * time.Hour})
-			if err != nil && ctx.Err() == nil {
+			rep, err := reg.Prune(ctx, registry.PruneOptions{Confirm: true, KeepYoungerThan: cfg.PruneKeepYoungerThan})
+			switch {
+			case errors.Is(err, leader.ErrHeld):
+				cfg.Log.Info("prune skipped: another prune of this storage is running", "err", err)
+			case err != nil && ctx.Err() == nil:
 				cfg.Log.Warn("prune failed", "err", err)
-				return
+			case err == nil:
+				cfg.Log.Info("pruned", "report", rep.String())
 			}
-			cfg.Log.Info("pruned", "report", rep.String())
 		}, cfg.PruneInterval)
 	}
 	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
@@ -227,6 +232,11 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	}()
 	cfg.Log.Info("registry serving", "host", host, "listen", listener.Addr().String(), "storage", store.Type())
 	return running, nil
+}
+
+// pruneLock is the Lease prunes of the registry's storage take, in pullgate's namespace.
+func pruneLock(client kubernetes.Interface, identity string) leader.Lock {
+	return leader.Lock{Client: client, Namespace: registrykeys.Namespace, Name: leader.PruneLease, Identity: identity}
 }
 
 // DefaultReconcileInterval is how often storage and ImageStreams are compared.

@@ -104,7 +104,7 @@ access by that cluster's RBAC. Blobs go to any distribution storage driver:
 	cmd.Flags().StringVar(&o.tokenIssuer, "token-issuer", "", "--standalone: the issuer tokens must name")
 	cmd.Flags().StringVar(&o.tokenJWKS, "token-jwks", "", "--standalone: the token server's keys (its jwks.json)")
 	cmd.Flags().StringVar(&o.reserve, "storage-reserve", "1GiB", "filesystem storage: free space kept on the disk; a push that would leave less is refused with 507 (0: none)")
-	cmd.Flags().DurationVar(&o.pruneInterval, "prune-interval", 0, "prune the storage this often, as pullgate adm prune --confirm does (0: never; run it on one replica)")
+	cmd.Flags().DurationVar(&o.pruneInterval, "prune-interval", 0, "prune the storage this often, as pullgate adm prune --confirm does (0: never; replicas take turns on a Lease)")
 	cmd.Flags().DurationVar(&o.pruneKeep, "prune-keep-younger-than", time.Hour, "what --prune-interval's prunes keep for its age, as pullgate adm prune --keep-younger-than")
 	cmd.Flags().DurationVar(&o.reconcileInterval, "reconcile-interval", services.DefaultReconcileInterval, "how often ImageStreams are repaired to show exactly what storage holds (also at start)")
 	cmd.Flags().DurationVar(&o.drain, "drain-timeout", services.DefaultDrainTimeout, "on SIGTERM, how long transfers in flight may take to finish; a second signal exits at once")

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	"pullgate.dev/pullgate/internal/imageapi"
+)
+
+// fakeLock records that a prune took the lock.
+type fakeLock struct{ held int }
+
+func (l *fakeLock) Hold(ctx context.Context, _ bool, fn func(context.Context) error) error {
+	l.held++
+	return fn(ctx)
+}
+
+func (l *fakeLock) Held(context.Context) (bool, error) { return false, nil }
+
+// adm prune reports what it would reclaim without the lock, takes the lock to delete,
+// and refuses a storage parameter that is not key=value, naming it.
+func TestPruneCommand(t *testing.T) {
+	if _, err := storageConfig("s3", []string{"bucket"}, "/d"); err == nil || !strings.Contains(err.Error(), `--storage-param "bucket"`) {
+		t.Errorf("a parameter without =: %v", err)
+	}
+	cfg, err := storageConfig("filesystem", nil, "/d")
+	if err != nil || cfg.Parameters()["rootdirectory"] != "/d/registry/storage" {
+		t.Errorf("filesystem storage defaults to up's: %v %v", cfg, err)
+	}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{imageapi.GVR: "ImageStreamList"})
+	for _, confirm := range []bool{false, true} {
+		s, out, _ := streams()
+		lock := &fakeLock{}
+		o := &PruneOptions{IOStreams: s, Confirm: confirm, Storage: configuration.Storage{"inmemory": configuration.Parameters{}},
+			Streams: imageapi.Streams{Client: dyn}, Lock: lock}
+		if err := o.Run(context.Background()); err != nil {
+			t.Fatalf("confirm %v: %v", confirm, err)
+		}
+		want, locks := "would reclaim (dry run; --confirm deletes) 0B: 0 blobs", 0
+		if confirm {
+			want, locks = "reclaimed 0B: 0 blobs", 1
+		}
+		if !strings.HasPrefix(out.String(), want) || lock.held != locks {
+			t.Errorf("confirm %v: printed %q and took the lock %d times; want %q and %d", confirm, out, lock.held, want, locks)
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package registry
+
+import (
+	"context"
+	"io/fs"
+	"syscall"
+	"testing"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
+)
+
+// A write's pin goes when it ends, unless a prune is running: then it stays, marked
+// done, for that prune; the next prune drops it before it begins, since the write's
+// tags are in storage by then. A pin never released is dropped once an hour old; a
+// pin still being written is not read.
+func TestPinsLiveAsLongAsAPruneMayNeedThem(t *testing.T) {
+	ctx := context.Background()
+	f := fence{inmemory.New()}
+	d := digest.FromString("layer")
+	count := func() (all, done int) {
+		t.Helper()
+		pins, err := f.pins(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pins {
+			if p.done {
+				done++
+			}
+		}
+		return len(pins), done
+	}
+
+	_, p, err := f.pin(ctx, blobPin("a/app", d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins, _ := f.pins(ctx)
+	if len(pins) != 1 || pins[0].Repository != "a/app" || len(pins[0].Digests) != 1 || pins[0].Digests[0] != d || pins[0].done {
+		t.Fatalf("a pin in flight reads %+v", pins)
+	}
+	if err := p.release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := count(); all != 0 {
+		t.Errorf("a write that ended with no prune running left %d pins", all)
+	}
+
+	if err := f.begin(ctx, "prune 1"); err != nil {
+		t.Fatal(err)
+	}
+	_, p, _ = f.pin(ctx, blobPin("a/app", d))
+	if err := p.release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.pin(ctx, blobPin("a/app", d)); err != nil { // a write in flight
+		t.Fatal(err)
+	}
+	_ = f.driver.PutContent(ctx, pinsDir+"/0123456789abcdef0123456789abcdef", []byte(`{"repos`)) // being written
+	if all, done := count(); all != 2 || done != 1 {
+		t.Errorf("while a prune runs: %d pins, %d done; want the ended write's pin done and the one in flight", all, done)
+	}
+	// The prune stops without ending (killed); the next one drops the done pin first.
+	if err := f.begin(ctx, "prune 2"); err != nil {
+		t.Fatal(err)
+	}
+	if all, done := count(); all != 1 || done != 0 {
+		t.Errorf("a new prune began with %d pins, %d done; want only the one in flight", all, done)
+	}
+	seen, _ := f.pins(ctx)
+	if err := f.end(ctx, seen, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := count(); all != 1 {
+		t.Errorf("a prune's end dropped a pin of a write in flight")
+	}
+	if running, _ := f.running(ctx); running {
+		t.Error("the prune's marker stayed after its end")
+	}
+	seen, _ = f.pins(ctx)
+	if err := f.end(ctx, seen, time.Now().Add(pinLifetime)); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := count(); all != 0 {
+		t.Errorf("a pin an hour old, never released, stayed")
+	}
+}
+
+// A walk skips what disappears beneath it, however the driver reports it.
+func TestWalkSkipsWhatDisappears(t *testing.T) {
+	for _, err := range []error{
+		storagedriver.PathNotFoundError{Path: "/x"},
+		storagedriver.Error{DriverName: "filesystem", Detail: &fs.PathError{Op: "readdirent", Path: "/x", Err: syscall.ENOENT}},
+	} {
+		if !gone(err) {
+			t.Errorf("%v is not taken for a path that went away", err)
+		}
+	}
+	if gone(storagedriver.Error{DriverName: "filesystem", Detail: &fs.PathError{Op: "open", Path: "/x", Err: syscall.EACCES}}) {
+		t.Error("permission denied is taken for a path that went away")
+	}
+}
