@@ -127,27 +127,58 @@ func (c *RegistryClient) PutBlob(ctx context.Context, content []byte) (digest.Di
 }
 
 // AbandonUpload starts an upload, sends content, and never finishes it, as a killed
-// client would.
-func (c *RegistryClient) AbandonUpload(ctx context.Context, content []byte) error {
-	resp, data, err := c.do(ctx, http.MethodPost, c.base+"/blobs/uploads/", "", nil)
+// client would; it returns where the upload would go on.
+func (c *RegistryClient) AbandonUpload(ctx context.Context, content []byte) (string, error) {
+	loc, err := c.StartUpload(ctx)
 	if err != nil {
-		return err
+		return "", err
+	}
+	resp, data, err := c.do(ctx, http.MethodPatch, loc, "application/octet-stream", content)
+	if err != nil {
+		return "", err
 	}
 	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("POST upload: %s %s", resp.Status, data)
+		return "", fmt.Errorf("PATCH upload: %s %s", resp.Status, data)
+	}
+	next, err := resp.Location()
+	if err != nil {
+		return "", err
+	}
+	return next.String(), nil
+}
+
+// StartUpload starts an upload and returns where its data goes.
+func (c *RegistryClient) StartUpload(ctx context.Context) (string, error) {
+	resp, data, err := c.do(ctx, http.MethodPost, c.base+"/blobs/uploads/", "", nil)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return "", fmt.Errorf("POST upload: %s %s", resp.Status, data)
 	}
 	loc, err := resp.Location()
 	if err != nil {
-		return err
+		return "", err
 	}
-	resp, data, err = c.do(ctx, http.MethodPatch, loc.String(), "application/octet-stream", content)
+	return loc.String(), nil
+}
+
+// PatchStreamed sends body to the upload at location as one PATCH of unknown length
+// (chunked), as docker does, and returns the answer's status and body.
+func (c *RegistryClient) PatchStreamed(ctx context.Context, location string, body io.Reader) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, location, io.NopCloser(body))
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("PATCH upload: %s %s", resp.Status, data)
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
 	}
-	return nil
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
 }
 
 // OpenBlob starts downloading blob d; the caller reads it at its own pace.

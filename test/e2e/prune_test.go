@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
@@ -30,8 +32,9 @@ import (
 
 // Space comes back, while the registry serves: images pushed and then deleted, and an
 // abandoned upload, are reclaimed by pullgate adm prune while 8 clients push and pull
-// (some reusing the very blobs being reclaimed), with no failed request and every
-// acknowledged push intact; disk usage returns to its baseline.
+// (some reusing the very blobs being reclaimed, pushing again what the registry then
+// refuses for a reclaimed layer), with no failed request and every acknowledged push
+// intact; disk usage returns to its baseline.
 func TestPruneReclaimsWhileClientsPushAndPull(t *testing.T) {
 	ctx := harness.Context(t, 6*time.Minute)
 	storage := filepath.Join(env.DataDir, "registry", "storage")
@@ -112,7 +115,7 @@ func TestPruneReclaimsWhileClientsPushAndPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AbandonUpload(ctx, make([]byte, 1<<20)); err != nil {
+	if _, err := c.AbandonUpload(ctx, make([]byte, 1<<20)); err != nil {
 		t.Fatal(err)
 	}
 	withGarbage := diskUsage(t, storage)
@@ -254,7 +257,9 @@ func digestOf(l v1.Layer) v1.Hash {
 
 // pushAndPull pushes an image of a small layer of its own to ref, or, with reuse,
 // an image of layer that puts only its config and manifest (layer is in ref's
-// repository already); then it pulls the image back and checks every byte.
+// repository already) — and, if the registry refuses it because a prune has reclaimed
+// the layer meanwhile, pushes it whole; then it pulls the image back and checks every
+// byte.
 func pushAndPull(ctx context.Context, ref name.Tag, layer v1.Layer, reuse bool, auth remote.Option) (string, error) {
 	if !reuse {
 		own, err := random.Layer(16<<10, types.OCILayer)
@@ -279,6 +284,12 @@ func pushAndPull(ctx context.Context, ref name.Tag, layer v1.Layer, reuse bool, 
 		}
 		if err == nil {
 			err = remote.Put(ref, img, auth, remote.WithContext(ctx))
+		}
+		// The layer was reclaimed since the client found it: the registry refuses the
+		// manifest, and the client uploads the layer again, as any client does.
+		var terr *transport.Error
+		if errors.As(err, &terr) && len(terr.Errors) > 0 && terr.Errors[0].Code == transport.ManifestBlobUnknownErrorCode {
+			err = remote.Write(ref, img, auth, remote.WithContext(ctx))
 		}
 	}
 	if err != nil {

@@ -40,6 +40,20 @@ func newProject(t *testing.T, ctx context.Context, e *harness.Env, prefix string
 	return ns.Name, token
 }
 
+// startWithProject starts its own pullgate up (stopped when the test ends) and makes
+// a project there, as newProject does; the context bounds the test.
+func startWithProject(t *testing.T, opts harness.Options, prefix string) (*harness.Env, context.Context, string, string) {
+	t.Helper()
+	e, err := harness.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	ctx := harness.Context(t, 6*time.Minute)
+	ns, token := newProject(t, ctx, e, prefix)
+	return e, ctx, ns, token
+}
+
 // push pushes content as a one-layer image with crane, waiting for a role granted a
 // moment ago to reach the token service, and returns its digest.
 func push(t *testing.T, ctx context.Context, e *harness.Env, token, image string, content []byte) string {
@@ -343,21 +357,8 @@ func (s slowReader) Read(p []byte) (int, error) {
 // etcd keeps taking writes, every acknowledged push is intact, and pullgate up on a
 // disk filled by something else refuses to start with one error naming the directory.
 func TestFullDiskRefusesPushesAndKeepsTheControlPlane(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("a full disk is a small tmpfs, and mounting one needs root: run make test as root (CI does)")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=640m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v: %s): this machine does not let root mount filesystems", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
-	e, err := harness.Start(harness.Options{DataDir: dir, ExtraArgs: []string{"--registry-storage-reserve", "256MiB"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ctx := harness.Context(t, 6*time.Minute)
-	ns, token := newProject(t, ctx, e, "full")
+	dir := smallDisk(t, "640m")
+	e, ctx, ns, token := startWithProject(t, harness.Options{DataDir: dir, ExtraArgs: []string{"--registry-storage-reserve", "256MiB"}}, "full")
 	cfg, err := e.DockerConfig(t.TempDir(), token)
 	if err != nil {
 		t.Fatal(err)
@@ -458,4 +459,19 @@ func fill(t *testing.T, name string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// smallDisk is a new directory holding a tmpfs of size: a disk that fills up. The
+// test is skipped, saying why, where that cannot be mounted.
+func smallDisk(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("a full disk is a small tmpfs, and mounting one needs root: run make test as root (CI does)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s): this machine does not let root mount filesystems", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	return dir
 }

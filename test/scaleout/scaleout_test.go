@@ -37,7 +37,8 @@ type cluster struct {
 	controllers []*harness.Controllers
 }
 
-func startCluster(t *testing.T) *cluster {
+// startCluster starts the deployment; replicaArgs are added to each replica's flags.
+func startCluster(t *testing.T, replicaArgs ...string) *cluster {
 	t.Helper()
 	s3, err := harness.StartS3(t.TempDir(), "pullgate")
 	if err != nil {
@@ -66,7 +67,7 @@ func startCluster(t *testing.T) *cluster {
 		}
 	}
 	for _, addr := range c.addrs {
-		p, err := harness.StartRegistryReplica(env.Kubeconfig, t.TempDir(), addr, c.host, s3, "--storage-param-dir", params)
+		p, err := harness.StartRegistryReplica(env.Kubeconfig, t.TempDir(), addr, c.host, s3, append([]string{"--storage-param-dir", params}, replicaArgs...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
