@@ -83,8 +83,8 @@ func load(ctx context.Context, upArgs []string, d time.Duration, prune bool) res
 			done <- nil
 			return
 		}
-		var err error
-		r.admPrunes, r.admBytes, err = harness.PruneLoop(loopCtx, "--data-dir", env.DataDir, "--kubeconfig", env.Kubeconfig)
+		l, err := harness.LoopPrunes(loopCtx, 0, "--data-dir", env.DataDir, "--kubeconfig", env.Kubeconfig)
+		r.admPrunes, r.admBytes = l.Runs, l.Reclaimed
 		done <- err
 	}()
 	begin := time.Now()

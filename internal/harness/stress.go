@@ -331,28 +331,49 @@ func (s *Stress) Repositories() []string {
 	return out
 }
 
-// PruneLoop runs `pullgate adm prune --confirm --keep-younger-than 0s` with args, one
-// after another, until ctx ends; it returns how many finished and what they
-// reclaimed, and the first that failed.
-func PruneLoop(ctx context.Context, args ...string) (runs int, reclaimed int64, err error) {
+// PruneLoop is what a loop of `pullgate adm prune --confirm --keep-younger-than 0s`
+// did: how many prunes finished, how many were killed part way, what they reclaimed.
+type PruneLoop struct {
+	Runs, Killed int
+	Reclaimed    int64
+}
+
+// LoopPrunes runs `pullgate adm prune --confirm --keep-younger-than 0s` with args, one
+// after another, until ctx ends, killing every killEvery-th one (0: none) with SIGKILL
+// at a random moment of its first 400 ms; it stops at the first that fails.
+func LoopPrunes(ctx context.Context, killEvery int, args ...string) (PruneLoop, error) {
 	args = append([]string{"adm", "prune", "--confirm", "--keep-younger-than", "0s"}, args...)
-	for ctx.Err() == nil {
-		res, err := Run(ctx, RunOptions{}, args...)
-		if ctx.Err() != nil {
-			break
+	var l PruneLoop
+	for n := 1; ctx.Err() == nil; n++ {
+		runCtx, cancel := context.WithCancel(ctx)
+		var timer *time.Timer
+		if killEvery > 0 && n%killEvery == 0 {
+			timer = time.AfterFunc(time.Duration(20+rand.IntN(380))*time.Millisecond, cancel)
 		}
-		if err != nil || res.ExitCode != 0 {
-			return runs, reclaimed, fmt.Errorf("pullgate adm prune: %v, exit %d: %s%s", err, res.ExitCode, res.Stdout, res.Stderr)
+		res, err := Run(runCtx, RunOptions{}, args...)
+		killed := runCtx.Err() != nil
+		if timer != nil {
+			timer.Stop()
+		}
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return l, nil
+		case killed:
+			l.Killed++
+			continue
+		case err != nil || res.ExitCode != 0:
+			return l, fmt.Errorf("pullgate adm prune: %v, exit %d: %s%s", err, res.ExitCode, res.Stdout, res.Stderr)
 		}
 		// "reclaimed 1.5MiB: …"
-		if f := strings.Fields(strings.TrimSuffix(strings.TrimPrefix(res.Stdout, "reclaimed "), ":")); len(f) > 0 {
-			if n, err := units.RAMInBytes(strings.TrimSuffix(f[0], ":")); err == nil {
-				reclaimed += n
+		if f := strings.Fields(strings.TrimPrefix(res.Stdout, "reclaimed ")); len(f) > 0 {
+			if b, err := units.RAMInBytes(strings.TrimSuffix(f[0], ":")); err == nil {
+				l.Reclaimed += b
 			}
 		}
-		runs++
+		l.Runs++
 	}
-	return runs, reclaimed, nil
+	return l, nil
 }
 
 // StreamsUnservable lists the tags the ImageStreams of the load's repositories show
@@ -389,21 +410,21 @@ func (s *Stress) StreamsUnservable(ctx context.Context, e *Env) []string {
 }
 
 // StressWhilePruning runs the load while `pullgate adm prune --confirm
-// --keep-younger-than 0s` (with pruneArgs) runs in a loop, then pulls every
-// acknowledged, undeleted tag and fails t for each one lost or corrupt, printing what
-// the journal says of it. It returns the ledger and how many adm prunes ran.
-func StressWhilePruning(t testing.TB, ctx context.Context, opts StressOptions, pruneArgs ...string) (*Stress, int) {
+// --keep-younger-than 0s` (with pruneArgs) runs in a loop, every third one killed
+// part way (SIGKILL), then pulls every acknowledged, undeleted tag and fails t for each
+// one lost or corrupt, printing what the journal says of it. It returns the ledger
+// and what the loop did.
+func StressWhilePruning(t testing.TB, ctx context.Context, opts StressOptions, pruneArgs ...string) (*Stress, PruneLoop) {
 	t.Helper()
 	loopCtx, stop := context.WithCancel(ctx)
 	type loop struct {
-		runs      int
-		reclaimed int64
-		err       error
+		PruneLoop
+		err error
 	}
 	done := make(chan loop, 1)
 	go func() {
 		var l loop
-		l.runs, l.reclaimed, l.err = PruneLoop(loopCtx, pruneArgs...)
+		l.PruneLoop, l.err = LoopPrunes(loopCtx, 3, pruneArgs...)
 		done <- l
 	}()
 	st, err := RunStress(ctx, opts)
@@ -416,7 +437,7 @@ func StressWhilePruning(t testing.TB, ctx context.Context, opts StressOptions, p
 		t.Errorf("a prune failed during the load: %v", prunes.err)
 	}
 	t.Logf("%d operations acknowledged: %s", st.Acknowledged(), st.Summary())
-	t.Logf("%d adm prunes reclaimed %s", prunes.runs, units.BytesSize(float64(prunes.reclaimed)))
+	t.Logf("%d adm prunes reclaimed %s; %d more were killed part way", prunes.Runs, units.BytesSize(float64(prunes.Reclaimed)), prunes.Killed)
 	lost, corrupt := st.Verify(ctx)
 	t.Logf("%d acknowledged, undeleted tags pulled and checked: %d lost, %d corrupt", len(st.Live()), len(lost), len(corrupt))
 	for _, bad := range append(lost, corrupt...) {
@@ -425,10 +446,10 @@ func StressWhilePruning(t testing.TB, ctx context.Context, opts StressOptions, p
 	if n := len(st.Live()); n < 100 {
 		t.Errorf("only %d tags were acknowledged and kept: the load did too little to prove anything", n)
 	}
-	if prunes.reclaimed == 0 {
-		t.Error("the prunes reclaimed nothing during the load: they did not race it")
+	if prunes.Reclaimed == 0 || prunes.Killed == 0 {
+		t.Errorf("the prunes reclaimed %d bytes and %d were killed during the load: they did not race it", prunes.Reclaimed, prunes.Killed)
 	}
-	return st, prunes.runs
+	return st, prunes.PruneLoop
 }
 
 // journalOf is what the journal says of the image a lost repository:tag: (as Verify

@@ -16,8 +16,8 @@ import (
 // An online prune never loses an acknowledged push on S3 through three replicas: 8
 // clients push, re-tag, copy, reuse deleted layers and delete through the balancer
 // for 90 s while every replica prunes every 3 s (they take turns on the Lease) and
-// `pullgate adm prune --confirm` runs in a loop against the same bucket, all keeping
-// nothing for its age. Then every acknowledged, undeleted tag pulls whole, and every
+// `pullgate adm prune --confirm` runs in a loop against the same bucket (every third
+// one killed part way), all keeping nothing for its age. Then every acknowledged, undeleted tag pulls whole, and every
 // tag an ImageStream shows pulls.
 func TestOnlinePruneThroughReplicasOnS3LosesNoAcknowledgedPush(t *testing.T) {
 	ctx := harness.Context(t, 8*time.Minute)
@@ -44,9 +44,9 @@ func TestOnlinePruneThroughReplicasOnS3LosesNoAcknowledgedPush(t *testing.T) {
 		t.Logf("replica %d ran %d interval prunes", i, n)
 		interval += n
 	}
-	t.Logf("%d prunes by the replicas' --prune-interval, %d by adm prune", interval, prunes)
-	if interval < 3 || prunes < 3 {
-		t.Errorf("%d interval prunes and %d adm prunes ran during the load; want at least 3 of each", interval, prunes)
+	t.Logf("%d prunes by the replicas' --prune-interval, %d by adm prune", interval, prunes.Runs)
+	if interval < 3 || prunes.Runs < 2 {
+		t.Errorf("%d interval prunes and %d adm prunes ran during the load; want at least 3 and 2", interval, prunes.Runs)
 	}
 	if bad := st.StreamsUnservable(ctx, env); len(bad) > 0 {
 		t.Errorf("%d ImageStream tags the registry does not serve:\n%s", len(bad), strings.Join(bad, "\n"))
