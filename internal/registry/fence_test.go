@@ -3,11 +3,17 @@ package registry
 import (
 	"context"
 	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/opencontainers/go-digest"
 )
@@ -101,5 +107,51 @@ func TestWalkSkipsWhatDisappears(t *testing.T) {
 	}
 	if gone(storagedriver.Error{DriverName: "filesystem", Detail: &fs.PathError{Op: "open", Path: "/x", Err: syscall.EACCES}}) {
 		t.Error("permission denied is taken for a path that went away")
+	}
+}
+
+// A write holding a pin is cut at pinnedWithin, well before a prune would take its
+// pin for a dead writer's.
+func TestAPinnedWriteHasADeadline(t *testing.T) {
+	ctx, _, err := fence{inmemory.New()}.pin(context.Background(), blobPin("a/app", digest.FromString("x")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok || time.Until(deadline) > pinnedWithin || pinnedWithin >= pinLifetime {
+		t.Errorf("a pinned write's deadline: %v (set: %v); want within %s, itself under %s", deadline, ok, pinnedWithin, pinLifetime)
+	}
+}
+
+// A HEAD that finds a blob keeps it from the prune running now (a done pin; none when
+// no prune runs) and refreshes the repository's link to it once that is a minute old.
+func TestHeadOfABlobKeepsItFromAPrune(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	f := fence{filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100})}
+	h := &pinnedWrites{fence: f, log: slog.New(slog.DiscardHandler)}
+	d := digest.FromString("layer")
+	link := layerLinkPath("a/app", d)
+	if err := f.driver.PutContent(ctx, link, []byte(d)); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * touchAfter)
+	if err := os.Chtimes(filepath.Join(root, link), old, old); err != nil {
+		t.Fatal(err)
+	}
+	h.touch(httptest.NewRequest(http.MethodHead, "/v2/a/app/blobs/"+d.String(), nil), "a/app", d)
+	if pins, _ := f.list(ctx); len(pins) != 0 {
+		t.Errorf("a HEAD with no prune running left %d pins", len(pins))
+	}
+	if fi, err := f.driver.Stat(ctx, link); err != nil || !fi.ModTime().After(old) {
+		t.Errorf("the link a minute old was not refreshed: %v", err)
+	}
+	if err := f.begin(ctx, "prune"); err != nil {
+		t.Fatal(err)
+	}
+	h.touch(httptest.NewRequest(http.MethodHead, "/v2/a/app/blobs/"+d.String(), nil), "a/app", d)
+	pins, err := f.pins(ctx)
+	if err != nil || len(pins) != 1 || !pins[0].done || pins[0].Digests[0] != d {
+		t.Errorf("a HEAD while a prune runs left %+v (%v); want one done pin of the blob", pins, err)
 	}
 }
