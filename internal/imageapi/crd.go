@@ -18,7 +18,7 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 	preserve := true
 	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
 	return &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: Resource + "." + Group},
+		ObjectMeta: metav1.ObjectMeta{Name: CRDName},
 		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
 			Group: Group,
 			Names: apiextensionsv1.CustomResourceDefinitionNames{
@@ -74,7 +74,11 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 	}
 }
 
-// EnsureCRD creates or updates the ImageStream CRD and waits until it is served.
+// CRDName is the ImageStream CRD's name.
+const CRDName = Resource + "." + Group
+
+// EnsureCRD creates or updates the ImageStream CRD and waits until it is served; it
+// is an installer's step, run with an administrator's client.
 func EnsureCRD(ctx context.Context, cfg *rest.Config) error {
 	client, err := apiextensionsclient.NewForConfig(cfg)
 	if err != nil {
@@ -96,9 +100,26 @@ func EnsureCRD(ctx context.Context, cfg *rest.Config) error {
 			return fmt.Errorf("updating CRD %s: %w", want.Name, err)
 		}
 	}
-	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		crd, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
+	return WaitForCRD(ctx, cfg)
+}
+
+// WaitForCRD waits until the ImageStream CRD is served, for at most a minute; it
+// only reads the CRD (pullgate's components install nothing). A CRD that does not
+// exist is an error saying how to install it.
+func WaitForCRD(ctx context.Context, cfg *rest.Config) error {
+	client, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	crds := client.ApiextensionsV1().CustomResourceDefinitions()
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		crd, err := crds.Get(ctx, CRDName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("CRD %s is not installed: kubectl apply --server-side -k deploy/ (pullgate up installs it itself)", CRDName)
+		}
 		if err != nil {
+			last = err
 			return false, nil
 		}
 		for _, c := range crd.Status.Conditions {
@@ -106,6 +127,11 @@ func EnsureCRD(ctx context.Context, cfg *rest.Config) error {
 				return true, nil
 			}
 		}
+		last = fmt.Errorf("CRD %s is not established yet", CRDName)
 		return false, nil
 	})
+	if err != nil && last != nil {
+		return fmt.Errorf("%w: %w", err, last)
+	}
+	return err
 }

@@ -49,15 +49,6 @@ func connect(restConfig *rest.Config) (*cluster, error) {
 	return &cluster{rest: restConfig, client: client, dynamic: dyn, factory: factory, authz: authz, streams: imageapi.NewIndex(dyn)}, nil
 }
 
-// install makes what the registry needs exist in the cluster, idempotently: the
-// ImageStream CRD and the registry's cluster roles.
-func (c *cluster) install(ctx context.Context) error {
-	if err := imageapi.EnsureCRD(ctx, c.rest); err != nil {
-		return err
-	}
-	return registryroles.EnsureClusterRoles(ctx, c.client)
-}
-
 // start watches until runCtx ends, and waits until the informers hold the cluster.
 func (c *cluster) start(ctx, runCtx context.Context) error {
 	c.factory.Start(runCtx.Done())

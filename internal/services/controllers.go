@@ -19,7 +19,6 @@ import (
 	"pullgate.dev/pullgate/internal/leader"
 	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/internal/registrykeys"
-	"pullgate.dev/pullgate/internal/registryroles"
 )
 
 // runControllers runs pullgate's reconcilers — per-namespace role bindings, the
@@ -81,9 +80,6 @@ type ControllersConfig struct {
 func RunControllers(ctx context.Context, cfg ControllersConfig) error {
 	client, err := kubernetes.NewForConfig(withRateLimits(cfg.KubeConfig))
 	if err != nil {
-		return err
-	}
-	if err := registryroles.EnsureClusterRoles(ctx, client); err != nil {
 		return err
 	}
 	metrics := newMetrics()

@@ -1,106 +1,159 @@
 package services
 
 import (
-	"context"
-	"fmt"
-
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/component-helpers/auth/rbac/reconciliation"
 
 	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/leader"
 	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registryinfo"
 	"pullgate.dev/pullgate/internal/registrykeys"
 	"pullgate.dev/pullgate/internal/registryroles"
 )
 
-// User is the identity pullgate's services run as inside `pullgate up`, bound to
-// ClusterRole() instead of system:masters.
-const User = "pullgate:services"
+// Identity is one of pullgate's components as the API server knows it, with the
+// least it needs: cluster-wide rules in ClusterRole, and rules on objects in one
+// namespace (pullgate-system, kube-public) in Roles. What RBAC cannot limit — the
+// names and types of what it creates, a token's audience — is pinned by Admission().
+type Identity struct {
+	// Component is what runs as it: registry, token-service or controllers.
+	Component string
+	// User is its name inside `pullgate up` (a client certificate of up's CA).
+	User string
+	// ServiceAccount is its account in pullgate-system when installed from deploy/;
+	// the registry and its token service share a pod, so they share one.
+	ServiceAccount string
+	ClusterRole    *rbacv1.ClusterRole
+	Roles          []*rbacv1.Role
+}
 
-// ClusterRole is what the registry, token service and controllers need: install the
-// ImageStream CRD, keep the registry's cluster roles (escalate and bind, as the API
-// server's own bootstrap does), read RBAC and namespaces, create the per-namespace
-// role bindings and service accounts, keep the service accounts' registry pull
-// secrets and their tokens (and the registry's shared keys, a Secret too), review
-// tokens, write ImageStreams and hold the controllers' Lease and the prunes' lock.
-func ClusterRole() *rbacv1.ClusterRole {
-	read := []string{"get", "list", "watch"}
-	return &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: User, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: []string{"get", "create", "update"}},
-			{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterroles"}, Verbs: []string{"get", "list", "watch", "create", "update", "escalate", "bind"}},
-			{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles", "clusterrolebindings"}, Verbs: read},
-			{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"rolebindings"}, Verbs: []string{"get", "list", "watch", "create"}},
-			{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: read},
-			{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
-			{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
-			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
-			{NonResourceURLs: []string{"/openid/v1/jwks"}, Verbs: []string{"get"}},
-			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
-			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-			{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource, imageapi.Resource + "/status"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
-			// The controllers' leader election and the prunes' lock; create cannot be
-			// limited by name.
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leader.ControllersLease, leader.PruneLease}, Verbs: []string{"get", "update"}},
+// Usernames are the names the API server sees for the identity: up's user and
+// deploy/'s service account.
+func (i Identity) Usernames() []string {
+	return []string{i.User, "system:serviceaccount:" + registrykeys.Namespace + ":" + i.ServiceAccount}
+}
+
+// The ServiceAccounts of deploy/.
+const (
+	RegistryServiceAccount    = "pullgate-registry"
+	ControllersServiceAccount = "pullgate-controllers"
+)
+
+var read = []string{"get", "list", "watch"}
+
+// Registry is the integrated registry: it reads RBAC and namespaces to decide
+// pulls and pushes, writes ImageStreams, and holds in pullgate-system only its keys
+// Secret and the prunes' Lease, and in kube-public only the ConfigMap that publishes
+// its names. It reads no other Secret and binds nothing.
+func Registry() Identity {
+	return Identity{
+		Component: "registry", User: "pullgate:registry", ServiceAccount: RegistryServiceAccount,
+		ClusterRole: clusterRole("pullgate:registry",
+			rbacv1.PolicyRule{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource}, Verbs: []string{"get", "list", "watch", "create"}},
+			rbacv1.PolicyRule{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource + "/status"}, Verbs: []string{"update"}},
+			rbacv1.PolicyRule{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles", "rolebindings", "clusterroles", "clusterrolebindings"}, Verbs: read},
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: read},
+			rbacv1.PolicyRule{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, ResourceNames: []string{imageapi.CRDName}, Verbs: []string{"get"}},
+		),
+		Roles: []*rbacv1.Role{
+			role("pullgate:registry", registrykeys.Namespace,
+				// create cannot be limited by name in RBAC: Admission() pins it.
+				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
+				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{registrykeys.Name}, Verbs: []string{"get", "list", "watch", "update"}},
+				rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+				rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leader.PruneLease}, Verbs: []string{"get", "update"}},
+			),
+			role("pullgate:registry", registryinfo.Namespace,
+				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{registryinfo.Name}, Verbs: []string{"get", "update"}},
+			),
 		},
 	}
 }
 
-// NodeTokenAudienceRole lets nodes request service account tokens for the registry's
-// audience for the pods bound to them (NodeRestriction checks
-// request-serviceaccounts-token-audience, KEP-4412): the node agent's credential for
-// the integrated registry.
-const NodeTokenAudienceRole = "pullgate:node-registry-token"
+// TokenService is the registry's token service: it reviews the tokens clients
+// log in with. (It decides with the registry's RBAC informers and signs with the
+// registry's keys, in the same process.)
+func TokenService() Identity {
+	return Identity{
+		Component: "token-service", User: "pullgate:token-service", ServiceAccount: RegistryServiceAccount,
+		ClusterRole: clusterRole("pullgate:token-service",
+			rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		),
+	}
+}
 
-// NodeTokenAudience is the ClusterRole NodeTokenAudienceRole.
-func NodeTokenAudience() *rbacv1.ClusterRole {
+// Controllers are the reconcilers: they create the builder and deployer service
+// accounts and the registry's role bindings in every namespace (bind limited to the
+// registry's roles, as OpenShift's controllers bind only theirs), and keep every
+// service account's <sa>-dockercfg pull secret with a token for the registry's
+// audience. Reading secrets cluster-wide is what keeping a pull secret needs (as
+// OpenShift's pull secret controller does); what they may write is pinned by
+// Admission(). Their Lease is the only object they hold in pullgate-system.
+func Controllers() Identity {
+	return Identity{
+		Component: "controllers", User: "pullgate:controllers", ServiceAccount: ControllersServiceAccount,
+		ClusterRole: clusterRole("pullgate:controllers",
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: read},
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
+			rbacv1.PolicyRule{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"rolebindings"}, Verbs: []string{"get", "list", "watch", "create"}},
+			rbacv1.PolicyRule{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterroles"}, ResourceNames: boundRoles(), Verbs: []string{"bind"}},
+			// The API server's service account keys: a pull secret's token is renewed
+			// when they change.
+			rbacv1.PolicyRule{NonResourceURLs: []string{"/openid/v1/jwks"}, Verbs: []string{"get"}},
+		),
+		Roles: []*rbacv1.Role{
+			role("pullgate:controllers", registrykeys.Namespace,
+				rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+				rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leader.ControllersLease}, Verbs: []string{"get", "update"}},
+			),
+		},
+	}
+}
+
+// Identities are pullgate's components, each with its own identity.
+func Identities() []Identity { return []Identity{Registry(), TokenService(), Controllers()} }
+
+// boundRoles are the cluster roles the controllers bind in every namespace.
+func boundRoles() []string {
+	var names []string
+	for _, b := range registryroles.RoleBindings("") {
+		names = append(names, b.RoleRef.Name)
+	}
+	return names
+}
+
+// NodeRole lets nodes request service account tokens for the registry's audience
+// for the pods bound to them (NodeRestriction checks
+// request-serviceaccounts-token-audience, KEP-4412) — the credential provider's
+// credential for the integrated registry — and read an ImageStream by name, so that
+// a node gives a pod a cached image of the registry only while the registry still
+// serves it there.
+const NodeRole = "pullgate:node"
+
+// Node is the ClusterRole NodeRole, bound to the group system:nodes.
+func Node() *rbacv1.ClusterRole {
+	return clusterRole(NodeRole,
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{registryauth.Service}, Verbs: []string{"request-serviceaccounts-token-audience"}},
+		rbacv1.PolicyRule{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource}, Verbs: []string{"get"}},
+	)
+}
+
+func clusterRole(name string, rules ...rbacv1.PolicyRule) *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: NodeTokenAudienceRole, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{registryauth.Service}, Verbs: []string{"request-serviceaccounts-token-audience"}}},
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
+		Rules:      rules,
 	}
 }
 
-// EnsureIdentity creates or completes ClusterRole() and binds it to User, and lets
-// nodes request registry tokens; run it with an administrator's client.
-func EnsureIdentity(ctx context.Context, admin kubernetes.Interface) error {
-	if err := ensureBoundClusterRole(admin, ClusterRole(), rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: User}); err != nil {
-		return err
+func role(name, namespace string, rules ...rbacv1.PolicyRule) *rbacv1.Role {
+	return &rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Rules:      rules,
 	}
-	return ensureBoundClusterRole(admin, NodeTokenAudience(), rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"})
-}
-
-// EnsureNamespace creates pullgate's own namespace, where the registry's shared keys
-// and the controllers' Lease live; run it with an administrator's client.
-func EnsureNamespace(ctx context.Context, admin kubernetes.Interface) error {
-	_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: registrykeys.Namespace}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("namespace %s: %w", registrykeys.Namespace, err)
-	}
-	return nil
-}
-
-func ensureBoundClusterRole(admin kubernetes.Interface, role *rbacv1.ClusterRole, subject rbacv1.Subject) error {
-	if err := registryroles.EnsureClusterRole(admin, role); err != nil {
-		return err
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{subject},
-	}
-	if _, err := (&reconciliation.ReconcileRoleBindingOptions{
-		RoleBinding: reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: binding},
-		Client:      reconciliation.ClusterRoleBindingClientAdapter{Client: admin.RbacV1().ClusterRoleBindings()},
-		Confirm:     true,
-	}).Run(); err != nil {
-		return fmt.Errorf("clusterrolebinding %s: %w", binding.Name, err)
-	}
-	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/atomicfile"
+	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/leader"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/registryauth"
@@ -33,8 +34,11 @@ import (
 
 // Config is what Start runs.
 type Config struct {
-	// KubeConfig reaches the Kubernetes API with the rights pullgate needs.
+	// KubeConfig reaches the Kubernetes API as the registry (Registry()).
 	KubeConfig *rest.Config
+	// TokenReviewConfig is the token service's identity (TokenService()), and
+	// ControllersConfig the controllers' (Controllers()); unset, KubeConfig's.
+	TokenReviewConfig, ControllersConfig *rest.Config
 	// DataDir holds the registry's filesystem storage and the public keys it verifies
 	// tokens with (the keys themselves are shared by every replica in a Secret,
 	// registrykeys).
@@ -85,7 +89,9 @@ type Running struct {
 	// Metrics is the registry served at /metrics, for other parts of the process.
 	Metrics prometheus.Registerer
 	// Authz decides RBAC from the services' informers, for other parts of the process.
-	Authz        registryauth.Authorizer
+	Authz registryauth.Authorizer
+	// Streams is the ImageStream index, for other parts of the process.
+	Streams      *imageapi.Index
 	server       *http.Server
 	registry     *registry.Registry
 	cancel       context.CancelFunc
@@ -112,7 +118,15 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if err != nil {
 		return nil, err
 	}
-	if err := c.install(ctx); err != nil {
+	if err := imageapi.WaitForCRD(ctx, c.rest); err != nil {
+		return nil, err
+	}
+	reviewer, err := kubernetes.NewForConfig(withRateLimits(cmp.Or(cfg.TokenReviewConfig, cfg.KubeConfig)))
+	if err != nil {
+		return nil, err
+	}
+	controllersClient, err := kubernetes.NewForConfig(withRateLimits(cmp.Or(cfg.ControllersConfig, cfg.KubeConfig)))
+	if err != nil {
 		return nil, err
 	}
 	host := cfg.RegistryHost
@@ -159,7 +173,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	// election, and says nothing of it.
 	var elector *leader.Elector
 	if !cfg.NoControllers {
-		elector = leader.New(leader.Config{Client: c.client, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
+		elector = leader.New(leader.Config{Client: controllersClient, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
 			Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
 	}
 	store := cfg.Storage
@@ -171,7 +185,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		Storage: store,
 		Service: registryauth.Service, Issuer: registryauth.Issuer, JWKSFile: jwksFile,
 		HTTPSecret:      shared.Current().HTTPSecret,
-		TokenHandler:    newTokenService(c, shared, metrics, cfg.Log),
+		TokenHandler:    newTokenService(reviewer, c.authz, shared, metrics, cfg.Log),
 		Streams:         c.streamsAPI(),
 		Authz:           c.authz,
 		NamespaceExists: c.namespaceExists,
@@ -194,7 +208,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	})
 	if elector != nil {
 		go func() {
-			_ = elector.Run(runCtx, func(term context.Context) { runControllers(term, c.client, names, cfg.NoPullSecrets, cfg.Log) })
+			_ = elector.Run(runCtx, func(term context.Context) { runControllers(term, controllersClient, names, cfg.NoPullSecrets, cfg.Log) })
 		}()
 	}
 	if err := c.streams.OnDelete(func(repository, uid string) {
@@ -222,7 +236,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 			}
 		}, cfg.PruneInterval)
 	}
-	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
+	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, Streams: c.streams, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
 		drain: cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout), grace: cfg.ReadinessGrace, log: cfg.Log}
 	go func() {
 		defer close(running.done)
@@ -251,11 +265,11 @@ func (c Config) reconcileInterval() time.Duration {
 
 // newTokenService is the token service: TokenReviews with a 10 s cache, RBAC from
 // the cluster's informers, failed logins limited per address.
-func newTokenService(c *cluster, signer tokenserver.TokenSigner, metrics prometheus.Registerer, log *slog.Logger) *tokenserver.Server {
+func newTokenService(reviewer kubernetes.Interface, authz registryauth.Authorizer, signer tokenserver.TokenSigner, metrics prometheus.Registerer, log *slog.Logger) *tokenserver.Server {
 	return &tokenserver.Server{
 		Issuer: registryauth.Issuer, Service: registryauth.Service, Lifetime: registryauth.MaxLifetime, Signer: signer,
-		Authn:   tokenserver.NewTokenReviewer(c.client, 10*time.Second, registryauth.Service, metrics),
-		Authz:   c.authz,
+		Authn:   tokenserver.NewTokenReviewer(reviewer, 10*time.Second, registryauth.Service, metrics),
+		Authz:   authz,
 		Limiter: &tokenserver.FailureLimiter{},
 		Log:     log.With("component", "token-service"),
 		Metrics: tokenserver.NewMetrics(metrics),

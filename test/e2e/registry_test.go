@@ -383,30 +383,6 @@ func TestAnonymousPullOnlyWhereGranted(t *testing.T) {
 	waitForPull(t, ctx, "", image, digest)
 }
 
-// Inside `up`, the registry, token service and controllers run as pullgate:services
-// with their own cluster role, not as an administrator.
-func TestServicesRunWithTheirOwnRole(t *testing.T) {
-	ctx := harness.Context(t, 2*time.Minute)
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"create", "tokenreviews.authentication.k8s.io"}, "yes"},
-		{[]string{"update", "imagestreams.image.pullgate.dev/status", "-n", "default"}, "yes"},
-		{[]string{"create", "serviceaccounts/token", "-n", "default"}, "yes"}, // pull secrets' tokens
-		{[]string{"create", "pods", "-n", "default"}, "no"},
-		{[]string{"update", "nodes"}, "no"},
-		{[]string{"delete", "namespaces"}, "no"},
-	} {
-		out, _ := env.Kubectl(ctx, append([]string{"auth", "can-i", "--as", "pullgate:services"}, c.args...)...)
-		// kubectl warns on stderr about cluster-scoped resources; the answer is the last line.
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if answer := lines[len(lines)-1]; answer != c.want {
-			t.Errorf("pullgate:services can-i %v: %q, want %s", c.args, answer, c.want)
-		}
-	}
-}
-
 // Repositories nest inside a namespace, as helm push oci://…/team/charts and skopeo
 // sync make them: each is an ImageStream of its own (a readable name and a hash,
 // annotated with the path), pulled by pods and listed in the catalog like any other.
@@ -453,6 +429,17 @@ func TestNestedRepositories(t *testing.T) {
 	}
 	if out, _ := harness.Crane(ctx, cfg, "catalog", env.RegistryHost); !strings.Contains(out, ns+"/charts/mychart") || !strings.Contains(out, ns+"/synced/app") {
 		t.Errorf("catalog does not list the nested repositories:\n%s", out)
+	}
+
+	// A repository named as the nested one's stream is (charts-mychart-<hash>) is a
+	// repository of its own: its tags do not merge into the nested one's.
+	lookalike := env.RegistryHost + "/" + ns + "/" + paths[ns+"/charts/mychart"] + ":2.0"
+	pushFile(t, ctx, cfg, lookalike, []byte("another chart"))
+	if out, _ := harness.Crane(ctx, cfg, "ls", env.RegistryHost+"/"+ns+"/charts/mychart"); strings.TrimSpace(out) != "1.0" {
+		t.Errorf("tags of %s/charts/mychart after a push to its look-alike %s: %q, want 1.0", ns, lookalike, out)
+	}
+	if out, _ := harness.Crane(ctx, cfg, "ls", strings.TrimSuffix(lookalike, ":2.0")); strings.TrimSpace(out) != "2.0" {
+		t.Errorf("tags of the look-alike %s: %q, want 2.0", lookalike, out)
 	}
 
 	out, err := harness.Crane(ctx, cfg, "append", "-f", "/dev/null", "-t", env.RegistryHost+"/lonely:v1")

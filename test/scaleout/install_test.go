@@ -30,7 +30,11 @@ func TestInstallManifestsValidate(t *testing.T) {
 	}
 	for _, want := range []string{
 		"customresourcedefinition.apiextensions.k8s.io/imagestreams.image.pullgate.dev serverside-applied (server dry run)",
-		"clusterrole.rbac.authorization.k8s.io/pullgate:services serverside-applied (server dry run)",
+		"clusterrole.rbac.authorization.k8s.io/pullgate:registry serverside-applied (server dry run)",
+		"clusterrole.rbac.authorization.k8s.io/pullgate:controllers serverside-applied (server dry run)",
+		"role.rbac.authorization.k8s.io/pullgate:registry serverside-applied (server dry run)",
+		"serviceaccount/pullgate-registry serverside-applied (server dry run)",
+		"validatingadmissionpolicy.admissionregistration.k8s.io/pullgate-identities serverside-applied (server dry run)",
 		"deployment.apps/pullgate-registry serverside-applied (server dry run)",
 		"deployment.apps/pullgate-controllers serverside-applied (server dry run)",
 		"service/pullgate-registry serverside-applied (server dry run)",

@@ -190,7 +190,8 @@ func (o *upOptions) Run(ctx context.Context) error {
 const nodeName = "local"
 
 // startServices starts the registry, token service and controllers, then the node
-// agent, each as its own identity: pullgate:services with its own cluster role, and
+// agent, each as its own identity: pullgate:registry, pullgate:token-service and
+// pullgate:controllers with their own roles (services.Identities), and
 // system:node:local, which the API server's Node authorizer treats as a kubelet.
 func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane, listener net.Listener, log *slog.Logger) (*services.Running, *runningAgent, error) {
 	adminConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
@@ -205,10 +206,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := services.EnsureIdentity(ctx, admin); err != nil {
-		return nil, nil, err
-	}
-	if err := services.EnsureNamespace(ctx, admin); err != nil {
+	if err := services.Install(ctx, adminConfig); err != nil {
 		return nil, nil, err
 	}
 	if o.pullSecret != "" {
@@ -216,9 +214,12 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 			return nil, nil, fmt.Errorf("--pull-secret %s: %w", o.pullSecret, err)
 		}
 	}
-	servicesConfig, err := clientCertConfig(adminConfig, ca, "services", services.User)
-	if err != nil {
-		return nil, nil, err
+	// One identity per component, each a client certificate of up's CA.
+	var configs [3]*rest.Config
+	for i, id := range []services.Identity{services.Registry(), services.TokenService(), services.Controllers()} {
+		if configs[i], err = clientCertConfig(adminConfig, ca, "pullgate-"+id.Component, id.User); err != nil {
+			return nil, nil, err
+		}
 	}
 	nodeConfig, err := clientCertConfig(adminConfig, ca, "node-"+nodeName, "system:node:"+nodeName, "system:nodes")
 	if err != nil {
@@ -237,10 +238,12 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	}
 	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
 	running, err := services.Start(ctx, services.Config{
-		RegistryNames: names,
-		Scheme:        scheme,
-		KubeConfig:    servicesConfig,
-		DataDir:       plane.DataDir,
+		RegistryNames:     names,
+		Scheme:            scheme,
+		KubeConfig:        configs[0],
+		TokenReviewConfig: configs[1],
+		ControllersConfig: configs[2],
+		DataDir:           plane.DataDir,
 		// One up per data directory (it is locked), so the name is stable: after a
 		// restart up takes its Lease back at once instead of waiting for it to expire.
 		Identity:             "pullgate-up@" + hostname(),
@@ -273,6 +276,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		ImageDir:       filepath.Join(nodeDir, "images"),
 		RegistryHosts:  names,
 		PullAuthorizer: nodeagent.RBACPullAuthorizer{Authz: running.Authz},
+		Streams:        running.Streams,
 		// The node's credentials: the cluster pull secret, read by the in-process agent
 		// with the administrator's client (a node's identity may not read it).
 		NodeCredentials: func(ctx context.Context) ([]*credentials.Config, error) {

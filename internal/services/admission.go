@@ -1,0 +1,159 @@
+package services
+
+import (
+	"fmt"
+	"strings"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"pullgate.dev/pullgate/internal/controllers"
+	"pullgate.dev/pullgate/internal/leader"
+	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registryinfo"
+	"pullgate.dev/pullgate/internal/registrykeys"
+	"pullgate.dev/pullgate/internal/registryroles"
+)
+
+// AdmissionPolicy names the ValidatingAdmissionPolicy (and its binding) that pins
+// what pullgate's identities write where RBAC cannot: the names a create takes, the
+// type of a secret, a token's audience, the subjects of a role binding.
+const AdmissionPolicy = "pullgate-identities"
+
+// Admission is the policy AdmissionPolicy. Every request of a pullgate identity to
+// write a secret, a configmap, a lease, a role binding or a service account token
+// must be one its component makes:
+//   - controllers: secrets of type kubernetes.io/dockercfg named <sa>-dockercfg and
+//     labelled as theirs (created, updated and deleted only so); tokens only for the
+//     registry's audience; role bindings only the registry's three, exactly as
+//     registryroles.RoleBindings makes them; their own Lease;
+//   - registry: its keys Secret, the ConfigMap publishing its names, the prunes' Lease.
+func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
+	all := append(append(Registry().Usernames(), TokenService().Usernames()...), Controllers().Usernames()...)
+	fail := admissionv1.Fail
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: AdmissionPolicy},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{
+				rules([]string{""}, []string{"secrets", "configmaps"}, admissionv1.Create, admissionv1.Update, admissionv1.Delete),
+				rules([]string{""}, []string{"serviceaccounts/token"}, admissionv1.Create),
+				rules([]string{rbacv1.GroupName}, []string{"rolebindings"}, admissionv1.Create, admissionv1.Update),
+				rules([]string{"coordination.k8s.io"}, []string{"leases"}, admissionv1.Create),
+			}},
+			MatchConditions: []admissionv1.MatchCondition{{Name: "pullgate-identity", Expression: "request.userInfo.username in " + celList(all)}},
+			Variables: []admissionv1.Variable{
+				{Name: "controllers", Expression: "request.userInfo.username in " + celList(Controllers().Usernames())},
+				{Name: "registry", Expression: "request.userInfo.username in " + celList(Registry().Usernames())},
+				{Name: "resource", Expression: "request.resource.resource + (has(request.subResource) && request.subResource != '' ? '/' + request.subResource : '')"},
+				{Name: "written", Expression: "request.operation == 'DELETE' ? oldObject : object"},
+			},
+			Validations: forbidden([]admissionv1.Validation{
+				{
+					Expression: "variables.resource != 'secrets' || (variables.controllers && " + pullSecret("variables.written") +
+						" && (request.operation != 'UPDATE' || " + pullSecret("oldObject") + ")) || " +
+						fmt.Sprintf("(variables.registry && request.operation != 'DELETE' && request.namespace == %q && variables.written.metadata.name == %q)", registrykeys.Namespace, registrykeys.Name),
+					Message: fmt.Sprintf("pullgate writes only the secrets it owns: as its controllers, type kubernetes.io/dockercfg named <serviceaccount>-dockercfg and labelled %s; as its registry, its keys %s/%s",
+						controllers.LabelPullSecret, registrykeys.Namespace, registrykeys.Name),
+				},
+				{
+					Expression: fmt.Sprintf("variables.resource != 'configmaps' || (variables.registry && request.operation != 'DELETE' && request.namespace == %q && variables.written.metadata.name == %q)", registryinfo.Namespace, registryinfo.Name),
+					Message:    fmt.Sprintf("of configmaps pullgate writes only %s/%s, as the registry", registryinfo.Namespace, registryinfo.Name),
+				},
+				{
+					Expression: fmt.Sprintf("variables.resource != 'serviceaccounts/token' || (variables.controllers && object.spec.audiences == [%q])", registryauth.Service),
+					Message:    fmt.Sprintf("pullgate requests service account tokens only as its controllers, and only for the registry's audience %s", registryauth.Service),
+				},
+				{
+					Expression: "variables.resource != 'rolebindings' || (variables.controllers && request.operation == 'CREATE' && (" + managedBindings() + "))",
+					Message:    "pullgate creates only the registry's role bindings (" + strings.Join(bindingNames(), ", ") + "), as its controllers, with their roles and subjects",
+				},
+				{
+					Expression: fmt.Sprintf("variables.resource != 'leases' || (request.namespace == %q && ((variables.controllers && object.metadata.name == %q) || (variables.registry && object.metadata.name == %q)))",
+						registrykeys.Namespace, leader.ControllersLease, leader.PruneLease),
+					Message: fmt.Sprintf("pullgate creates only its own Leases in %s: %s (controllers) and %s (registry)", registrykeys.Namespace, leader.ControllersLease, leader.PruneLease),
+				},
+			}),
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: AdmissionPolicy},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        AdmissionPolicy,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+		},
+	}
+	return policy, binding
+}
+
+// forbidden makes each validation's denial a 403 Forbidden, as RBAC's is.
+func forbidden(vs []admissionv1.Validation) []admissionv1.Validation {
+	reason := metav1.StatusReasonForbidden
+	for i := range vs {
+		vs[i].Reason = &reason
+	}
+	return vs
+}
+
+func rules(groups, resources []string, ops ...admissionv1.OperationType) admissionv1.NamedRuleWithOperations {
+	return admissionv1.NamedRuleWithOperations{RuleWithOperations: admissionv1.RuleWithOperations{
+		Operations: ops,
+		Rule:       admissionv1.Rule{APIGroups: groups, APIVersions: []string{"*"}, Resources: resources},
+	}}
+}
+
+// pullSecret is true of obj when it is a pull secret the controllers own.
+func pullSecret(obj string) string {
+	return fmt.Sprintf("(%[1]s.type == 'kubernetes.io/dockercfg' && %[1]s.metadata.name.matches('-dockercfg(-[0-9a-f]{10})?$') && has(%[1]s.metadata.labels) && %[2]q in %[1]s.metadata.labels && %[1]s.metadata.labels[%[2]q] == 'true')",
+		obj, controllers.LabelPullSecret)
+}
+
+// managedBindings is true of a role binding registryroles.RoleBindings makes in the
+// request's namespace, and of no other.
+func managedBindings() string {
+	var alts []string
+	for _, b := range registryroles.RoleBindings("NAMESPACE") {
+		conds := []string{
+			fmt.Sprintf("object.metadata.name == %q", b.Name),
+			fmt.Sprintf("object.roleRef.apiGroup == %q && object.roleRef.kind == %q && object.roleRef.name == %q", b.RoleRef.APIGroup, b.RoleRef.Kind, b.RoleRef.Name),
+			fmt.Sprintf("has(object.subjects) && size(object.subjects) == %d", len(b.Subjects)),
+		}
+		for i, s := range b.Subjects {
+			subject := fmt.Sprintf("object.subjects[%d]", i)
+			conds = append(conds, fmt.Sprintf("%s.kind == %q && %s.name == %s", subject, s.Kind, subject, inNamespace(s.Name)))
+			if s.Kind == rbacv1.ServiceAccountKind {
+				conds = append(conds, subject+".namespace == request.namespace")
+			}
+		}
+		alts = append(alts, "("+strings.Join(conds, " && ")+")")
+	}
+	return strings.Join(alts, " || ")
+}
+
+// inNamespace is name as a CEL expression in which NAMESPACE is the request's.
+func inNamespace(name string) string {
+	before, after, found := strings.Cut(name, "NAMESPACE")
+	if !found {
+		return fmt.Sprintf("%q", name)
+	}
+	return fmt.Sprintf("%q + request.namespace + %q", before, after)
+}
+
+func bindingNames() []string {
+	var names []string
+	for _, b := range registryroles.RoleBindings("") {
+		names = append(names, b.Name)
+	}
+	return names
+}
+
+func celList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, s := range items {
+		quoted[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
