@@ -1,7 +1,9 @@
 // Command benchsecurity measures, against a real `pullgate up`, how fast a removed
 // RoleBinding bites: the time from the API server accepting the delete to the first
 // request refused with a registry token issued before it (goal: under 1 s; anchor:
-// distribution trusts a token until it expires, 5 minutes here, plus 60 s leeway).
+// distribution trusts a token until it expires, 5 minutes here, plus 60 s leeway);
+// and a good client's login latency during a flood of bad logins from its own
+// address, beside the same without the flood (goal: none refused).
 package main
 
 import (
@@ -70,6 +72,8 @@ func main() {
 	fmt.Printf("%-44s %10s %10s %12s %s\n", fmt.Sprintf("delete rolebinding → old token refused (%d)", len(took)),
 		took[len(took)/2].Round(time.Millisecond), took[len(took)*99/100].Round(time.Millisecond), "< 1s",
 		fmt.Sprintf("distribution: token lifetime %s + 60s leeway", registryauth.MaxLifetime))
+
+	loginsDuringFlood(ctx, env, *rounds*2)
 }
 
 func bind(ctx context.Context, env *harness.Env, ns, role, sa, saNS string) {

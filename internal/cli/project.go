@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+
+	"pullgate.dev/pullgate/internal/project"
 )
 
 // NewNewProjectCommand is `pullgate new-project NAME`: a namespace, its requester as
@@ -38,6 +40,9 @@ func NewNewProjectCommand(f cmdutil.Factory, kube *genericclioptions.ConfigFlags
 }
 
 func newProject(ctx context.Context, f cmdutil.Factory, kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams, name string, skipConfigWrite bool) error {
+	if err := project.ValidateName(name); err != nil {
+		return err
+	}
 	client, err := f.KubernetesClientSet()
 	if err != nil {
 		return err

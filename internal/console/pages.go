@@ -238,10 +238,8 @@ func toStream(u *unstructured.Unstructured) (*imageapi.ImageStream, error) {
 
 func (s *Server) streamRow(ns string, is *imageapi.ImageStream) streamRow {
 	row := streamRow{Name: is.Name}
-	repo := ns + "/" + is.Name
-	if r := is.Annotations[imageapi.AnnotationRepository]; r != "" {
-		repo = r
-	}
+	// What the registry serves this stream as, never a tenant's annotation alone.
+	repo := imageapi.RepositoryOf(ns, is.Name, is.Annotations)
 	for _, t := range is.Status.Tags {
 		if len(t.Items) == 0 {
 			continue

@@ -164,7 +164,7 @@ func (p podPlugins) candidate(f credentialprovider.TrackedAuthConfig) credential
 	}
 	if f.Source != nil && f.Source.ServiceAccount != nil {
 		sa := f.Source.ServiceAccount
-		c.ID = credentials.ServiceAccountID(sa.Namespace, sa.Name)
+		c.ID = credentials.ServiceAccountID(sa.Namespace, sa.Name, sa.UID)
 		c.Description = fmt.Sprintf("credential provider plugin, with a token of service account %s/%s", sa.Namespace, sa.Name)
 		if f.Username == credprovider.Username {
 			// pullgate's plugin: the token itself, so the registry sees the account.

@@ -90,7 +90,7 @@ func TestPlugins(t *testing.T) {
 			t.Fatalf("%+v, %v", got, err)
 		}
 		c := got.List[0]
-		if c.Password != "token-for-app-pullgate-registry" || c.ID != credentials.ServiceAccountID("a", "default") || c.Identity != "system:serviceaccount:a:default" {
+		if c.Password != "token-for-app-pullgate-registry" || c.ID != credentials.ServiceAccountID("a", "default", "sa-uid") || c.Identity != "system:serviceaccount:a:default" {
 			t.Errorf("candidate %+v", c)
 		}
 		if len(requests) != 1 || requests[0].Spec.BoundObjectRef.UID != "pod-uid" {

@@ -79,19 +79,20 @@ func TestTagNamesColumn(t *testing.T) {
 func TestEnsureAndRecord(t *testing.T) {
 	ctx := context.Background()
 	s := fakeStreams()
-	uid, created, err := s.Ensure(ctx, "team", "charts-mychart-1a2b3c4d", "localhost:5000/team/charts/mychart")
+	name := StreamName("charts/mychart")
+	uid, created, err := s.Ensure(ctx, "team", name, "localhost:5000/team/charts/mychart")
 	if err != nil || !created {
 		t.Fatalf("Ensure: %v %v", created, err)
 	}
-	again, created, err := s.Ensure(ctx, "team", "charts-mychart-1a2b3c4d", "localhost:5000/team/charts/mychart")
+	again, created, err := s.Ensure(ctx, "team", name, "localhost:5000/team/charts/mychart")
 	if err != nil || created || again != uid {
 		t.Errorf("second Ensure: %q %v %v", again, created, err)
 	}
-	obj, err := s.Client.Resource(GVR).Namespace("team").Get(ctx, "charts-mychart-1a2b3c4d", metav1.GetOptions{})
+	obj, err := s.Client.Resource(GVR).Namespace("team").Get(ctx, name, metav1.GetOptions{})
 	if err != nil || Repository(obj) != "team/charts/mychart" {
 		t.Errorf("repository of the stream: %q %v", Repository(obj), err)
 	}
-	if err := s.RecordTag(ctx, "team", "charts-mychart-1a2b3c4d", uid, "localhost:5000/team/charts/mychart", "1.0", TagEvent{Digest: "sha256:a"}); err != nil {
+	if err := s.RecordTag(ctx, "team", name, uid, "localhost:5000/team/charts/mychart", "1.0", TagEvent{Digest: "sha256:a"}); err != nil {
 		t.Fatal(err)
 	}
 	err = s.RecordTag(ctx, "team", "gone", "", "localhost:5000/team/gone", "1.0", TagEvent{Digest: "sha256:a"})

@@ -33,14 +33,6 @@ func (x *Index) WaitForSync(ctx context.Context) error {
 	return nil
 }
 
-// Repository is the repository (namespace/path) an ImageStream holds.
-func Repository(obj *unstructured.Unstructured) string {
-	if repo := obj.GetAnnotations()[AnnotationRepository]; repo != "" {
-		return repo
-	}
-	return obj.GetNamespace() + "/" + obj.GetName()
-}
-
 // UID is the UID of ImageStream namespace/name, if it exists.
 func (x *Index) UID(namespace, name string) (string, bool) {
 	obj, exists, err := x.informer.GetIndexer().GetByKey(namespace + "/" + name)

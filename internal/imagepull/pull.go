@@ -2,6 +2,7 @@ package imagepull
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +12,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -19,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -113,7 +118,7 @@ func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*pl
 	realm := bearerRealm(ch)
 	if realm != nil && !strings.EqualFold(realm.Host, reg.RegistryStr()) {
 		pl.tokenHost = realm.Host
-		if p.integrated(realm.Host) && !p.integrated(reg.RegistryStr()) {
+		if (p.integrated(realm.Host) || p.resolvesToIntegrated(ctx, realm)) && !p.integrated(reg.RegistryStr()) {
 			return nil, &Error{Reason: ReasonForeignRealm, Message: fmt.Sprintf(
 				"registry %s names pullgate's own token service (%s) as where to get its tokens; pullgate's tokens are only for pullgate's registry, so no credential or token is sent: pull %s from the registry that holds it",
 				reg.RegistryStr(), realm.Redacted(), ref.Context().RepositoryStr())}
@@ -143,6 +148,72 @@ func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*pl
 		pl.attempts = append(pl.attempts, attempt{held: c, sent: c})
 	}
 	return pl, nil
+}
+
+// resolvesToIntegrated reports whether realm is the integrated registry under
+// another name: the same port, and a name that resolves to an address one of the
+// registry's names resolves to (an alias, an address, another spelling).
+func (p *Puller) resolvesToIntegrated(ctx context.Context, realm *url.URL) bool {
+	port := realm.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[realm.Scheme]
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	realmIPs := lookup(ctx, realm.Hostname())
+	if len(realmIPs) == 0 {
+		return false
+	}
+	for _, h := range p.IntegratedHosts {
+		host, hostPort, err := net.SplitHostPort(h)
+		if err != nil {
+			host, hostPort = h, "443"
+		}
+		if hostPort != port {
+			continue
+		}
+		for _, ip := range lookup(ctx, host) {
+			if slices.ContainsFunc(realmIPs, ip.Equal) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func lookup(ctx context.Context, host string) []net.IP {
+	if ip := net.ParseIP(host); ip != nil {
+		return []net.IP{ip}
+	}
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return nil
+	}
+	ips := make([]net.IP, len(addrs))
+	for i, a := range addrs {
+		ips[i] = a.IP
+	}
+	return ips
+}
+
+// issuedByPullgate reports whether token is a JWT signed by pullgate's token service
+// (its issuer claim; the signature is the registry's to check).
+func issuedByPullgate(token string) bool {
+	parsed, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA, jose.PS256})
+	if err != nil {
+		return false
+	}
+	var claims jwt.Claims
+	return parsed.UnsafeClaimsWithoutVerification(&claims) == nil && claims.Issuer == registryauth.Issuer
+}
+
+// foreignRealm is err when it refuses a foreign registry's realm, else nil.
+func foreignRealm(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) && e.Reason == ReasonForeignRealm {
+		return e
+	}
+	return nil
 }
 
 // bearerRealm is the token service a Bearer challenge names, or nil.
@@ -189,6 +260,9 @@ func (p *Puller) Pull(ctx context.Context, req Request) (*Result, error) {
 	var failures []failure
 	for _, a := range pl.attempts {
 		res, err := p.pullWith(ctx, ref, pl.challenge, a.sent)
+		if foreign := foreignRealm(err); foreign != nil {
+			return nil, foreign
+		}
 		if err == nil {
 			res.Used, res.TokenHost = a.held, pl.tokenHost
 			if err := p.Store.Record(res.Manifest.Digest, a.held.ID); err != nil {
@@ -218,6 +292,9 @@ func (p *Puller) Verify(ctx context.Context, req Request, d v1.Hash) (credential
 	var failures []failure
 	for _, a := range pl.attempts {
 		rt, err := p.authorize(ctx, ref, pl.challenge, a.sent)
+		if foreign := foreignRealm(err); foreign != nil {
+			return credentials.Candidate{}, foreign
+		}
 		if err == nil {
 			// A GET, not a HEAD: a refusal's body says why.
 			_, err = remote.Get(ref.Context().Digest(d.String()), remote.WithTransport(rt), remote.WithContext(ctx))
@@ -253,6 +330,14 @@ func (p *Puller) authorize(ctx context.Context, ref name.Reference, ch *transpor
 	}
 	if tok.Token == "" {
 		tok.Token = tok.AccessToken
+	}
+	// Whatever name the realm went by — another name of the integrated registry's
+	// host, an address, a proxy — a token pullgate's token service signed is never
+	// sent to any other registry.
+	if !p.integrated(reg.RegistryStr()) && issuedByPullgate(tok.Token) {
+		return nil, &Error{Reason: ReasonForeignRealm, Message: fmt.Sprintf(
+			"registry %s sent this node to pullgate's own token service (as %s) for its tokens; pullgate's tokens are only for pullgate's registry, so the token was not sent: pull %s from the registry that holds it",
+			reg.RegistryStr(), bearerRealm(ch).Redacted(), ref.Context().RepositoryStr())}
 	}
 	fixed := authn.FromConfig(authn.AuthConfig{RegistryToken: tok.Token})
 	return transport.FromToken(reg, fixed, p.schemeTransport(reg, ch), ch, tok)

@@ -2,6 +2,9 @@ package imagepull
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,7 +14,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"pullgate.dev/pullgate/internal/registryauth"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -157,5 +164,61 @@ func TestPlanSkipsRealmCredentialsOverPlainHTTPOffLoopback(t *testing.T) {
 	}
 	if !strings.Contains(pl.withheld, "plain HTTP") {
 		t.Errorf("withheld %q does not say why", pl.withheld)
+	}
+}
+
+// The integrated registry's token service spelled another way — its address for its
+// name — is still recognized, and not asked.
+func TestIntegratedRealmUnderAnotherNameIsRefused(t *testing.T) {
+	realm := newRecordingRealm(t) // http://localhost:PORT/token
+	image := challenging(t, realm.url) + "/b/secret:latest"
+	p := newPuller(t)
+	u, _ := url.Parse(realm.url)
+	p.IntegratedHosts = []string{"127.0.0.1:" + u.Port()}
+	_, err := p.Pull(context.Background(), Request{Image: image})
+	if foreignRealm(err) == nil {
+		t.Fatalf("got %v, want %s", err, ReasonForeignRealm)
+	}
+	if got := realm.requests(); len(got) > 0 {
+		t.Errorf("the integrated token service, under another name, was asked for %d tokens", len(got))
+	}
+}
+
+// Whatever name a realm goes by, a token pullgate's token service signed is never
+// sent to another registry.
+func TestPullgateTokensAreNeverSentToAnotherRegistry(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, nil)
+	tok, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: registryauth.Issuer, Subject: "system:anonymous"}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"token":%q}`, tok)
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	var sent []string
+	var mu sync.Mutex
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" {
+			mu.Lock()
+			sent = append(sent, a)
+			mu.Unlock()
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://localhost:%s/token",service="pullgate-registry"`, u.Port()))
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(reg.Close)
+	p := newPuller(t)
+	p.IntegratedHosts = []string{"registry.example.com:5000"} // no name of it matches
+	_, err = p.Pull(context.Background(), Request{Image: strings.TrimPrefix(reg.URL, "http://") + "/b/secret:latest"})
+	if foreignRealm(err) == nil {
+		t.Fatalf("got %v, want %s", err, ReasonForeignRealm)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) > 0 {
+		t.Errorf("the registry was sent %d authorizations, e.g. %.30s…", len(sent), sent[0])
 	}
 }

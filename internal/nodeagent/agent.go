@@ -43,6 +43,12 @@ const (
 	backoffMax     = 5 * time.Minute
 )
 
+// StreamHistory lists every digest the tags of ImageStream namespace/name point or
+// pointed at (imageapi.Index in process, imageapi.Streams over the API).
+type StreamHistory interface {
+	History(ctx context.Context, namespace, name string) ([]string, error)
+}
+
 // Config is what a node agent runs with.
 type Config struct {
 	Client   kubernetes.Interface
@@ -61,6 +67,9 @@ type Config struct {
 	// already on the node is given to a pod: a grant removed since the image was
 	// pulled then bites at once, without a round trip to the registry.
 	PullAuthorizer PullAuthorizer
+	// Streams, when set, is asked too: the registry must still serve a cached image
+	// of the integrated registry in its repository (its ImageStream's tag history).
+	Streams StreamHistory
 	// NodeCredentials returns the node's own credentials (the cluster pull secret),
 	// tried after the pod's.
 	NodeCredentials func(ctx context.Context) ([]*credentials.Config, error)

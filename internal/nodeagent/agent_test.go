@@ -28,6 +28,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 
+	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/pkg/credentials"
@@ -225,6 +226,36 @@ func TestIntegratedImagesFollowRBAC(t *testing.T) {
 	}
 }
 
+// fakeStreams holds the tag history of each stream, by namespace/name.
+type fakeStreams map[string][]string
+
+func (f fakeStreams) History(_ context.Context, namespace, name string) ([]string, error) {
+	return f[namespace+"/"+name], nil
+}
+
+// An image of the integrated registry on the node is given only while its stream
+// still holds the digest: a namespace made again, or a tag deleted, leaves the cache
+// to the registry's own answer.
+func TestIntegratedImagesFollowTheirImageStream(t *testing.T) {
+	streams := fakeStreams{"b/app": {"sha256:aaa"}, "b/" + imageapi.StreamName("charts/app"): {"sha256:ccc"}}
+	a, _ := agentFor(t, fake.NewClientset(), Config{RegistryHosts: []string{"registry.local:5000"}, Streams: streams})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		image, digest string
+		want          bool
+	}{
+		{"registry.local:5000/b/app:1", "sha256:aaa", true},
+		{"registry.local:5000/b/app:1", "sha256:bbb", false},
+		{"registry.local:5000/b/gone:1", "sha256:aaa", false},
+		{"registry.local:5000/b/charts/app:1", "sha256:ccc", true},
+		{"elsewhere.io/b/app:1", "sha256:zzz", true},
+	} {
+		if got := a.stillServed(ctx, tc.image, tc.digest); got != tc.want {
+			t.Errorf("%s@%s: %v, want %v", tc.image, tc.digest, got, tc.want)
+		}
+	}
+}
+
 // The Node authorizer refuses a pod's secret until its graph has caught up with the
 // pod's binding: the read is retried, not reported as a missing secret.
 func TestSecretReadRetriedWhileTheNodeAuthorizerCatchesUp(t *testing.T) {
@@ -262,25 +293,32 @@ func (fakePlugins) Forget(types.UID) {}
 type pluginFor struct{ pod *corev1.Pod }
 
 func (p pluginFor) Candidates(context.Context, string) (credentials.Candidates, error) {
-	return credentials.Candidates{List: []credentials.Candidate{{ID: credentials.ServiceAccountID(p.pod.Namespace, "default"), Description: "plugin"}}}, nil
+	return credentials.Candidates{List: []credentials.Candidate{{ID: credentials.ServiceAccountID(p.pod.Namespace, "default", "sa-1"), Description: "plugin"}}}, nil
 }
 func (pluginFor) ForHost(context.Context, string) credentials.Candidates {
 	return credentials.Candidates{}
 }
 
 // The node's credential provider plugins come after the pod's secrets, as in the
-// kubelet, and a pod holds what they would give it.
+// kubelet, and a pod holds what they would give it: its service account, by UID.
 func TestCredentialProvidersComeAfterThePodsSecrets(t *testing.T) {
 	secret := pullSecret(t, "a", "s", "registry.example.com", "u", "p")
-	a, _ := agentFor(t, fake.NewClientset(secret), Config{CredentialProviders: fakePlugins{}})
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "default", UID: "sa-1"}}
+	a, _ := agentFor(t, fake.NewClientset(secret, sa), Config{CredentialProviders: fakePlugins{}})
 	p := &podCredentials{agent: a, pod: podWith("a", "pod", "registry.example.com/x/app:v1", "s")}
 	req := p.request(context.Background(), "registry.example.com/x/app:v1")
 	if len(req.Credentials) != 2 || req.Credentials[0].Username != "u" || req.Credentials[1].Description != "plugin" {
 		t.Fatalf("candidates %+v: want the secret, then the plugin", req.Credentials)
 	}
 	ids := p.ids()
-	if !slices.Contains(ids, credentials.ServiceAccountID("a", "default")) || !slices.Contains(ids, credentials.NodeProviderID) {
+	if !slices.Contains(ids, credentials.ServiceAccountID("a", "default", "sa-1")) || !slices.Contains(ids, credentials.NodeProviderID) {
 		t.Errorf("ids %v: want the pod's service account and the node's plugins", ids)
+	}
+	// The namespace deleted and made again: an account of the same name is another.
+	again := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "default", UID: "sa-2"}}
+	reused, _ := agentFor(t, fake.NewClientset(secret, again), Config{CredentialProviders: fakePlugins{}})
+	if ids := (&podCredentials{agent: reused, pod: p.pod}).ids(); slices.Contains(ids, credentials.ServiceAccountID("a", "default", "sa-1")) {
+		t.Errorf("a new account of the same name holds the old one's pulls: ids %v", ids)
 	}
 	without, _ := agentFor(t, fake.NewClientset(secret), Config{})
 	if ids := (&podCredentials{agent: without, pod: p.pod}).ids(); slices.Contains(ids, credentials.NodeProviderID) {

@@ -30,10 +30,12 @@ type podCredentials struct {
 	agent *Agent
 	pod   *corev1.Pod
 
-	built    bool
-	keyring  credentials.Keyring
-	provider credentials.Chain
-	problems []string
+	built bool
+	// serviceAccountUID is the pod's account's, with credential provider plugins.
+	serviceAccountUID string
+	keyring           credentials.Keyring
+	provider          credentials.Chain
+	problems          []string
 }
 
 func (p *podCredentials) build(ctx context.Context) {
@@ -94,6 +96,17 @@ func (p *podCredentials) build(ctx context.Context) {
 	}
 	p.provider = credentials.Chain{&p.keyring}
 	if p.agent.cfg.CredentialProviders != nil {
+		// Pull records name the account by UID: read it as the kubelet's plugin
+		// runner does (the Node authorizer allows the pod's own account).
+		name := serviceAccountName(p.pod)
+		var sa *corev1.ServiceAccount
+		err := retry.OnError(nodeGraphBackoff, apierrors.IsForbidden, func() (err error) {
+			sa, err = p.agent.cfg.Client.CoreV1().ServiceAccounts(p.pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+			return err
+		})
+		if err == nil {
+			p.serviceAccountUID = string(sa.UID)
+		}
 		p.provider = append(p.provider, p.agent.cfg.CredentialProviders.ForPod(p.pod))
 	}
 }
@@ -108,7 +121,10 @@ func (p *podCredentials) ids() []string {
 	if p.agent.cfg.CredentialProviders != nil {
 		// What the plugins would give the pod: its service account's token, and the
 		// node's own credentials.
-		out = append(out, credentials.ServiceAccountID(p.pod.Namespace, serviceAccountName(p.pod)), credentials.NodeProviderID)
+		out = append(out, credentials.NodeProviderID)
+		if p.serviceAccountUID != "" {
+			out = append(out, credentials.ServiceAccountID(p.pod.Namespace, serviceAccountName(p.pod), p.serviceAccountUID))
+		}
 	}
 	slices.Sort(out)
 	return out

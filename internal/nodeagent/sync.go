@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -158,7 +159,7 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, img imagepull.Image, s containerState) containerState {
 	req := creds.request(ctx, c.Image)
 	record := a.puller.Store.Recorded(img.Descriptor.Digest)
-	if record.Allows(creds.ids()) && a.mayStillPull(ctx, pod, img.Ref, record) {
+	if record.Allows(creds.ids()) && a.mayStillPull(ctx, pod, img.Ref, record) && a.stillServed(ctx, img.Ref, img.Descriptor.Digest.String()) {
 		a.metrics.cacheHit()
 		a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 		return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
@@ -198,6 +199,27 @@ func (a *Agent) mayStillPull(ctx context.Context, pod *corev1.Pod, image string,
 		}
 	}
 	return false
+}
+
+// stillServed says whether the integrated registry still serves manifest digest in
+// image's repository, as its ImageStream says (no registry round trip): a namespace
+// deleted and made again, or a tag deleted and pruned, does not leave the old
+// tenant's image to the new one's pods. Any other image, or no Streams, passes;
+// an image refused here is checked with the pod's own credentials at the registry.
+func (a *Agent) stillServed(ctx context.Context, image, digest string) bool {
+	if a.cfg.Streams == nil || !a.integrated(image) {
+		return true
+	}
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		return false
+	}
+	namespace, stream, ok := registryauth.SplitRepository(ref.Context().RepositoryStr())
+	if !ok {
+		return false
+	}
+	history, err := a.cfg.Streams.History(ctx, namespace, stream)
+	return err == nil && slices.Contains(history, digest)
 }
 
 func (a *Agent) pull(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, ref name.Reference, s containerState) containerState {

@@ -24,11 +24,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/request/headerrequest"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -108,13 +109,25 @@ func (s *Server) fromAggregator(r *http.Request) bool {
 	return r.TLS.PeerCertificates[0].Subject.CommonName == s.ProxyClientName
 }
 
-// requester is the user the API server authenticated.
-func requester(r *http.Request) rbacauthz.User {
-	u := rbacauthz.User{Name: r.Header.Get("X-Remote-User")}
-	for _, g := range r.Header.Values("X-Remote-Group") {
-		u.Groups = append(u.Groups, strings.Split(g, ",")...)
+// requestHeaders reads the user the API server passes exactly as the API server's
+// own requestheader authenticator does (one group per header value: a comma is part
+// of a group's name), with the header names pullgate up's API server sends.
+var requestHeaders = func() authenticator.Request {
+	a, err := headerrequest.New([]string{"X-Remote-User"}, []string{"X-Remote-Uid"}, []string{"X-Remote-Group"}, []string{"X-Remote-Extra-"})
+	if err != nil {
+		panic(err)
 	}
-	return u
+	return a
+}()
+
+// requester is the user the API server authenticated; no user is the empty User,
+// whom RBAC allows nothing.
+func requester(r *http.Request) rbacauthz.User {
+	resp, ok, err := requestHeaders.AuthenticateRequest(r)
+	if err != nil || !ok {
+		return rbacauthz.User{}
+	}
+	return rbacauthz.User{Name: resp.User.GetName(), Groups: resp.User.GetGroups()}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -116,3 +116,15 @@ func TestAccessReview(t *testing.T) {
 		t.Fatalf("review: %s", w.Body.String())
 	}
 }
+
+// A comma is part of a group's name, as the API server reads the header: a user in
+// the group "devs,system:masters" is not in system:masters.
+func TestGroupHeaderIsReadAsTheAPIServerReadsIt(t *testing.T) {
+	r := request("GET", "/apis/project.openshift.io/v1/projects", "", "mallory", true)
+	r.Header.Add("X-Remote-Group", "devs,system:masters")
+	r.Header.Add("X-Remote-Group", "system:authenticated")
+	u := requester(r)
+	if u.Name != "mallory" || len(u.Groups) != 2 || u.Groups[0] != "devs,system:masters" {
+		t.Errorf("requester = %+v, want mallory in [devs,system:masters system:authenticated]", u)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"pullgate.dev/pullgate/internal/imageapi"
+	projects "pullgate.dev/pullgate/internal/project"
 	"pullgate.dev/pullgate/internal/rbacauthz"
 )
 
@@ -110,6 +111,10 @@ func (s *Server) requestProject(w http.ResponseWriter, r *http.Request) {
 	}
 	if errs := validation.IsDNS1123Label(req.Name); len(errs) > 0 {
 		writeStatus(w, apierrors.NewInvalid(schema.GroupKind{Group: "project.openshift.io", Kind: "ProjectRequest"}, req.Name, nil))
+		return
+	}
+	if err := projects.ValidateName(req.Name); err != nil {
+		writeStatus(w, apierrors.NewForbidden(schema.GroupResource{Group: "project.openshift.io", Resource: "projectrequests"}, req.Name, err))
 		return
 	}
 	u := requester(r)

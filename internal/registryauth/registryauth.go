@@ -6,13 +6,9 @@
 package registryauth
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/go-jose/go-jose/v4"
@@ -66,40 +62,7 @@ func SplitRepository(repository string) (namespace, stream string, ok bool) {
 	if !ok || namespace == "" || rest == "" {
 		return "", "", false
 	}
-	return namespace, StreamName(rest), true
-}
-
-// StreamName is the name of the ImageStream that holds the repository path within a
-// namespace. A path that is already a valid Kubernetes name (app, web.v2) is its own
-// name, as in OpenShift. A nested path (charts/mychart, from helm push oci://…/team/charts)
-// or one a Kubernetes name cannot hold (my_app) becomes a readable name and a hash of
-// the path, so no two paths share a stream: charts-mychart-1a2b3c4d. The stream
-// records the path it holds in its annotation image.pullgate.dev/repository.
-func StreamName(path string) string {
-	if len(validation.IsDNS1123Subdomain(path)) == 0 {
-		return path
-	}
-	var b strings.Builder
-	dash := false
-	for _, r := range path {
-		switch {
-		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.':
-			b.WriteRune(r)
-			dash = false
-		case !dash:
-			b.WriteByte('-')
-			dash = true
-		}
-	}
-	readable := strings.Trim(b.String(), "-.")
-	if len(readable) > 200 {
-		readable = strings.TrimRight(readable[:200], "-.")
-	}
-	sum := sha256.Sum256([]byte(path))
-	if readable == "" {
-		return hex.EncodeToString(sum[:4])
-	}
-	return readable + "-" + hex.EncodeToString(sum[:4])
+	return namespace, imageapi.StreamName(rest), true
 }
 
 // Claims are distribution's claim set plus the subject's groups, which the registry

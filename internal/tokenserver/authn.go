@@ -105,6 +105,21 @@ func (r *TokenReviewer) KnownGood(token string) bool {
 	return ok && v.(reviewResult).err == nil
 }
 
+// WellFormed reports whether token could be one the API server accepts: a signed JWT
+// that has not expired. The limiter reviews such a token even from an address that
+// keeps failing, within its budget.
+func (r *TokenReviewer) WellFormed(token string) bool {
+	parsed, err := jwt.ParseSigned(token, jwtAlgorithms)
+	if err != nil {
+		return false
+	}
+	var claims jwt.Claims
+	if parsed.UnsafeClaimsWithoutVerification(&claims) != nil || claims.Expiry == nil {
+		return false
+	}
+	return claims.Expiry.Time().After(time.Now())
+}
+
 // jwtAlgorithms are every algorithm a Kubernetes token may be signed with; the
 // signature is not checked here (the API server does that), only the audience read.
 var jwtAlgorithms = []jose.SignatureAlgorithm{

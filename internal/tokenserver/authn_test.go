@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func signedFor(t *testing.T, audience string) string {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, nil)
-	tok, err := jwt.Signed(signer).Claims(jwt.Claims{Audience: jwt.Audience{audience}, Subject: "s"}).Serialize()
+	tok, err := jwt.Signed(signer).Claims(jwt.Claims{Audience: jwt.Audience{audience}, Subject: "s", ID: rand.Text(), Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}).Serialize()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,8 +133,8 @@ func TestFailedLoginsAreRateLimited(t *testing.T) {
 	if resp := do(good, "10.0.0.1:1"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("good login: %s", resp.Status)
 	}
-	s.Limiter.Rate = 0.001 // no recovery during the test
-	s.Limiter.buckets.Clear()
+	// No recovery during the test, and no review budget for limited addresses.
+	s.Limiter = &FailureLimiter{Rate: 0.001, Burst: 3, ReviewRate: 0.001, ReviewBurst: 0}
 	for i := range 3 {
 		if resp := do("bad-"+string(rune('a'+i)), "10.0.0.1:2"); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("failure %d: %s, want 401", i, resp.Status)
@@ -152,6 +153,52 @@ func TestFailedLoginsAreRateLimited(t *testing.T) {
 	}
 	if resp := do("bad-e", "10.0.0.2:1"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("another address: %s, want 401", resp.Status)
+	}
+}
+
+// A flood of bad logins from one address (a NAT, a node) does not lock out a good
+// client there: a fresh, well-formed token is still reviewed and accepted while the
+// review budget lasts; garbage is not; and one credential that keeps failing is
+// limited whatever address it comes from.
+func TestGoodClientsAreNotLockedOutByOthersFailures(t *testing.T) {
+	f := &fakeReviews{}
+	s := newTestServer(t)
+	s.Authn = NewTokenReviewer(f.client(), time.Minute, "", nil)
+	s.Limiter = &FailureLimiter{Rate: 0.001, Burst: 3, ReviewRate: 0.001, ReviewBurst: 2}
+	do := func(password, addr string) int {
+		req := httptest.NewRequest(http.MethodGet, "/token?"+url.Values{"scope": {"repository:project-b/app:pull"}}.Encode(), nil)
+		req.RemoteAddr = addr
+		req.SetBasicAuth("u", password)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := range 10 {
+		_ = do("garbage-"+strconv.Itoa(i), "10.0.0.1:1")
+	}
+	if code := do("garbage-new", "10.0.0.1:1"); code != http.StatusTooManyRequests {
+		t.Fatalf("the flooding address: %d, want 429", code)
+	}
+	for i := range 2 {
+		if code := do(signedFor(t, "api"), "10.0.0.1:2"); code != http.StatusOK {
+			t.Errorf("good client %d with a fresh token, behind the flooding address: %d, want 200", i, code)
+		}
+	}
+	if code := do(signedFor(t, "api"), "10.0.0.1:2"); code != http.StatusTooManyRequests {
+		t.Errorf("a third fresh token once the review budget is spent: %d, want 429", code)
+	}
+	bad := signedFor(t, "elsewhere")
+	for i := range 3 {
+		if code := do(bad, "10.0.1."+strconv.Itoa(i)+":1"); code != http.StatusUnauthorized {
+			t.Fatalf("a bad token's failure %d: %d, want 401", i, code)
+		}
+	}
+	reviews := f.count()
+	if code := do(bad, "10.0.2.1:1"); code != http.StatusTooManyRequests {
+		t.Errorf("a credential that failed 3 times, from a new address: %d, want 429", code)
+	}
+	if f.count() != reviews {
+		t.Error("a limited credential was reviewed")
 	}
 }
 

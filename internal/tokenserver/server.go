@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -29,6 +28,7 @@ type Authenticator interface {
 // knownGood is an Authenticator that remembers the credentials it recently accepted.
 type knownGood interface {
 	KnownGood(token string) bool
+	WellFormed(token string) bool
 }
 
 // TokenSigner signs registry tokens: a Signer, or keys that rotate.
@@ -76,10 +76,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, se.Code, se.Error())
 		return
 	}
-	if wait, limited := s.limited(r); limited {
+	if v := s.check(r); v.Limited {
 		s.Metrics.observeRequest("rate_limited")
-		w.Header().Set("Retry-After", retryAfter(wait))
-		writeError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", "too many failed logins from "+clientHost(r)+"; try again in "+retryAfter(wait)+" s")
+		w.Header().Set("Retry-After", retryAfter(v.Wait))
+		msg := "too many failed logins from " + clientHost(r)
+		if v.Why == "credential" {
+			msg = "too many failed logins with this credential"
+		}
+		writeError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", msg+"; try again in "+retryAfter(v.Wait)+" s")
 		return
 	}
 	user, err := s.authenticate(r)
@@ -146,26 +150,17 @@ func (s *Server) authenticate(r *http.Request) (rbacauthz.User, error) {
 	return s.Authn.Authenticate(r.Context(), password)
 }
 
-// limited reports whether r comes from an address out of failed logins, unless its
-// credential is one recently accepted.
-func (s *Server) limited(r *http.Request) (time.Duration, bool) {
-	wait, limited := s.Limiter.Limited(r)
-	if !limited {
-		return 0, false
-	}
+// check asks the limiter whether r may log in now, telling it whether r's
+// credential was accepted recently or looks like a token the API server could accept.
+func (s *Server) check(r *http.Request) Verdict {
+	var good, wellFormed bool
 	if _, password, ok := r.BasicAuth(); ok {
-		if kg, ok := s.Authn.(knownGood); ok && kg.KnownGood(password) {
-			return 0, false
+		if kg, ok := s.Authn.(knownGood); ok {
+			good = kg.KnownGood(password)
+			wellFormed = kg.WellFormed(password)
 		}
 	}
-	return wait, true
-}
-
-func clientHost(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
+	return s.Limiter.Check(r, good, wellFormed)
 }
 
 // PasswordAuthenticator is an Authenticator that checks a user name and password

@@ -123,9 +123,11 @@ func (k *Keyring) IDs() []string {
 }
 
 // ServiceAccountID names, in pull records, a credential that stands for a pod's
-// service account: its token, given by a credential provider plugin (KEP-4412).
-func ServiceAccountID(namespace, name string) string {
-	return "serviceaccount:" + namespace + "/" + name
+// service account: its token, given by a credential provider plugin (KEP-4412). The
+// account's UID is part of it, so an account made again — in a namespace deleted and
+// made again — is another credential.
+func ServiceAccountID(namespace, name, uid string) string {
+	return "serviceaccount:" + namespace + "/" + name + "/" + uid
 }
 
 // NodeProviderID names, in pull records, a credential a node's credential provider

@@ -198,6 +198,19 @@ func TestConsoleWalksTheSeed(t *testing.T) {
 	}
 	shot(t, b, dir, "imagestream")
 
+	// Anyone who may edit the stream may write its repository annotation: the pull
+	// command the console shows comes from the registry's own naming, not from it.
+	if _, err := env.Kubectl(ctx, "annotate", "--overwrite", "-n", pb, "imagestreams.image.pullgate.dev/app", "image.pullgate.dev/repository=victim/secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(b, chromedp.Navigate(base+"/projects/"+pb+"/imagestreams/app"), chromedp.WaitVisible(chromedp.CSS("table"))); err != nil {
+		t.Fatal(err)
+	}
+	mustSee(t, b, "the image stream with a forged repository annotation", "podman pull "+env.RegistryHost+"/project-b/app:v2")
+	if strings.Contains(text(t, b), "victim/secret") {
+		t.Errorf("the console shows the forged repository as the pull command:\n%s", text(t, b))
+	}
+
 	if err := chromedp.Do(b, chromedp.Navigate(base+"/graph"), chromedp.WaitVisible(chromedp.CSS("img.graph"))); err != nil {
 		t.Fatal(err)
 	}

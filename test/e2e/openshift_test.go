@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/internal/openshiftapi"
@@ -41,6 +42,19 @@ func waitForOpenShiftAPIs(t *testing.T, ctx context.Context) {
 	}) {
 		t.Fatal("project.openshift.io is not served through the aggregation layer")
 	}
+}
+
+// selfProvisioner binds ClusterRole self-provisioner to service account ns/sa until
+// the test ends.
+func selfProvisioner(t *testing.T, ctx context.Context, name, ns, sa string) {
+	t.Helper()
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "self-provisioner"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}}}
+	if _, err := env.Admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 }
 
 // The OpenShift APIs oc reaches for, served by pullgate behind the API server's
@@ -76,16 +90,8 @@ func TestOpenShiftAPIs(t *testing.T) {
 	})
 
 	t.Run("a requested project is the requester's, and only its projects are listed", func(t *testing.T) {
-		binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "self-provisioner-" + home},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "self-provisioner"},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: home, Name: "alice"}}}
-		if _, err := env.Admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = env.Admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{})
-			_ = env.Admin.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
-		})
+		selfProvisioner(t, ctx, "self-provisioner-"+home, home, "alice")
+		t.Cleanup(func() { _ = env.Admin.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 		var created *unstructured.Unstructured
 		// RBAC's authorizer in the API server sees the new binding a moment later.
 		if !harness.Eventually(ctx, 20*time.Second, func(ctx context.Context) bool {
@@ -126,6 +132,57 @@ func TestOpenShiftAPIs(t *testing.T) {
 		}
 		if _, err := alice.Resource(projectsGVR).Get(ctx, "kube-system", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 			t.Errorf("alice getting project kube-system: %v, want Forbidden", err)
+		}
+	})
+
+	// A self-provisioner may not take a namespace the cluster's components reserve
+	// (deploy/node/ makes a privileged one named pullgate-node), nor one that exists.
+	t.Run("reserved and existing names are refused", func(t *testing.T) {
+		selfProvisioner(t, ctx, "self-provisioner-reserved-"+home, home, "alice")
+		// The API server's RBAC sees the binding a moment later.
+		probe := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "project.openshift.io/v1", "kind": "ProjectRequest", "metadata": map[string]any{"name": "kube-probe"}}}
+		if !harness.Eventually(ctx, 20*time.Second, func(ctx context.Context) bool {
+			_, err := alice.Resource(projectRequestsGVR).Create(ctx, probe, metav1.CreateOptions{})
+			return err != nil && !strings.Contains(err.Error(), "cannot create resource")
+		}) {
+			t.Fatal("alice never became a self-provisioner")
+		}
+		for name, want := range map[string]string{
+			"kube-evil": `starting with "kube-"`, "openshift-config": `starting with "openshift-"`,
+			"pullgate-node": `starting with "pullgate-"`, "default": `named "default"`, home: "already exists",
+		} {
+			req := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "project.openshift.io/v1", "kind": "ProjectRequest", "metadata": map[string]any{"name": name}}}
+			_, err := alice.Resource(projectRequestsGVR).Create(ctx, req, metav1.CreateOptions{})
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("requesting project %s: %v, want an error saying %q", name, err, want)
+			}
+			if name == home || name == "default" {
+				continue
+			}
+			if _, err := env.Admin.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("namespace %s after a refused request: %v, want NotFound", name, err)
+			}
+		}
+	})
+
+	// The API server passes each group in a header value of its own; a comma is part
+	// of the name. A user in the one group "devs,system:masters" is no master here.
+	t.Run("a comma in a group name is not two groups", func(t *testing.T) {
+		cfg := rest.CopyConfig(env.AdminConfig)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: "mallory", Groups: []string{"devs,system:masters", "system:authenticated"}}
+		mallory, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := mallory.Resource(projectsGVR).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range list.Items {
+			t.Errorf("mallory, in no project, lists project %s", p.GetName())
+		}
+		if _, err := mallory.Resource(projectsGVR).Get(ctx, "kube-system", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("mallory getting project kube-system: %v, want Forbidden", err)
 		}
 	})
 

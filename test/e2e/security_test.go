@@ -142,6 +142,28 @@ func TestHostileRegistryGetsNoTokenOrCredential(t *testing.T) {
 	}
 }
 
+// The same attack with pullgate's token service under another name (one the node
+// reaches it by, that is none of the registry's names): the node recognizes what it
+// was given as pullgate's token and sends the hostile registry nothing.
+func TestHostileRegistryGetsNoTokenFromAnAliasedRealm(t *testing.T) {
+	ctx := harness.Context(t, 2*time.Minute)
+	_, port, err := net.SplitHostPort(env.RegistryHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := createNamespace(t, ctx, "alias")
+	waitForServiceAccount(t, ctx, ns, "default")
+	hostile := newHostileRegistry(t, "http://pullgate-alias."+testDomain+":"+port+"/token", registryauth.Service, "repository:"+ns+"/app:pull")
+	createPod(t, ctx, ns, "app", hostile.host+"/"+ns+"/app:latest")
+	w := waitForWaiting(t, ctx, ns, "app", "ImagePullBackOff", 30*time.Second)
+	if !strings.Contains(w.Message, "pullgate's own token service") {
+		t.Errorf("the pod's message does not say why nothing was sent:\n%s", w.Message)
+	}
+	if got := hostile.received(); len(got) > 0 {
+		t.Fatalf("the hostile registry was sent %d tokens, e.g. %.40s…", len(got), got[0])
+	}
+}
+
 // tokenEndpoint is a token service of the test's own, on a host name (not an IP, which
 // clients refuse as a realm), recording what it is asked for.
 type tokenEndpoint struct {

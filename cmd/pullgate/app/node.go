@@ -16,11 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/credentialplugins"
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/internal/nodeagent"
 	"pullgate.dev/pullgate/internal/version"
@@ -153,6 +155,12 @@ func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config, plugins pluginF
 	cfg.Version = version.Version
 	if cfg.PullAuthorizer == nil && len(cfg.RegistryHosts) > 0 {
 		cfg.PullAuthorizer = nodeagent.SubjectAccessReviews{Client: client}
+		// Nodes may get ImageStreams by name (services.Node).
+		dyn, err := dynamic.NewForConfig(restConfig)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Streams = imageapi.Streams{Client: dyn}
 	}
 	return nodeagent.New(cfg)
 }
