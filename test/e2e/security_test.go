@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -589,6 +590,68 @@ func TestTokenReviewsAreNotAmplified(t *testing.T) {
 		return status == http.StatusOK
 	}) {
 		t.Fatal("the address was never allowed to log in again")
+	}
+}
+
+// Anyone can flood the token service with bad logins from an address many good
+// clients share (here the node agent and crane, on 127.0.0.1, like a NAT or a node):
+// the flood is limited, and none of them is locked out — a fresh, valid token is
+// still reviewed and accepted, and a new pod pulls.
+func TestBadLoginFloodLocksNoGoodClientOut(t *testing.T) {
+	ctx := harness.Context(t, 3*time.Minute)
+	ns := createNamespace(t, ctx, "nat")
+	waitForServiceAccount(t, ctx, ns, "default")
+	pusherCfg := dockerConfigFor(t, ctx, ns, "pusher", "admin")
+	image := env.RegistryHost + "/" + ns + "/app:v1"
+	digest := pushFile(t, ctx, pusherCfg, image, []byte("behind a NAT"))
+	waitForPullSecret(t, ctx, ns, "default")
+	scope := "repository:" + ns + "/app:pull"
+
+	floodCtx, stop := context.WithCancel(ctx)
+	var flooded atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; floodCtx.Err() == nil; i++ {
+				tokenRequest(floodCtx, fmt.Sprintf("flood-%d-%d", g, i), scope)
+				flooded.Add(1)
+			}
+		}()
+	}
+	defer func() { stop(); wg.Wait() }()
+	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
+		status, _, _ := tokenRequest(ctx, "one-more-bad-password", scope)
+		return status == http.StatusTooManyRequests
+	}) {
+		t.Fatal("the flood was never rate-limited")
+	}
+
+	fresh, err := env.ServiceAccountToken(ctx, ns, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body, _ := tokenRequest(ctx, fresh, scope); status != http.StatusOK {
+		t.Errorf("a fresh, valid token from the flooded address: HTTP %d %s", status, body)
+	}
+	reader := dockerConfigFor(t, ctx, ns, "reader", "")
+	if got := craneDigest(t, ctx, reader, image); got != digest {
+		t.Errorf("crane with a new account's token during the flood: digest %q, want %s", got, digest)
+	}
+	pod := waitForCondition(t, ctx, ns, createPod(t, ctx, ns, "app", image), corev1.ConditionTrue, time.Minute)
+	if id := pod.Status.ContainerStatuses[0].ImageID; !strings.HasSuffix(id, digest) {
+		t.Errorf("the pod pulled %s, want %s", id, digest)
+	}
+	t.Logf("%d bad logins sent during the test", flooded.Load())
+	stop()
+	wg.Wait()
+	// Leave the address able to fail a login again for the tests after this one.
+	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
+		status, _, _ := tokenRequest(ctx, "after-the-flood", scope)
+		return status == http.StatusUnauthorized
+	}) {
+		t.Fatal("the address stayed limited after the flood")
 	}
 }
 
