@@ -447,3 +447,50 @@ func TestNestedRepositories(t *testing.T) {
 		t.Errorf("a push to a repository with no namespace: %v\n%s", err, out)
 	}
 }
+
+// Deleting a namespace's system:image-pullers binding revokes nothing: it is back at
+// once, as on OpenShift. Emptying it is how a namespace opts out, and it stays empty.
+func TestImagePullersOptOut(t *testing.T) {
+	ctx := harness.Context(t, 2*time.Minute)
+	ns := createNamespace(t, ctx, "optout")
+	pusher := dockerConfigFor(t, ctx, ns, "pusher", "admin")
+	image := env.RegistryHost + "/" + ns + "/app:v1"
+	digest := pushFile(t, ctx, pusher, image, []byte("opt out"))
+	reader := dockerConfigFor(t, ctx, ns, "reader", "")
+	waitForPull(t, ctx, reader, image, digest)
+	bindings := env.Admin.RbacV1().RoleBindings(ns)
+
+	if err := bindings.Delete(ctx, "system:image-pullers", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
+		b, err := bindings.Get(ctx, "system:image-pullers", metav1.GetOptions{})
+		return err == nil && len(b.Subjects) == 1
+	}) {
+		t.Fatal("a deleted system:image-pullers was not re-created")
+	}
+
+	if _, err := env.Kubectl(ctx, "-n", ns, "patch", "rolebinding", "system:image-pullers", "--type=json", "-p", `[{"op":"remove","path":"/subjects"}]`); err != nil {
+		t.Fatal(err)
+	}
+	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
+		_, err := harness.Crane(ctx, reader, "digest", image)
+		return err != nil
+	}) {
+		t.Fatal("the namespace's own account still pulls after system:image-pullers was emptied")
+	}
+	// The controller has seen the namespace since (it re-created another binding):
+	// the emptied one is still empty.
+	if err := bindings.Delete(ctx, "system:deployers", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
+		_, err := bindings.Get(ctx, "system:deployers", metav1.GetOptions{})
+		return err == nil
+	}) {
+		t.Fatal("system:deployers was not re-created")
+	}
+	if b, err := bindings.Get(ctx, "system:image-pullers", metav1.GetOptions{}); err != nil || len(b.Subjects) != 0 {
+		t.Errorf("system:image-pullers after the controller's pass: %v %+v, want it empty", err, b)
+	}
+}
