@@ -331,10 +331,11 @@ func (p *Puller) authorize(ctx context.Context, ref name.Reference, ch *transpor
 	if tok.Token == "" {
 		tok.Token = tok.AccessToken
 	}
-	// Whatever name the realm went by — another name of the integrated registry's
-	// host, an address, a proxy — a token pullgate's token service signed is never
-	// sent to any other registry.
-	if !p.integrated(reg.RegistryStr()) && issuedByPullgate(tok.Token) {
+	// Whatever name a realm on another host went by — another name of the integrated
+	// registry's host, an address, a proxy — a token pullgate's token service signed
+	// is never sent to any other registry. (A realm on the registry's own host — a
+	// proxy in front of pullgate — saw the token pass already: nothing to withhold.)
+	if realm := bearerRealm(ch); !strings.EqualFold(realm.Host, reg.RegistryStr()) && !p.integrated(reg.RegistryStr()) && issuedByPullgate(tok.Token) {
 		return nil, &Error{Reason: ReasonForeignRealm, Message: fmt.Sprintf(
 			"registry %s sent this node to pullgate's own token service (as %s) for its tokens; pullgate's tokens are only for pullgate's registry, so the token was not sent: pull %s from the registry that holds it",
 			reg.RegistryStr(), bearerRealm(ch).Redacted(), ref.Context().RepositoryStr())}
