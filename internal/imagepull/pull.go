@@ -338,7 +338,7 @@ func (p *Puller) authorize(ctx context.Context, ref name.Reference, ch *transpor
 	if realm := bearerRealm(ch); !strings.EqualFold(realm.Host, reg.RegistryStr()) && !p.integrated(reg.RegistryStr()) && issuedByPullgate(tok.Token) {
 		return nil, &Error{Reason: ReasonForeignRealm, Message: fmt.Sprintf(
 			"registry %s sent this node to pullgate's own token service (as %s) for its tokens; pullgate's tokens are only for pullgate's registry, so the token was not sent: pull %s from the registry that holds it",
-			reg.RegistryStr(), bearerRealm(ch).Redacted(), ref.Context().RepositoryStr())}
+			reg.RegistryStr(), realm.Redacted(), ref.Context().RepositoryStr())}
 	}
 	fixed := authn.FromConfig(authn.AuthConfig{RegistryToken: tok.Token})
 	return transport.FromToken(reg, fixed, p.schemeTransport(reg, ch), ch, tok)

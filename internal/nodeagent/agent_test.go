@@ -310,18 +310,18 @@ func TestCredentialProvidersComeAfterThePodsSecrets(t *testing.T) {
 	if len(req.Credentials) != 2 || req.Credentials[0].Username != "u" || req.Credentials[1].Description != "plugin" {
 		t.Fatalf("candidates %+v: want the secret, then the plugin", req.Credentials)
 	}
-	ids := p.ids()
+	ids := p.ids(context.Background())
 	if !slices.Contains(ids, credentials.ServiceAccountID("a", "default", "sa-1")) || !slices.Contains(ids, credentials.NodeProviderID) {
 		t.Errorf("ids %v: want the pod's service account and the node's plugins", ids)
 	}
 	// The namespace deleted and made again: an account of the same name is another.
 	again := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "default", UID: "sa-2"}}
 	reused, _ := agentFor(t, fake.NewClientset(secret, again), Config{CredentialProviders: fakePlugins{}})
-	if ids := (&podCredentials{agent: reused, pod: p.pod}).ids(); slices.Contains(ids, credentials.ServiceAccountID("a", "default", "sa-1")) {
+	if ids := (&podCredentials{agent: reused, pod: p.pod}).ids(context.Background()); slices.Contains(ids, credentials.ServiceAccountID("a", "default", "sa-1")) {
 		t.Errorf("a new account of the same name holds the old one's pulls: ids %v", ids)
 	}
 	without, _ := agentFor(t, fake.NewClientset(secret), Config{})
-	if ids := (&podCredentials{agent: without, pod: p.pod}).ids(); slices.Contains(ids, credentials.NodeProviderID) {
+	if ids := (&podCredentials{agent: without, pod: p.pod}).ids(context.Background()); slices.Contains(ids, credentials.NodeProviderID) {
 		t.Errorf("with no plugins, ids %v", ids)
 	}
 }

@@ -30,12 +30,10 @@ type podCredentials struct {
 	agent *Agent
 	pod   *corev1.Pod
 
-	built bool
-	// serviceAccountUID is the pod's account's, with credential provider plugins.
-	serviceAccountUID string
-	keyring           credentials.Keyring
-	provider          credentials.Chain
-	problems          []string
+	built    bool
+	keyring  credentials.Keyring
+	provider credentials.Chain
+	problems []string
 }
 
 func (p *podCredentials) build(ctx context.Context) {
@@ -96,17 +94,6 @@ func (p *podCredentials) build(ctx context.Context) {
 	}
 	p.provider = credentials.Chain{&p.keyring}
 	if p.agent.cfg.CredentialProviders != nil {
-		// Pull records name the account by UID: read it as the kubelet's plugin
-		// runner does (the Node authorizer allows the pod's own account).
-		name := serviceAccountName(p.pod)
-		var sa *corev1.ServiceAccount
-		err := retry.OnError(nodeGraphBackoff, apierrors.IsForbidden, func() (err error) {
-			sa, err = p.agent.cfg.Client.CoreV1().ServiceAccounts(p.pod.Namespace).Get(ctx, name, metav1.GetOptions{})
-			return err
-		})
-		if err == nil {
-			p.serviceAccountUID = string(sa.UID)
-		}
 		p.provider = append(p.provider, p.agent.cfg.CredentialProviders.ForPod(p.pod))
 	}
 }
@@ -114,20 +101,36 @@ func (p *podCredentials) build(ctx context.Context) {
 // notes are the problems with the pod's secrets, for a failed pull's message.
 func (p *podCredentials) notes() string { return strings.Join(p.problems, "; ") }
 
-// ids are the credentials the pod holds, as pull records name them.
-func (p *podCredentials) ids() []string {
-	p.build(context.Background())
+// ids are the credentials the pod holds, as pull records name them. Only a cached
+// image asks, so only then is the pod's account read.
+func (p *podCredentials) ids(ctx context.Context) []string {
+	p.build(ctx)
 	out := p.keyring.IDs()
 	if p.agent.cfg.CredentialProviders != nil {
 		// What the plugins would give the pod: its service account's token, and the
 		// node's own credentials.
 		out = append(out, credentials.NodeProviderID)
-		if p.serviceAccountUID != "" {
-			out = append(out, credentials.ServiceAccountID(p.pod.Namespace, serviceAccountName(p.pod), p.serviceAccountUID))
+		if uid := p.serviceAccountUID(ctx); uid != "" {
+			out = append(out, credentials.ServiceAccountID(p.pod.Namespace, serviceAccountName(p.pod), uid))
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// serviceAccountUID is the UID of the pod's account, by which pull records name it,
+// read as the kubelet's plugin runner reads it (the Node authorizer allows the pod's
+// own account); empty if it cannot be read.
+func (p *podCredentials) serviceAccountUID(ctx context.Context) string {
+	var sa *corev1.ServiceAccount
+	err := retry.OnError(nodeGraphBackoff, apierrors.IsForbidden, func() (err error) {
+		sa, err = p.agent.cfg.Client.CoreV1().ServiceAccounts(p.pod.Namespace).Get(ctx, serviceAccountName(p.pod), metav1.GetOptions{})
+		return err
+	})
+	if err != nil {
+		return ""
+	}
+	return string(sa.UID)
 }
 
 func serviceAccountName(pod *corev1.Pod) string {

@@ -159,7 +159,7 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, img imagepull.Image, s containerState) containerState {
 	req := creds.request(ctx, c.Image)
 	record := a.puller.Store.Recorded(img.Descriptor.Digest)
-	if record.Allows(creds.ids()) && a.mayStillPull(ctx, pod, img.Ref, record) && a.stillServed(ctx, img.Ref, img.Descriptor.Digest.String()) {
+	if record.Allows(creds.ids(ctx)) && a.mayStillPull(ctx, pod, img.Ref, record) && a.stillServed(ctx, img.Ref, img.Descriptor.Digest.String()) {
 		a.metrics.cacheHit()
 		a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 		return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
