@@ -19,6 +19,11 @@ const PruneLease = "pullgate-registry-prune"
 // ErrHeld means another process holds the Lease.
 var ErrHeld = errors.New("the lease is held by another process")
 
+// waitRetryPeriod is how often a Hold that waits its turn tries the Lease: often, so
+// that it takes the Lease as soon as it is released, before processes that take it
+// only when it is free (the registries' periodic prunes) come round again.
+const waitRetryPeriod = 250 * time.Millisecond
+
 // clockSkew is how far another process's clock may be from this one's when it judges
 // whether the holder of a Lease is still alive.
 const clockSkew = 30 * time.Second
@@ -62,8 +67,12 @@ func (l Lock) Hold(ctx context.Context, wait bool, fn func(context.Context) erro
 		done    = make(chan struct{})
 		workErr error
 	)
+	retry := RetryPeriod
+	if wait {
+		retry = waitRetryPeriod
+	}
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: lock, LeaseDuration: LeaseDuration, RenewDeadline: RenewDeadline, RetryPeriod: RetryPeriod,
+		Lock: lock, LeaseDuration: LeaseDuration, RenewDeadline: RenewDeadline, RetryPeriod: retry,
 		ReleaseOnCancel: true, Name: l.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(term context.Context) {
