@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"pullgate.dev/pullgate/internal/clusterpullsecret"
@@ -28,9 +30,20 @@ func NewAdmCommand(f cmdutil.Factory, kube *genericclioptions.ConfigFlags, strea
 	return cmd
 }
 
+// CreateKubeconfigOptions is `adm create-kubeconfig`: a kubeconfig for a user (and
+// groups) with a client certificate from up's CA.
+type CreateKubeconfigOptions struct {
+	genericiooptions.IOStreams
+	User    string
+	Groups  []string
+	Output  string
+	DataDir string
+	// Server is the API server's URL the kubeconfig points at.
+	Server string
+}
+
 func newCreateKubeconfigCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	var user, output, dataDir string
-	var groups []string
+	o := &CreateKubeconfigOptions{IOStreams: streams}
 	cmd := &cobra.Command{
 		Use:   "create-kubeconfig --user NAME [--group GROUP]... [--output FILE]",
 		Short: "Make a kubeconfig for a user, with a client certificate from pullgate up's CA",
@@ -40,44 +53,69 @@ signed by the CA in its data directory, so that RBAC can be shown with real user
   kubectl --kubeconfig alice.kubeconfig auth whoami`,
 		Args: cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			if user == "" {
+			if o.User == "" {
 				cmdutil.CheckErr(cmdutil.UsageErrorf(cmd, "--user is required"))
 			}
 			restConfig, err := f.ToRESTConfig()
 			cmdutil.CheckErr(err)
-			ca, err := pki.Open(filepath.Join(dataDir, "pki"))
-			cmdutil.CheckErr(err)
-			sum := sha256.Sum256([]byte(user + "\x00" + strings.Join(groups, "\x00")))
-			name := "user-" + fileSafe.ReplaceAllString(user, "_") + "-" + hex.EncodeToString(sum[:4])
-			kp, err := ca.ClientCert(name, user, groups...)
-			cmdutil.CheckErr(err)
-			path := output
-			if path == "" {
-				dir, err := os.MkdirTemp("", "kubeconfig-")
-				cmdutil.CheckErr(err)
-				defer os.RemoveAll(dir)
-				path = filepath.Join(dir, "kubeconfig")
-			}
-			cmdutil.CheckErr(kubeconfig.WriteClientCert(path, "pullgate", restConfig.Host, filepath.Join(ca.Path, pki.CAFile), kp))
-			if output == "" {
-				data, err := os.ReadFile(path)
-				cmdutil.CheckErr(err)
-				_, _ = streams.Out.Write(data)
-				return
-			}
-			fmt.Fprintf(streams.Out, "kubeconfig for user %q written to %s\n", user, output)
+			o.Server = restConfig.Host
+			cmdutil.CheckErr(o.Run())
 		},
 	}
-	cmd.Flags().StringVar(&user, "user", "", "user name (the certificate's common name)")
-	cmd.Flags().StringSliceVar(&groups, "group", nil, "group of the user (repeatable)")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "file to write (default: standard output)")
-	cmd.Flags().StringVar(&dataDir, "data-dir", datadir.Default(), "pullgate up's data directory, which holds the CA")
+	cmd.Flags().StringVar(&o.User, "user", "", "user name (the certificate's common name)")
+	cmd.Flags().StringSliceVar(&o.Groups, "group", nil, "group of the user (repeatable)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "file to write (default: standard output)")
+	cmd.Flags().StringVar(&o.DataDir, "data-dir", datadir.Default(), "pullgate up's data directory, which holds the CA")
 	return cmd
+}
+
+// Run writes the kubeconfig to Output, or prints it.
+func (o *CreateKubeconfigOptions) Run() error {
+	ca, err := pki.Open(filepath.Join(o.DataDir, "pki"))
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(o.User + "\x00" + strings.Join(o.Groups, "\x00")))
+	name := "user-" + fileSafe.ReplaceAllString(o.User, "_") + "-" + hex.EncodeToString(sum[:4])
+	kp, err := ca.ClientCert(name, o.User, o.Groups...)
+	if err != nil {
+		return err
+	}
+	path := o.Output
+	if path == "" {
+		dir, err := os.MkdirTemp("", "kubeconfig-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		path = filepath.Join(dir, "kubeconfig")
+	}
+	if err := kubeconfig.WriteClientCert(path, "pullgate", o.Server, filepath.Join(ca.Path, pki.CAFile), kp); err != nil {
+		return err
+	}
+	if o.Output == "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		_, err = o.Out.Write(data)
+		return err
+	}
+	fmt.Fprintf(o.Out, "kubeconfig for user %q written to %s\n", o.User, o.Output)
+	return nil
 }
 
 var fileSafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
+// SetPullSecretOptions is `adm set-pull-secret FILE`.
+type SetPullSecretOptions struct {
+	genericiooptions.IOStreams
+	File   string
+	Client kubernetes.Interface
+}
+
 func newSetPullSecretCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &SetPullSecretOptions{IOStreams: streams}
 	return &cobra.Command{
 		Use:   "set-pull-secret FILE",
 		Short: "Replace the cluster pull secret with a docker config.json (pullgate-system/pull-secret)",
@@ -85,10 +123,19 @@ func newSetPullSecretCommand(f cmdutil.Factory, streams genericiooptions.IOStrea
 			if len(args) != 1 {
 				cmdutil.CheckErr(cmdutil.UsageErrorf(cmd, "give the docker config.json file"))
 			}
-			client, err := f.KubernetesClientSet()
+			o.File = args[0]
+			var err error
+			o.Client, err = f.KubernetesClientSet()
 			cmdutil.CheckErr(err)
-			cmdutil.CheckErr(clusterpullsecret.Set(cmd.Context(), client, args[0]))
-			fmt.Fprintf(streams.Out, "secret/%s updated in namespace %s\n", clusterpullsecret.Name, clusterpullsecret.Namespace)
+			cmdutil.CheckErr(o.Run(cmd.Context()))
 		},
 	}
+}
+
+func (o *SetPullSecretOptions) Run(ctx context.Context) error {
+	if err := clusterpullsecret.Set(ctx, o.Client, o.File); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "secret/%s updated in namespace %s\n", clusterpullsecret.Name, clusterpullsecret.Namespace)
+	return nil
 }

@@ -9,18 +9,18 @@ import (
 
 	"github.com/spf13/cobra"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/cli-runtime/pkg/printers"
 	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/scheme"
+
+	"pullgate.dev/pullgate/internal/project"
 )
 
 // NewPolicyCommand is `pullgate policy`, oc's policy commands.
@@ -39,9 +39,10 @@ func NewPolicyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *co
 	return cmd
 }
 
-// RoleOptions is one add-role-to-* or remove-role-from-* run, with oc's behaviour
-// and messages (oc's pkg/cli/admin/policy/modify_roles.go is the reference; the oc
-// differential test, test/ocdiff, holds pullgate to it).
+// RoleOptions is one add-role-to-* or remove-role-from-* run: project.Grant or
+// project.Revoke, printed with oc's messages (oc's
+// pkg/cli/admin/policy/modify_roles.go is the reference; the oc differential test,
+// test/ocdiff, holds pullgate to it).
 type RoleOptions struct {
 	genericiooptions.IOStreams
 	PrintFlags      *genericclioptions.PrintFlags
@@ -56,7 +57,6 @@ type RoleOptions struct {
 
 	Namespace string
 	Client    kubernetes.Interface
-	Subjects  []rbacv1.Subject
 }
 
 func newRoleCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, use, short string, add, groups bool) *cobra.Command {
@@ -93,18 +93,8 @@ func newRoleOptions(streams genericiooptions.IOStreams, add, groups bool) *RoleO
 	return &RoleOptions{IOStreams: streams, Add: add, Groups: groups, PrintFlags: genericclioptions.NewPrintFlags(op).WithTypeSetter(scheme.Scheme)}
 }
 
-// NewRoleChange is one add-role-to-user/-group (add) or remove-role-from-user/-group
-// of a cluster role in namespace, for one name, as the CLI runs it; its messages go
-// to streams.
-func NewRoleChange(client kubernetes.Interface, streams genericiooptions.IOStreams, namespace, role, name string, group, add bool) *RoleOptions {
-	o := newRoleOptions(streams, add, group)
-	o.RoleName, o.Names, o.Namespace, o.Client = role, []string{name}, namespace, client
-	o.Subjects = subjectsFor(o.Names, group)
-	return o
-}
-
-// Complete reads the arguments and the namespace, and builds the subjects, with
-// oc's checks and messages.
+// Complete reads the arguments, the namespace and the client, with oc's checks and
+// messages.
 func (o *RoleOptions) Complete(f cmdutil.Factory, cmd *cobra.Command, args []string) error {
 	if o.Groups {
 		if len(args) < 2 {
@@ -132,49 +122,92 @@ func (o *RoleOptions) Complete(f cmdutil.Factory, cmd *cobra.Command, args []str
 	if o.Namespace, _, err = f.ToRawKubeConfigLoader().Namespace(); err != nil {
 		return err
 	}
-	if o.Client, err = f.KubernetesClientSet(); err != nil {
-		return err
-	}
-	o.Subjects = subjectsFor(o.Names, o.Groups)
-	for _, sa := range o.ServiceAccounts {
-		o.Subjects = append(o.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: o.Namespace})
-	}
-	return nil
-}
-
-// subjectsFor is oc's reading of names: system:serviceaccount:NS:NAME (a valid one) is
-// a service account, anything else a user — or, for the group commands, a group.
-func subjectsFor(names []string, group bool) []rbacv1.Subject {
-	var out []rbacv1.Subject
-	for _, name := range names {
-		out = append(out, subjectFor(name, group))
-	}
-	return out
-}
-
-func subjectFor(name string, group bool) rbacv1.Subject {
-	if group {
-		return rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: name}
-	}
-	if ns, sa, err := serviceaccount.SplitUsername(name); err == nil {
-		return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}
-	}
-	return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}
+	o.Client, err = f.KubernetesClientSet()
+	return err
 }
 
 // Validate checks what can be checked without the API.
-func (o *RoleOptions) Validate() error {
-	if o.RoleNamespace != "" && o.RoleNamespace != o.Namespace {
-		return fmt.Errorf("role binding in namespace %q can't reference role in different namespace %q", o.Namespace, o.RoleNamespace)
+func (o *RoleOptions) Validate() error { return o.change().Validate() }
+
+// change is the run as project reads it: names as oc reads them, then the -z names
+// as accounts of the namespace.
+func (o *RoleOptions) change() project.RoleChange {
+	c := project.RoleChange{Namespace: o.Namespace, Role: o.RoleName, RoleNamespace: o.RoleNamespace,
+		Binding: o.RoleBindingName, Subjects: project.Subjects(o.Names, o.Groups)}
+	for _, sa := range o.ServiceAccounts {
+		c.Subjects = append(c.Subjects, project.ServiceAccount(o.Namespace, sa))
 	}
-	return nil
+	switch o.DryRun {
+	case cmdutil.DryRunClient:
+		c.DryRun = project.ClientDryRun
+	case cmdutil.DryRunServer:
+		c.DryRun = project.ServerDryRun
+	}
+	return c
 }
 
-func (o *RoleOptions) roleKind() string {
-	if o.RoleNamespace != "" {
-		return "Role"
+// Run adds or removes the subjects and prints what oc prints.
+func (o *RoleOptions) Run(ctx context.Context) error {
+	if o.Add {
+		return o.add(ctx)
 	}
-	return "ClusterRole"
+	return o.remove(ctx)
+}
+
+func (o *RoleOptions) add(ctx context.Context) error {
+	p, err := o.printer("added")
+	if err != nil {
+		return err
+	}
+	res, err := project.Grant(ctx, o.Client, o.change())
+	o.warn(res.Warnings)
+	if err != nil {
+		return err
+	}
+	// oc prints the binding when it was there already and -o asks for it, or in a
+	// client dry run; otherwise the role.
+	if (res.Unchanged && o.outputSet()) || (!res.Unchanged && o.DryRun == cmdutil.DryRunClient) {
+		return p.PrintObj(bindingObject(&res.Bindings[0]), o.Out)
+	}
+	return p.PrintObj(o.roleToPrint(), o.Out)
+}
+
+func (o *RoleOptions) remove(ctx context.Context) error {
+	c := o.change()
+	if o.outputSet() {
+		c.DryRun = project.ClientDryRun // oc prints the bindings as they would be, and changes nothing
+	}
+	res, err := project.Revoke(ctx, o.Client, c)
+	o.warn(res.Warnings)
+	if errors.Is(err, project.ErrNotBound) {
+		return fmt.Errorf("unable to find target %v", o.targets())
+	}
+	if err != nil {
+		return err
+	}
+	p, err := o.printer("removed")
+	if err != nil {
+		return err
+	}
+	if o.outputSet() {
+		list := &unstructured.UnstructuredList{Object: map[string]any{"kind": "List", "apiVersion": "v1", "metadata": map[string]any{}}}
+		for i := range res.Bindings {
+			// As oc lists them: the bindings as read, without their kind.
+			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&res.Bindings[i])
+			if err != nil {
+				return err
+			}
+			list.Items = append(list.Items, unstructured.Unstructured{Object: obj})
+		}
+		return p.PrintObj(list, o.Out)
+	}
+	return p.PrintObj(o.roleToPrint(), o.Out)
+}
+
+func (o *RoleOptions) warn(warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintf(o.ErrOut, "Warning: %s\n", w)
+	}
 }
 
 // targets are the names as given, then the -z names: oc's message lists them so.
@@ -206,109 +239,7 @@ func (o *RoleOptions) outputSet() bool {
 
 // roleToPrint is the object oc names in its message: the role, by kind and name.
 func (o *RoleOptions) roleToPrint() runtime.Object {
-	return &rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: o.roleKind()}, ObjectMeta: metav1.ObjectMeta{Name: o.RoleName}}
-}
-
-func (o *RoleOptions) serverDryRun() []string {
-	if o.DryRun == cmdutil.DryRunServer {
-		return []string{metav1.DryRunAll}
-	}
-	return nil
-}
-
-// Run adds or removes the subjects.
-func (o *RoleOptions) Run(ctx context.Context) error {
-	if o.Add {
-		return o.add(ctx)
-	}
-	return o.remove(ctx)
-}
-
-// bindingsOfRole are the namespace's bindings of the role, in the API's order.
-func (o *RoleOptions) bindingsOfRole(ctx context.Context) ([]rbacv1.RoleBinding, []rbacv1.RoleBinding, error) {
-	list, err := o.Client.RbacV1().RoleBindings(o.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return nil, nil, err
-	}
-	var of []rbacv1.RoleBinding
-	if list == nil {
-		return nil, nil, nil
-	}
-	for _, b := range list.Items {
-		if b.RoleRef.Name == o.RoleName && b.RoleRef.Kind == o.roleKind() {
-			of = append(of, b)
-		}
-	}
-	return of, list.Items, nil
-}
-
-func (o *RoleOptions) add(ctx context.Context) error {
-	p, err := o.printer("added")
-	if err != nil {
-		return err
-	}
-	bindings := o.Client.RbacV1().RoleBindings(o.Namespace)
-	var binding *rbacv1.RoleBinding
-	update := false
-	if o.RoleBindingName != "" {
-		existing, err := bindings.Get(ctx, o.RoleBindingName, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return err
-		case existing.RoleRef.Name != o.RoleName:
-			return fmt.Errorf("rolebinding %s found for role %s, not %s", o.RoleBindingName, existing.RoleRef.Name, o.RoleName)
-		case existing.RoleRef.Kind != o.roleKind():
-			return fmt.Errorf("rolebinding %s found for %q, not %q", o.RoleBindingName, existing.RoleRef.Kind, o.roleKind())
-		default:
-			binding, update = existing, true
-		}
-	} else {
-		of, _, err := o.bindingsOfRole(ctx)
-		if err != nil {
-			return err
-		}
-		// A binding of the role that holds every subject already: nothing to do.
-		for i := range of {
-			if len(addSubjects(of[i].Subjects, o.Subjects)) == len(of[i].Subjects) {
-				if o.outputSet() {
-					return p.PrintObj(bindingObject(&of[i]), o.Out)
-				}
-				return p.PrintObj(o.roleToPrint(), o.Out)
-			}
-		}
-	}
-	if binding == nil {
-		name := o.RoleBindingName
-		if name == "" {
-			_, all, err := o.bindingsOfRole(ctx)
-			if err != nil {
-				return err
-			}
-			if name, err = uniqueName(o.RoleName, all); err != nil {
-				return err
-			}
-		}
-		binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.Namespace},
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: o.roleKind(), Name: o.RoleName}}
-	}
-	o.warnMissing(ctx, binding)
-	binding.Subjects = addSubjects(binding.Subjects, o.Subjects)
-	if o.DryRun == cmdutil.DryRunClient {
-		return p.PrintObj(bindingObject(binding), o.Out)
-	}
-	if update {
-		_, err = bindings.Update(ctx, binding, metav1.UpdateOptions{DryRun: o.serverDryRun()})
-	} else {
-		_, err = bindings.Create(ctx, binding, metav1.CreateOptions{DryRun: o.serverDryRun()})
-		if apierrors.IsAlreadyExists(err) {
-			return o.add(ctx) // made meanwhile: run again, as oc does
-		}
-	}
-	if err != nil {
-		return err
-	}
-	return p.PrintObj(o.roleToPrint(), o.Out)
+	return &rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: o.change().RoleKind()}, ObjectMeta: metav1.ObjectMeta{Name: o.RoleName}}
 }
 
 // bindingObject is binding with its kind set, for printing.
@@ -316,143 +247,4 @@ func bindingObject(b *rbacv1.RoleBinding) *rbacv1.RoleBinding {
 	c := b.DeepCopy()
 	c.TypeMeta = metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"}
 	return c
-}
-
-// warnMissing says, as oc does, when the role or a service account being added does
-// not exist; the binding is made anyway. (oc checks users and groups only where
-// OpenShift's user API exists; there is none here.)
-func (o *RoleOptions) warnMissing(ctx context.Context, binding *rbacv1.RoleBinding) {
-	var err error
-	if o.roleKind() == "Role" {
-		_, err = o.Client.RbacV1().Roles(o.Namespace).Get(ctx, o.RoleName, metav1.GetOptions{})
-	} else {
-		_, err = o.Client.RbacV1().ClusterRoles().Get(ctx, o.RoleName, metav1.GetOptions{})
-	}
-	if apierrors.IsNotFound(err) {
-		fmt.Fprintf(o.ErrOut, "Warning: role '%s' not found\n", o.RoleName)
-	}
-	for _, s := range addSubjects(binding.Subjects, o.Subjects)[len(binding.Subjects):] {
-		if s.Kind != rbacv1.ServiceAccountKind {
-			continue
-		}
-		if _, err := o.Client.CoreV1().ServiceAccounts(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			fmt.Fprintf(o.ErrOut, "Warning: %s '%s' not found\n", s.Kind, s.Name)
-		}
-	}
-}
-
-func (o *RoleOptions) remove(ctx context.Context) error {
-	bindings := o.Client.RbacV1().RoleBindings(o.Namespace)
-	var of []rbacv1.RoleBinding
-	if o.RoleBindingName != "" {
-		existing, err := bindings.Get(ctx, o.RoleBindingName, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if existing.RoleRef.Name != o.RoleName {
-			return fmt.Errorf("rolebinding %s contains role %s, instead of role %s", o.RoleBindingName, existing.RoleRef.Name, o.RoleName)
-		}
-		if existing.RoleRef.Kind != o.roleKind() {
-			return fmt.Errorf("rolebinding %s contains role %s of kind %q, not %q", o.RoleBindingName, o.RoleName, existing.RoleRef.Kind, o.roleKind())
-		}
-		of = []rbacv1.RoleBinding{*existing}
-	} else {
-		var err error
-		if of, _, err = o.bindingsOfRole(ctx); err != nil {
-			return err
-		}
-		if len(of) == 0 {
-			return fmt.Errorf("unable to locate any RoleBinding for %s %q", o.roleKind(), o.RoleName)
-		}
-	}
-	var changed []*rbacv1.RoleBinding
-	for i := range of {
-		kept, removed := removeSubjects(of[i].Subjects, o.Subjects)
-		of[i].Subjects = kept
-		if removed > 0 {
-			changed = append(changed, &of[i])
-		}
-	}
-	if len(changed) == 0 {
-		return fmt.Errorf("unable to find target %v", o.targets())
-	}
-	p, err := o.printer("removed")
-	if err != nil {
-		return err
-	}
-	if o.outputSet() {
-		list := &unstructured.UnstructuredList{Object: map[string]any{"kind": "List", "apiVersion": "v1", "metadata": map[string]any{}}}
-		for _, b := range changed {
-			// As oc lists them: the bindings as read, without their kind.
-			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(b)
-			if err != nil {
-				return err
-			}
-			list.Items = append(list.Items, unstructured.Unstructured{Object: obj})
-		}
-		return p.PrintObj(list, o.Out)
-	}
-	if o.DryRun == cmdutil.DryRunClient {
-		return p.PrintObj(o.roleToPrint(), o.Out)
-	}
-	for _, b := range changed {
-		if len(b.Subjects) > 0 || b.Annotations[rbacv1.AutoUpdateAnnotationKey] == "false" {
-			_, err = bindings.Update(ctx, b, metav1.UpdateOptions{DryRun: o.serverDryRun()})
-		} else {
-			// oc deletes a binding left with no subject.
-			err = bindings.Delete(ctx, b.Name, metav1.DeleteOptions{DryRun: o.serverDryRun()})
-		}
-		if err != nil {
-			return err
-		}
-		if b.Annotations[rbacv1.AutoUpdateAnnotationKey] == "true" {
-			fmt.Fprintf(o.ErrOut, "Warning: Your changes may get lost whenever a master is restarted, unless you prevent reconciliation of this rolebinding using the following command: oc annotate rolebinding.rbac %s '%s=false' --overwrite\n", b.Name, rbacv1.AutoUpdateAnnotationKey)
-		}
-	}
-	return p.PrintObj(o.roleToPrint(), o.Out)
-}
-
-// addSubjects is have with the subjects of want it lacks appended, in want's order.
-func addSubjects(have, want []rbacv1.Subject) []rbacv1.Subject {
-	out := slices.Clone(have)
-	for _, w := range want {
-		if !slices.ContainsFunc(out, func(h rbacv1.Subject) bool { return sameSubject(h, w) }) {
-			out = append(out, w)
-		}
-	}
-	return out
-}
-
-// removeSubjects is have without the subjects of gone, and how many went.
-func removeSubjects(have, gone []rbacv1.Subject) ([]rbacv1.Subject, int) {
-	out := []rbacv1.Subject{}
-	removed := 0
-	for _, h := range have {
-		if slices.ContainsFunc(gone, func(g rbacv1.Subject) bool { return sameSubject(h, g) }) {
-			removed++
-			continue
-		}
-		out = append(out, h)
-	}
-	return out, removed
-}
-
-func sameSubject(a, b rbacv1.Subject) bool {
-	return a.Kind == b.Kind && a.Name == b.Name && a.Namespace == b.Namespace
-}
-
-// uniqueName is oc's: the role's name, then name-0 … name-99 while taken.
-func uniqueName(base string, existing []rbacv1.RoleBinding) (string, error) {
-	taken := func(n string) bool {
-		return slices.ContainsFunc(existing, func(b rbacv1.RoleBinding) bool { return b.Name == n })
-	}
-	if !taken(base) {
-		return base, nil
-	}
-	for i := range 100 {
-		if name := fmt.Sprintf("%s-%d", base, i); !taken(name) {
-			return name, nil
-		}
-	}
-	return "", fmt.Errorf("unable to find a unique name for a role binding of %s", base)
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+
 	"github.com/spf13/cobra"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,20 +25,36 @@ import (
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
+// RegistryInfoOptions is `pullgate registry info`.
+type RegistryInfoOptions struct {
+	genericiooptions.IOStreams
+	Client kubernetes.Interface
+}
+
 // NewRegistryInfoCommand is `pullgate registry info`.
 func NewRegistryInfoCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &RegistryInfoOptions{IOStreams: streams}
 	return &cobra.Command{
 		Use:   "info",
 		Short: "Print the integrated registry's URL and the names it answers to",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			client, err := f.KubernetesClientSet()
+			var err error
+			o.Client, err = f.KubernetesClientSet()
 			cmdutil.CheckErr(err)
-			info, err := registryinfo.Read(cmd.Context(), client)
-			cmdutil.CheckErr(err)
-			fmt.Fprintf(streams.Out, "URL:       %s\nHostnames: %s\n", info.URL, strings.Join(info.Hostnames, ", "))
+			cmdutil.CheckErr(o.Run(cmd.Context()))
 		},
 	}
+}
+
+// Run prints what the registry published about itself.
+func (o *RegistryInfoOptions) Run(ctx context.Context) error {
+	info, err := registryinfo.Read(ctx, o.Client)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "URL:       %s\nHostnames: %s\n", info.URL, strings.Join(info.Hostnames, ", "))
+	return nil
 }
 
 // RegistryLoginOptions is `pullgate registry login`.
@@ -166,5 +184,5 @@ func (o *RegistryLoginOptions) token(ctx context.Context) (string, string, error
 	if err != nil {
 		return "", "", err
 	}
-	return tr.Status.Token, fmt.Sprintf("system:serviceaccount:%s:%s", o.Namespace, o.ServiceAccount), nil
+	return tr.Status.Token, serviceaccount.MakeUsername(o.Namespace, o.ServiceAccount), nil
 }

@@ -3,17 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
-	"slices"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
+	"pullgate.dev/pullgate/internal/project"
 	"pullgate.dev/pullgate/internal/rbacauthz"
 )
 
@@ -66,64 +65,26 @@ func (o *WhoCanOptions) Complete(f cmdutil.Factory, cmd *cobra.Command, args []s
 	return err
 }
 
+// Run asks project.WhoCan, from the bindings and roles read once, and prints oc's
+// answer.
 func (o *WhoCanOptions) Run(ctx context.Context) error {
-	rbac := o.Client.RbacV1()
-	crbs, err := rbac.ClusterRoleBindings().List(ctx, metav1.ListOptions{})
+	rbac, err := project.ListedRBAC(ctx, o.Client, o.Namespace)
 	if err != nil {
 		return err
 	}
-	rbs, err := rbac.RoleBindings(o.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	clusterRoles, err := rbac.ClusterRoles().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	roles, err := rbac.Roles(o.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	b := rbacauthz.Bindings{RulesOf: func(ref rbacv1.RoleRef, _ string) []rbacv1.PolicyRule {
-		if ref.Kind == "Role" {
-			if i := slices.IndexFunc(roles.Items, func(r rbacv1.Role) bool { return r.Name == ref.Name }); i >= 0 {
-				return roles.Items[i].Rules
-			}
-			return nil
-		}
-		if i := slices.IndexFunc(clusterRoles.Items, func(r rbacv1.ClusterRole) bool { return r.Name == ref.Name }); i >= 0 {
-			return clusterRoles.Items[i].Rules
-		}
-		return nil
-	}}
-	for i := range crbs.Items {
-		b.ClusterRoleBindings = append(b.ClusterRoleBindings, &crbs.Items[i])
-	}
-	for i := range rbs.Items {
-		b.RoleBindings = append(b.RoleBindings, &rbs.Items[i])
-	}
-	req := rbacauthz.Request{Verb: o.Verb, Namespace: o.Namespace, Group: o.Resource.Group, Resource: o.Resource.Resource, Subresource: o.Subresource}
-	var users, groups []string
-	for _, g := range rbacauthz.WhoCan(req, b) {
-		if g.Subject.Kind == rbacv1.GroupKind {
-			groups = append(groups, g.Subject.Name)
-		} else {
-			users = append(users, g.UserName())
-		}
-	}
+	access := project.WhoCan(rbac, rbacauthz.Request{Verb: o.Verb, Namespace: o.Namespace, Group: o.Resource.Group, Resource: o.Resource.Resource, Subresource: o.Subresource})
 	resource := o.Resource.String()
 	if o.Subresource != "" {
 		resource += "/" + o.Subresource
 	}
 	fmt.Fprintf(o.Out, "Namespace: %s\nVerb:      %s\nResource:  %s\n\n", o.Namespace, o.Verb, resource)
-	printList(o.Out, "Users:  ", users)
-	printList(o.Out, "Groups: ", groups)
+	printList(o.Out, "Users:  ", access.Users)
+	printList(o.Out, "Groups: ", access.Groups)
 	return nil
 }
 
-func printList(w interface{ Write([]byte) (int, error) }, label string, items []string) {
-	slices.Sort(items)
-	items = slices.Compact(items)
+// printList prints items (sorted, once) under label, oc's way.
+func printList(w io.Writer, label string, items []string) {
 	if len(items) == 0 {
 		fmt.Fprintf(w, "%s<none>\n", label)
 		return

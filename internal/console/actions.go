@@ -1,7 +1,7 @@
 package console
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,11 +9,11 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"pullgate.dev/pullgate/internal/cli"
+	"pullgate.dev/pullgate/internal/project"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -27,11 +27,6 @@ func done(w http.ResponseWriter, r *http.Request, back, message string, err erro
 		q.Set("done", strings.TrimSpace(message))
 	}
 	http.Redirect(w, r, back+"?"+q.Encode(), http.StatusSeeOther)
-}
-
-func streams() (genericiooptions.IOStreams, *bytes.Buffer) {
-	var out bytes.Buffer
-	return genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out}, &out
 }
 
 // grant is `pullgate policy add-role-to-user|group system:image-puller NAME -n NS`.
@@ -49,9 +44,21 @@ func (s *Server) roleChange(w http.ResponseWriter, r *http.Request, add bool) {
 		done(w, r, back, "", fmt.Errorf("grant: give a user, a service account (system:serviceaccount:NS:NAME) or a group (system:serviceaccounts:NS)"))
 		return
 	}
-	io, out := streams()
-	err := cli.NewRoleChange(s.client, io, ns, "system:image-puller", name, group, add).Run(r.Context())
-	done(w, r, back, out.String(), err)
+	change := project.RoleChange{Namespace: ns, Role: "system:image-puller", Subjects: []rbacv1.Subject{project.Subject(name, group)}}
+	operation, act := "added", project.Grant
+	if !add {
+		operation, act = "removed", project.Revoke
+	}
+	res, err := act(r.Context(), s.client, change)
+	if errors.Is(err, project.ErrNotBound) {
+		err = fmt.Errorf("unable to find target [%s]", name)
+	}
+	// oc's words: clusterrole.rbac.authorization.k8s.io/ROLE added: "NAME".
+	msg := fmt.Sprintf("clusterrole.rbac.authorization.k8s.io/%s %s: %q", change.Role, operation, name)
+	for _, warning := range res.Warnings {
+		msg += "\nWarning: " + warning
+	}
+	done(w, r, back, msg, err)
 }
 
 // createSecret is `pullgate create secret generic NAME --from-file=.dockerconfigjson=FILE
@@ -76,7 +83,7 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) {
 		done(w, r, back, "", err)
 		return
 	}
-	if err := cli.ValidateCredentialFile(data, credentials.Source{Kind: "uploaded file", Name: header.Filename}); err != nil {
+	if err := credentials.ValidateCredentialFile(data, credentials.Source{Kind: "uploaded file", Name: header.Filename}); err != nil {
 		done(w, r, back, "", fmt.Errorf("secret %s not created: %w", name, err))
 		return
 	}
@@ -98,15 +105,11 @@ func (s *Server) linkChange(w http.ResponseWriter, r *http.Request, link bool) {
 	ns, sa := r.PathValue("ns"), r.PathValue("name")
 	back := "/projects/" + ns + "/serviceaccounts/" + sa
 	secret := r.FormValue("secret")
-	io, out := streams()
-	err := cli.NewLinkChange(s.client, io, ns, sa, secret, link).Run(r.Context())
-	msg := out.String()
-	if err == nil && msg == "" {
-		verb := "linked to"
-		if !link {
-			verb = "unlinked from"
-		}
-		msg = fmt.Sprintf("secret %s %s service account %s for pull", secret, verb, sa)
+	change := project.LinkChange{Namespace: ns, ServiceAccount: sa, Secrets: []string{secret}, ForPull: true}
+	msg, act := fmt.Sprintf("secret %s linked to service account %s for pull", secret, sa), project.Link
+	if !link {
+		msg, act = fmt.Sprintf("secret %s unlinked from service account %s", secret, sa), project.Unlink
 	}
+	_, err := act(r.Context(), s.client, change)
 	done(w, r, back, msg, err)
 }

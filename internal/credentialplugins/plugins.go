@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -168,7 +170,7 @@ func (p podPlugins) candidate(f credentialprovider.TrackedAuthConfig) credential
 		c.Description = fmt.Sprintf("credential provider plugin, with a token of service account %s/%s", sa.Namespace, sa.Name)
 		if f.Username == credprovider.Username {
 			// pullgate's plugin: the token itself, so the registry sees the account.
-			c.Identity = fmt.Sprintf("system:serviceaccount:%s:%s", sa.Namespace, sa.Name)
+			c.Identity = serviceaccount.MakeUsername(sa.Namespace, sa.Name)
 		}
 	}
 	return c

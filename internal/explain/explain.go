@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -19,6 +21,7 @@ import (
 	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registryinfo"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -36,7 +39,7 @@ type Explainer struct {
 	// RBAC (the decision is then left out, and said so).
 	Authz Decider
 	// RegistryHosts are the integrated registry's names.
-	RegistryHosts []string
+	RegistryHosts registryinfo.Hosts
 	// CredentialProvider says the nodes run pullgate's credential provider (as up's
 	// node does): a pod's service account token pulls from the integrated registry.
 	CredentialProvider bool
@@ -159,13 +162,19 @@ func (e *Explainer) explain(ctx context.Context, in input) Report {
 	}
 	for i := range r.Images {
 		img := &r.Images[i]
-		e.image(ctx, in, &keyring, img)
+		// Parsed once, here, where the image enters; everything below takes the type.
+		ref, err := name.ParseReference(img.Image)
+		if err != nil {
+			img.Verdict = Verdict{Cause: fmt.Sprintf("invalid image reference %q: %v", img.Image, err)}
+			continue
+		}
+		e.image(ctx, in, &keyring, img, ref)
 		if r.Node != "" {
-			on := slices.Contains(in.pulled, img.Image) || slices.Contains(nodeImages, img.Image) || slices.Contains(nodeImages, normalized(img.Image))
+			on := slices.Contains(in.pulled, img.Image) || slices.Contains(nodeImages, img.Image) || slices.Contains(nodeImages, ref.Name())
 			img.OnNode = &on
 		}
 		// With the credential provider, an account's own <sa>-dockercfg is not needed.
-		img.Problems = notHeld(img.Image, elsewhere, in, e.CredentialProvider && e.integrated(img.Image))
+		img.Problems = notHeld(img.Image, elsewhere, in, e.CredentialProvider && e.RegistryHosts.Holds(ref))
 		img.Verdict = verdict(img, r.Problems, img.Problems, in)
 	}
 	return r
@@ -300,7 +309,7 @@ func recreate(pod *corev1.Pod, extra ...string) string {
 
 // image fills in what is known of one image: credentials, the integrated registry's
 // decision, and the probe.
-func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Keyring, img *ImageReport) {
+func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Keyring, img *ImageReport, ref name.Reference) {
 	considered, err := keyring.Consider(img.Image)
 	if err != nil {
 		img.Verdict = Verdict{Cause: err.Error()}
@@ -317,7 +326,7 @@ func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Ke
 		}
 		img.Credentials = append(img.Credentials, k)
 	}
-	integrated := e.integrated(img.Image)
+	integrated := e.RegistryHosts.Holds(ref)
 	tokenPath := integrated && e.CredentialProvider && in.serviceAccount != ""
 	if tokenPath {
 		img.Credentials = append(img.Credentials, Considered{
@@ -325,7 +334,7 @@ func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Ke
 			Matched: true, Rank: countMatched(img.Credentials) + 1, Why: "the integrated registry: the pod's own service account, bound to the pod (KEP-4412)"})
 	}
 	if integrated && in.serviceAccount != "" {
-		img.Integrated = e.decide(img.Image, in.namespace, in.serviceAccount)
+		img.Integrated = e.decide(ref, in.namespace, in.serviceAccount)
 	}
 	if e.Puller == nil {
 		return
@@ -364,30 +373,11 @@ func countMatched(cs []Considered) int {
 	return n
 }
 
-func (e *Explainer) integrated(image string) bool {
-	ref, err := name.ParseReference(image)
-	if err != nil {
-		return false
-	}
-	return slices.ContainsFunc(e.RegistryHosts, func(h string) bool { return strings.EqualFold(h, ref.Context().RegistryStr()) })
-}
-
-// normalized is image as the node names what it holds (a full reference).
-func normalized(image string) string {
-	ref, err := name.ParseReference(image)
-	if err != nil {
-		return image
-	}
-	return ref.Name()
-}
-
 // decide is the token service's decision for a pull of image by the service
 // account, with the binding that grants it or the command that would.
-func (e *Explainer) decide(image, namespace, sa string) *Integrated {
-	ref, _ := name.ParseReference(image)
+func (e *Explainer) decide(ref name.Reference, namespace, sa string) *Integrated {
 	repo := ref.Context().RepositoryStr()
-	user := rbacauthz.User{Name: "system:serviceaccount:" + namespace + ":" + sa,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}}
+	user := rbacauthz.ServiceAccountUser(namespace, sa)
 	out := &Integrated{Repository: repo, Identity: user.Name}
 	target, stream, ok := registryauth.SplitRepository(repo)
 	if !ok {
@@ -431,6 +421,6 @@ func (e *Explainer) serviceAccountToken(ctx context.Context, in input) (credenti
 	return credentials.Candidate{
 		AuthConfig:  authn.AuthConfig{Username: "serviceaccount", Password: tr.Status.Token},
 		Description: fmt.Sprintf("pullgate's credential provider, token of service account %s/%s", in.namespace, in.serviceAccount),
-		Identity:    "system:serviceaccount:" + in.namespace + ":" + in.serviceAccount,
+		Identity:    serviceaccount.MakeUsername(in.namespace, in.serviceAccount),
 	}, nil
 }

@@ -2,7 +2,6 @@ package imagepull
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,20 +37,14 @@ type ProbeStep struct {
 // Probe tries req's credentials as Pull would, with a HEAD of the manifest in place
 // of the pull.
 func (p *Puller) Probe(ctx context.Context, req Request) Probe {
-	ref, err := name.ParseReference(req.Image)
-	if err != nil {
-		return Probe{Err: &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}}
+	var out Probe
+	planned := func(pl *plan) {
+		out.TokenHost, out.Withheld = pl.tokenHost, pl.withheld
+		if realm := bearerRealm(pl.challenge); realm != nil {
+			out.Realm = realm.Redacted()
+		}
 	}
-	pl, err := p.plan(ctx, ref, req)
-	if err != nil {
-		return Probe{Err: classify(err, ref, "")}
-	}
-	out := Probe{TokenHost: pl.tokenHost, Withheld: pl.withheld}
-	if realm := bearerRealm(pl.challenge); realm != nil {
-		out.Realm = realm.Redacted()
-	}
-	var failures []failure
-	for _, a := range pl.attempts {
+	err := p.tryEach(ctx, req, planned, func(ref name.Reference, pl *plan, a attempt) error {
 		step := ProbeStep{Credential: a.sent.Description, Identity: a.sent.Identity}
 		start := time.Now()
 		rt, err := p.authorize(ctx, ref, pl.challenge, a.sent)
@@ -70,14 +63,10 @@ func (p *Puller) Probe(ctx context.Context, req Request) Probe {
 		}
 		step.Took, step.OK = time.Since(start), err == nil
 		out.Steps = append(out.Steps, step)
-		if err == nil {
-			return out
-		}
-		failures = append(failures, failure{cred: a.sent, err: err})
-		if !authFailure(err) {
-			break
-		}
+		return err
+	})
+	if err != nil {
+		out.Err = err
 	}
-	out.Err = explain(ref, pl, len(req.Credentials) == 0, failures)
 	return out
 }

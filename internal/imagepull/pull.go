@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
+
+	"pullgate.dev/pullgate/internal/registryinfo"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -71,7 +71,7 @@ type Puller struct {
 	// IntegratedHosts are the names of pullgate's integrated registry. Its token
 	// service is asked for tokens only for images on one of them: a registry elsewhere
 	// that names it as its realm is refused.
-	IntegratedHosts []string
+	IntegratedHosts registryinfo.Hosts
 }
 
 func (p *Puller) platform() v1.Platform {
@@ -118,7 +118,7 @@ func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*pl
 	realm := bearerRealm(ch)
 	if realm != nil && !strings.EqualFold(realm.Host, reg.RegistryStr()) {
 		pl.tokenHost = realm.Host
-		if (p.integrated(realm.Host) || p.resolvesToIntegrated(ctx, realm)) && !p.integrated(reg.RegistryStr()) {
+		if p.IntegratedHosts.Names(ctx, realm) && !p.IntegratedHosts.Has(reg.RegistryStr()) {
 			return nil, &Error{Reason: ReasonForeignRealm, Message: fmt.Sprintf(
 				"registry %s names pullgate's own token service (%s) as where to get its tokens; pullgate's tokens are only for pullgate's registry, so no credential or token is sent: pull %s from the registry that holds it",
 				reg.RegistryStr(), realm.Redacted(), ref.Context().RepositoryStr())}
@@ -148,52 +148,6 @@ func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*pl
 		pl.attempts = append(pl.attempts, attempt{held: c, sent: c})
 	}
 	return pl, nil
-}
-
-// resolvesToIntegrated reports whether realm is the integrated registry under
-// another name: the same port, and a name that resolves to an address one of the
-// registry's names resolves to (an alias, an address, another spelling).
-func (p *Puller) resolvesToIntegrated(ctx context.Context, realm *url.URL) bool {
-	port := realm.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[realm.Scheme]
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	realmIPs := lookup(ctx, realm.Hostname())
-	if len(realmIPs) == 0 {
-		return false
-	}
-	for _, h := range p.IntegratedHosts {
-		host, hostPort, err := net.SplitHostPort(h)
-		if err != nil {
-			host, hostPort = h, "443"
-		}
-		if hostPort != port {
-			continue
-		}
-		for _, ip := range lookup(ctx, host) {
-			if slices.ContainsFunc(realmIPs, ip.Equal) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func lookup(ctx context.Context, host string) []net.IP {
-	if ip := net.ParseIP(host); ip != nil {
-		return []net.IP{ip}
-	}
-	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
-	if err != nil {
-		return nil
-	}
-	ips := make([]net.IP, len(addrs))
-	for i, a := range addrs {
-		ips[i] = a.IP
-	}
-	return ips
 }
 
 // issuedByPullgate reports whether token is a JWT signed by pullgate's token service
@@ -242,72 +196,94 @@ func secureRealm(realm *url.URL) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (p *Puller) integrated(host string) bool {
-	return slices.ContainsFunc(p.IntegratedHosts, func(h string) bool { return strings.EqualFold(h, host) })
-}
-
-// Pull pulls req.Image, trying each credential until one works. Its error is an
-// *Error.
-func (p *Puller) Pull(ctx context.Context, req Request) (*Result, error) {
+// tryEach is the one credential loop of Pull, Verify and Probe: it parses
+// req.Image, plans, then calls try with each attempt in order until one works. A
+// registry that names pullgate's token service stops it at once, and so does a
+// failure that is not about credentials; its error explains every failure.
+func (p *Puller) tryEach(ctx context.Context, req Request, planned func(*plan), try func(ref name.Reference, pl *plan, a attempt) error) *Error {
 	ref, err := name.ParseReference(req.Image)
 	if err != nil {
-		return nil, &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
+		return &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
 	}
 	pl, err := p.plan(ctx, ref, req)
 	if err != nil {
-		return nil, err
+		return classify(err, ref, "")
+	}
+	if planned != nil {
+		planned(pl)
 	}
 	var failures []failure
 	for _, a := range pl.attempts {
-		res, err := p.pullWith(ctx, ref, pl.challenge, a.sent)
-		if foreign := foreignRealm(err); foreign != nil {
-			return nil, foreign
-		}
+		err := try(ref, pl, a)
 		if err == nil {
-			res.Used, res.TokenHost = a.held, pl.tokenHost
-			if err := p.Store.Record(res.Manifest.Digest, a.held.ID); err != nil {
-				return nil, &Error{Reason: ReasonStore, Message: err.Error(), Err: err}
-			}
-			return res, nil
+			return nil
+		}
+		if foreign := foreignRealm(err); foreign != nil {
+			return foreign
+		}
+		var stored *storeError
+		if errors.As(err, &stored) {
+			return &Error{Reason: ReasonStore, Message: stored.Error(), Err: stored.err}
 		}
 		failures = append(failures, failure{cred: a.sent, err: err})
 		if !authFailure(err) {
 			break
 		}
 	}
-	return nil, explain(ref, pl, len(req.Credentials) == 0, failures)
+	return explain(ref, pl, len(req.Credentials) == 0, failures)
+}
+
+// storeError is the node's store failing after the registry answered: no
+// credential's fault, so no other is tried.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+
+// Pull pulls req.Image, trying each credential until one works. Its error is an
+// *Error.
+func (p *Puller) Pull(ctx context.Context, req Request) (*Result, error) {
+	var res *Result
+	err := p.tryEach(ctx, req, nil, func(ref name.Reference, pl *plan, a attempt) error {
+		r, err := p.pullWith(ctx, ref, pl.challenge, a.sent)
+		if err != nil {
+			return err
+		}
+		r.Used, r.TokenHost = a.held, pl.tokenHost
+		if err := p.Store.Record(r.Manifest.Digest, a.held.ID); err != nil {
+			return &storeError{err}
+		}
+		res = r
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // Verify checks that one of req's credentials can pull the manifest d of
 // req.Image, without downloading anything, and records it (KEP-2535).
 func (p *Puller) Verify(ctx context.Context, req Request, d v1.Hash) (credentials.Candidate, error) {
-	ref, err := name.ParseReference(req.Image)
-	if err != nil {
-		return credentials.Candidate{}, &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
-	}
-	pl, err := p.plan(ctx, ref, req)
+	var used credentials.Candidate
+	err := p.tryEach(ctx, req, nil, func(ref name.Reference, pl *plan, a attempt) error {
+		rt, err := p.authorize(ctx, ref, pl.challenge, a.sent)
+		if err != nil {
+			return err
+		}
+		// A GET, not a HEAD: a refusal's body says why.
+		if _, err := remote.Get(ref.Context().Digest(d.String()), remote.WithTransport(rt), remote.WithContext(ctx)); err != nil {
+			return err
+		}
+		if err := p.Store.Record(d, a.held.ID); err != nil {
+			return &storeError{err}
+		}
+		used = a.held
+		return nil
+	})
 	if err != nil {
 		return credentials.Candidate{}, err
 	}
-	var failures []failure
-	for _, a := range pl.attempts {
-		rt, err := p.authorize(ctx, ref, pl.challenge, a.sent)
-		if foreign := foreignRealm(err); foreign != nil {
-			return credentials.Candidate{}, foreign
-		}
-		if err == nil {
-			// A GET, not a HEAD: a refusal's body says why.
-			_, err = remote.Get(ref.Context().Digest(d.String()), remote.WithTransport(rt), remote.WithContext(ctx))
-		}
-		if err == nil {
-			return a.held, p.Store.Record(d, a.held.ID)
-		}
-		failures = append(failures, failure{cred: a.sent, err: err})
-		if !authFailure(err) {
-			break
-		}
-	}
-	return credentials.Candidate{}, explain(ref, pl, len(req.Credentials) == 0, failures)
+	return used, nil
 }
 
 // authorize returns a transport that authenticates to ref's registry with c. For a
@@ -335,7 +311,7 @@ func (p *Puller) authorize(ctx context.Context, ref name.Reference, ch *transpor
 	// registry's host, an address, a proxy — a token pullgate's token service signed
 	// is never sent to any other registry. (A realm on the registry's own host — a
 	// proxy in front of pullgate — saw the token pass already: nothing to withhold.)
-	if realm := bearerRealm(ch); !strings.EqualFold(realm.Host, reg.RegistryStr()) && !p.integrated(reg.RegistryStr()) && issuedByPullgate(tok.Token) {
+	if realm := bearerRealm(ch); !strings.EqualFold(realm.Host, reg.RegistryStr()) && !p.IntegratedHosts.Has(reg.RegistryStr()) && issuedByPullgate(tok.Token) {
 		return nil, &Error{Reason: ReasonForeignRealm, Message: fmt.Sprintf(
 			"registry %s sent this node to pullgate's own token service (as %s) for its tokens; pullgate's tokens are only for pullgate's registry, so the token was not sent: pull %s from the registry that holds it",
 			reg.RegistryStr(), realm.Redacted(), ref.Context().RepositoryStr())}

@@ -11,12 +11,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
+	"pullgate.dev/pullgate/internal/registryinfo"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -57,7 +56,7 @@ type Config struct {
 	ImageDir string
 	// RegistryHosts are the names of pullgate's integrated registry, whose images
 	// PullAuthorizer is asked about.
-	RegistryHosts []string
+	RegistryHosts registryinfo.Hosts
 	// CredentialProviders are the kubelet's image credential provider plugins
 	// (internal/credentialplugins), tried after the pod's secrets and the node's
 	// credentials, as the kubelet does. pullgate's own plugin gives the pod's service
@@ -153,15 +152,6 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	return a, nil
-}
-
-// integrated reports whether image is on pullgate's integrated registry.
-func (a *Agent) integrated(image string) bool {
-	ref, err := name.ParseReference(image)
-	if err != nil {
-		return false
-	}
-	return slices.ContainsFunc(a.cfg.RegistryHosts, func(h string) bool { return strings.EqualFold(h, ref.Context().RegistryStr()) })
 }
 
 // Run registers the node, then works until ctx ends.

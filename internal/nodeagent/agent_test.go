@@ -220,7 +220,7 @@ func TestIntegratedImagesFollowRBAC(t *testing.T) {
 		{other, "registry.local:5000/b/app:1", anonymous, false},
 		{other, "elsewhere.io/b/app:1", withSA, true},
 	} {
-		if got := a.mayStillPull(ctx, tc.pod, tc.image, tc.record); got != tc.want {
+		if got := a.mayStillPull(ctx, tc.pod, mustParse(t, tc.image), tc.record); got != tc.want {
 			t.Errorf("%s/%s, %s, %+v: %v, want %v", tc.pod.Namespace, tc.pod.Name, tc.image, tc.record, got, tc.want)
 		}
 	}
@@ -250,7 +250,7 @@ func TestIntegratedImagesFollowTheirImageStream(t *testing.T) {
 		{"registry.local:5000/b/charts/app:1", "sha256:ccc", true},
 		{"elsewhere.io/b/app:1", "sha256:zzz", true},
 	} {
-		if got := a.stillServed(ctx, tc.image, tc.digest); got != tc.want {
+		if got := a.stillServed(ctx, mustParse(t, tc.image), tc.digest); got != tc.want {
 			t.Errorf("%s@%s: %v, want %v", tc.image, tc.digest, got, tc.want)
 		}
 	}
@@ -350,4 +350,13 @@ func TestDeletedPodIsConfirmed(t *testing.T) {
 	if err := a.confirmDeletion(context.Background(), pod); err != nil {
 		t.Errorf("confirming a pod already gone: %v", err)
 	}
+}
+
+func mustParse(t *testing.T, image string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }

@@ -70,12 +70,3 @@ func (s SubjectAccessReviews) MayPull(ctx context.Context, user rbacauthz.User, 
 	}
 	return review.Status.Allowed, nil
 }
-
-// serviceAccountUser is who the registry sees when a pod pulls with its service
-// account's token.
-func serviceAccountUser(namespace, name string) rbacauthz.User {
-	return rbacauthz.User{
-		Name:   "system:serviceaccount:" + namespace + ":" + name,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}
-}

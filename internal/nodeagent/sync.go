@@ -145,7 +145,7 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 		return s
 	}
 	if present && c.ImagePullPolicy != corev1.PullAlways {
-		return a.usePresent(ctx, pod, c, creds, key, cached, s)
+		return a.usePresent(ctx, pod, c, creds, key, ref, cached, s)
 	}
 	return a.pull(ctx, pod, c, creds, key, ref, s)
 }
@@ -156,10 +156,10 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 // image of the integrated registry goes further: RBAC must still let the pod's
 // service account (or, for an image pulled anonymously, anyone) pull it, else the
 // registry is asked again with the pod's own credentials.
-func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, img imagepull.Image, s containerState) containerState {
+func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, ref name.Reference, img imagepull.Image, s containerState) containerState {
 	req := creds.request(ctx, c.Image)
 	record := a.puller.Store.Recorded(img.Descriptor.Digest)
-	if record.Allows(creds.ids(ctx)) && a.mayStillPull(ctx, pod, img.Ref, record) && a.stillServed(ctx, img.Ref, img.Descriptor.Digest.String()) {
+	if record.Allows(creds.ids(ctx)) && a.mayStillPull(ctx, pod, ref, record) && a.stillServed(ctx, ref, img.Descriptor.Digest.String()) {
 		a.metrics.cacheHit()
 		a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 		return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
@@ -180,16 +180,12 @@ func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, cr
 
 // mayStillPull asks RBAC whether the pod may still pull an image of the integrated
 // registry; any other image, or no authorizer, passes.
-func (a *Agent) mayStillPull(ctx context.Context, pod *corev1.Pod, image string, record imagepull.PullRecord) bool {
-	if a.cfg.PullAuthorizer == nil || !a.integrated(image) {
+func (a *Agent) mayStillPull(ctx context.Context, pod *corev1.Pod, ref name.Reference, record imagepull.PullRecord) bool {
+	if a.cfg.PullAuthorizer == nil || !a.cfg.RegistryHosts.Holds(ref) {
 		return true
 	}
-	ref, err := name.ParseReference(image)
-	if err != nil {
-		return false
-	}
 	repo := ref.Context().RepositoryStr()
-	users := []rbacauthz.User{serviceAccountUser(pod.Namespace, serviceAccountName(pod))}
+	users := []rbacauthz.User{rbacauthz.ServiceAccountUser(pod.Namespace, serviceAccountName(pod))}
 	if record.Anonymous {
 		users = append(users, registryauth.Anonymous)
 	}
@@ -206,13 +202,9 @@ func (a *Agent) mayStillPull(ctx context.Context, pod *corev1.Pod, image string,
 // deleted and made again, or a tag deleted and pruned, does not leave the old
 // tenant's image to the new one's pods. Any other image, or no Streams, passes;
 // an image refused here is checked with the pod's own credentials at the registry.
-func (a *Agent) stillServed(ctx context.Context, image, digest string) bool {
-	if a.cfg.Streams == nil || !a.integrated(image) {
+func (a *Agent) stillServed(ctx context.Context, ref name.Reference, digest string) bool {
+	if a.cfg.Streams == nil || !a.cfg.RegistryHosts.Holds(ref) {
 		return true
-	}
-	ref, err := name.ParseReference(image)
-	if err != nil {
-		return false
 	}
 	namespace, stream, ok := registryauth.SplitRepository(ref.Context().RepositoryStr())
 	if !ok {

@@ -4,16 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"pullgate.dev/pullgate/internal/imageapi"
 	projects "pullgate.dev/pullgate/internal/project"
@@ -95,10 +92,8 @@ func (s *Server) mayRequestProject(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess})
 }
 
-// requestProject is `oc new-project`: a namespace with OpenShift's annotations, and
-// the requester bound to the admin role in it (OpenShift's default project
-// template). The API server has already checked that the user may create
-// projectrequests.
+// requestProject is `oc new-project`: project.Create for the requester. The API
+// server has already checked that the user may create projectrequests.
 func (s *Server) requestProject(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		metav1.ObjectMeta `json:"metadata"`
@@ -109,35 +104,8 @@ func (s *Server) requestProject(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, apierrors.NewBadRequest("reading the ProjectRequest: "+err.Error()))
 		return
 	}
-	if errs := validation.IsDNS1123Label(req.Name); len(errs) > 0 {
-		writeStatus(w, apierrors.NewInvalid(schema.GroupKind{Group: "project.openshift.io", Kind: "ProjectRequest"}, req.Name, nil))
-		return
-	}
-	if err := projects.ValidateName(req.Name); err != nil {
-		writeStatus(w, apierrors.NewForbidden(schema.GroupResource{Group: "project.openshift.io", Resource: "projectrequests"}, req.Name, err))
-		return
-	}
-	u := requester(r)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: req.Name, Annotations: map[string]string{
-		"openshift.io/display-name": req.DisplayName, "openshift.io/description": req.Description, "openshift.io/requester": u.Name}}}
-	created, err := s.Client.CoreV1().Namespaces().Create(r.Context(), ns, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		// OpenShift's words: project.project.openshift.io "NAME" already exists.
-		writeStatus(w, apierrors.NewAlreadyExists(schema.GroupResource{Group: "project.openshift.io", Resource: "project"}, req.Name))
-		return
-	}
+	created, err := projects.Create(r.Context(), s.Client, projects.Request{Name: req.Name, DisplayName: req.DisplayName, Description: req.Description}, requester(r).Name)
 	if err != nil {
-		writeStatus(w, err)
-		return
-	}
-	subject := rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: u.Name}
-	if rest, ok := strings.CutPrefix(u.Name, "system:serviceaccount:"); ok {
-		if sns, sname, ok := strings.Cut(rest, ":"); ok {
-			subject = rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: sns, Name: sname}
-		}
-	}
-	if _, err := s.Client.RbacV1().RoleBindings(req.Name).Create(r.Context(), &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "admin"},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"}, Subjects: []rbacv1.Subject{subject}}, metav1.CreateOptions{}); err != nil {
 		writeStatus(w, err)
 		return
 	}
@@ -165,31 +133,14 @@ func (s *Server) accessReview(w http.ResponseWriter, r *http.Request) {
 		// pullgate's: the registry decides on image.pullgate.dev, so that is asked.
 		review.Group = imageapi.Group
 	}
-	grants := s.Authz.WhoCan(rbacauthz.Request{Verb: review.Verb, Namespace: ns, Group: review.Group, Resource: resource, Subresource: sub, Name: review.ResourceName})
-	users, groups := map[string]bool{}, map[string]bool{}
-	for _, g := range grants {
-		if g.Subject.Kind == rbacv1.GroupKind {
-			groups[g.Subject.Name] = true
-		} else {
-			users[g.UserName()] = true
-		}
-	}
+	access := projects.WhoCan(s.Authz, rbacauthz.Request{Verb: review.Verb, Namespace: ns, Group: review.Group, Resource: resource, Subresource: sub, Name: review.ResourceName})
 	writeJSON(w, http.StatusCreated, struct {
 		metav1.TypeMeta `json:",inline"`
 		Namespace       string   `json:"namespace,omitempty"`
 		Users           []string `json:"users"`
 		Groups          []string `json:"groups"`
 		EvaluationError string   `json:"evalutionError"` // sic, as OpenShift's API spells it
-	}{TypeMeta: metav1.TypeMeta{Kind: "ResourceAccessReviewResponse", APIVersion: "authorization.openshift.io/v1"}, Namespace: ns, Users: sorted(users), Groups: sorted(groups)})
-}
-
-func sorted(m map[string]bool) []string {
-	out := []string{}
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	}{TypeMeta: metav1.TypeMeta{Kind: "ResourceAccessReviewResponse", APIVersion: "authorization.openshift.io/v1"}, Namespace: ns, Users: access.Users, Groups: access.Groups})
 }
 
 // imageStream is image.openshift.io/v1 ImageStream, as much as oc reads of it.

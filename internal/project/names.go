@@ -1,5 +1,3 @@
-// Package project is what users do to projects, in one place for the CLI, the
-// console and the OpenShift API: today, which names a project may take.
 package project
 
 import (

@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+	"k8s.io/apiserver/pkg/authentication/user"
+
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -22,6 +25,12 @@ import (
 type User struct {
 	Name   string
 	Groups []string
+}
+
+// ServiceAccountUser is who the API server authenticates service account ns/name
+// as: its user name and the groups every service account is in.
+func ServiceAccountUser(ns, name string) User {
+	return User{Name: serviceaccount.MakeUsername(ns, name), Groups: append(serviceaccount.MakeGroupNames(ns), user.AllAuthenticated)}
 }
 
 // Request is one thing a user wants to do, in RBAC's terms.
@@ -236,10 +245,8 @@ func subjectKeys(user User) []string {
 	for _, g := range user.Groups {
 		keys = append(keys, "Group:"+g)
 	}
-	if rest, ok := strings.CutPrefix(user.Name, "system:serviceaccount:"); ok {
-		if ns, name, ok := strings.Cut(rest, ":"); ok {
-			keys = append(keys, "ServiceAccount:"+ns+"/"+name)
-		}
+	if ns, name, err := serviceaccount.SplitUsername(user.Name); err == nil {
+		keys = append(keys, "ServiceAccount:"+ns+"/"+name)
 	}
 	return keys
 }

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/tools/cache"
 )
@@ -21,7 +23,7 @@ type Grant struct {
 // system:serviceaccount:NS:NAME.
 func (g Grant) UserName() string {
 	if g.Subject.Kind == rbacv1.ServiceAccountKind {
-		return "system:serviceaccount:" + g.Subject.Namespace + ":" + g.Subject.Name
+		return serviceaccount.MakeUsername(g.Subject.Namespace, g.Subject.Name)
 	}
 	return g.Subject.Name
 }
@@ -84,3 +86,6 @@ func (a *Authorizer) WhoCan(req Request) []Grant {
 	b.RulesOf = a.rulesOf
 	return WhoCan(req, b)
 }
+
+// WhoCan lists who b lets do req (b read once, e.g. by a command).
+func (b Bindings) WhoCan(req Request) []Grant { return WhoCan(req, b) }

@@ -3,6 +3,7 @@ package services
 import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 
 	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/leader"
@@ -31,7 +32,7 @@ type Identity struct {
 // Usernames are the names the API server sees for the identity: up's user and
 // deploy/'s service account.
 func (i Identity) Usernames() []string {
-	return []string{i.User, "system:serviceaccount:" + registrykeys.Namespace + ":" + i.ServiceAccount}
+	return []string{i.User, serviceaccount.MakeUsername(registrykeys.Namespace, i.ServiceAccount)}
 }
 
 // The ServiceAccounts of deploy/.
