@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
@@ -23,10 +22,12 @@ import (
 )
 
 // NewAdmCommand is `pullgate adm`.
-func NewAdmCommand(f cmdutil.Factory, kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+func NewAdmCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, extra ...Command) *cobra.Command {
 	cmd := &cobra.Command{Use: "adm", Short: "Administrative commands"}
-	cmd.AddCommand(newCreateKubeconfigCommand(f, streams), newSetPullSecretCommand(f, streams), newPruneCommand(f, streams),
-		newRotateRegistryKeyCommand(f, streams))
+	cmd.AddCommand(newCreateKubeconfigCommand(f, streams), newSetPullSecretCommand(f, streams), newRotateRegistryKeyCommand(f, streams))
+	for _, c := range extra {
+		cmd.AddCommand(c(f, streams))
+	}
 	return cmd
 }
 

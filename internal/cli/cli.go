@@ -13,9 +13,15 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 )
 
+// Command makes one command with the shared kubeconfig flags' factory: how the
+// binary adds a command of its own (adm prune, which runs the registry's storage
+// code and so is not the CLI's) to the CLI's.
+type Command func(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command
+
 // Commands returns the oc-compatible commands, sharing one set of kubeconfig flags
-// (--kubeconfig, --context, -n/--namespace, …), to be added to the root command.
-func Commands(streams genericiooptions.IOStreams) []*cobra.Command {
+// (--kubeconfig, --context, -n/--namespace, …), to be added to the root command;
+// adm holds the CLI's administrative commands and admExtra's.
+func Commands(streams genericiooptions.IOStreams, admExtra ...Command) []*cobra.Command {
 	kube := genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().WithDiscoveryBurst(300).WithDiscoveryQPS(50)
 	f := cmdutil.NewFactory(cmdutil.NewMatchVersionFlags(kube))
 	cmds := []*cobra.Command{
@@ -24,7 +30,7 @@ func Commands(streams genericiooptions.IOStreams) []*cobra.Command {
 		NewSecretsCommand(f, streams),
 		NewNewProjectCommand(f, kube, streams),
 		NewWhoAmICommand(f, streams),
-		NewAdmCommand(f, kube, streams),
+		NewAdmCommand(f, streams, admExtra...),
 		NewExplainCommand(f, streams),
 	}
 	for _, c := range cmds {

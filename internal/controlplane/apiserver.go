@@ -47,16 +47,25 @@ func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serv
 	}
 }
 
-// runAPIServer runs the real kube-apiserver in this process until ctx ends. The
-// listener is bound by the caller, so a port in use is reported before anything starts.
-func runAPIServer(ctx context.Context, args []string, listener net.Listener) error {
+// parseAPIServerArgs reads args with the real kube-apiserver's flags.
+func parseAPIServerArgs(args []string) (*options.ServerRunOptions, error) {
 	s := options.NewServerRunOptions()
 	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
 	for _, f := range s.Flags().FlagSets {
 		fs.AddFlagSet(f)
 	}
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("kube-apiserver flags: %w", err)
+		return nil, fmt.Errorf("kube-apiserver flags: %w", err)
+	}
+	return s, nil
+}
+
+// runAPIServer runs the real kube-apiserver in this process until ctx ends. The
+// listener is bound by the caller, so a port in use is reported before anything starts.
+func runAPIServer(ctx context.Context, args []string, listener net.Listener) error {
+	s, err := parseAPIServerArgs(args)
+	if err != nil {
+		return err
 	}
 	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
 		return fmt.Errorf("kube-apiserver feature gates: %w", err)

@@ -58,11 +58,11 @@ func (p *paths) controllerManagerArgs(controllers []string, serviceCIDR string, 
 	}
 }
 
-// runControllerManager runs the real kube-controller-manager in this process until ctx ends.
-func runControllerManager(ctx context.Context, args []string) error {
+// parseControllerManagerArgs reads args with the real kube-controller-manager's flags.
+func parseControllerManagerArgs(args []string) (*options.KubeControllerManagerOptions, error) {
 	s, err := options.NewKubeControllerManagerOptions()
 	if err != nil {
-		return fmt.Errorf("kube-controller-manager options: %w", err)
+		return nil, fmt.Errorf("kube-controller-manager options: %w", err)
 	}
 	named := s.Flags(app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases())
 	s.ParsedFlags = &named
@@ -71,7 +71,16 @@ func runControllerManager(ctx context.Context, args []string) error {
 		fs.AddFlagSet(f)
 	}
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("kube-controller-manager flags: %w", err)
+		return nil, fmt.Errorf("kube-controller-manager flags: %w", err)
+	}
+	return s, nil
+}
+
+// runControllerManager runs the real kube-controller-manager in this process until ctx ends.
+func runControllerManager(ctx context.Context, args []string) error {
+	s, err := parseControllerManagerArgs(args)
+	if err != nil {
+		return err
 	}
 	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
 		return fmt.Errorf("kube-controller-manager feature gates: %w", err)

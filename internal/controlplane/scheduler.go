@@ -25,16 +25,25 @@ func (p *paths) schedulerArgs(healthPort, verbosity int) []string {
 	}
 }
 
-// runScheduler runs the real kube-scheduler in this process until ctx ends: it binds
-// pods to pullgate's node agents exactly as it would to kubelets.
-func runScheduler(ctx context.Context, args []string) error {
+// parseSchedulerArgs reads args with the real kube-scheduler's flags.
+func parseSchedulerArgs(args []string) (*options.Options, error) {
 	opts := options.NewOptions()
 	fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
 	for _, f := range opts.Flags.FlagSets {
 		fs.AddFlagSet(f)
 	}
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("kube-scheduler flags: %w", err)
+		return nil, fmt.Errorf("kube-scheduler flags: %w", err)
+	}
+	return opts, nil
+}
+
+// runScheduler runs the real kube-scheduler in this process until ctx ends: it binds
+// pods to pullgate's node agents exactly as it would to kubelets.
+func runScheduler(ctx context.Context, args []string) error {
+	opts, err := parseSchedulerArgs(args)
+	if err != nil {
+		return err
 	}
 	name, err := cache.NewInformerName("kube-scheduler")
 	if err != nil {

@@ -2,6 +2,11 @@
 // package (from TestMain), in a temporary data directory, and hands out clients for
 // the admin and for any service account. It drives the binary as a user would and
 // does not import k8s.io/kubernetes.
+//
+// It is test support, and imports testing on purpose: TestMain (Main) and the
+// helpers that fail a test take *testing.M and testing.TB. The benchmarks under
+// hack/ use it too, as programs; importing testing registers no flags (only
+// testing.Init does), so they link it at no cost.
 package harness
 
 import (

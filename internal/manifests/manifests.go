@@ -14,10 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
+	"pullgate.dev/pullgate/internal/identities"
 	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/registrykeys"
 	"pullgate.dev/pullgate/internal/registryroles"
-	"pullgate.dev/pullgate/internal/services"
 )
 
 // Header starts the generated file.
@@ -33,13 +33,13 @@ func Generated() ([]byte, error) {
 	}
 	// Each component's identity: its ServiceAccount, roles and bindings, and the
 	// admission policy that pins what RBAC cannot.
-	for _, name := range []string{services.RegistryServiceAccount, services.ControllersServiceAccount} {
+	for _, name := range []string{identities.RegistryServiceAccount, identities.ControllersServiceAccount} {
 		objects = append(objects, &corev1.ServiceAccount{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: registrykeys.Namespace},
 		})
 	}
-	objects = append(objects, services.Access(services.AsServiceAccount)...)
+	objects = append(objects, identities.Access(identities.AsServiceAccount)...)
 	var out bytes.Buffer
 	out.WriteString(Header)
 	for _, obj := range objects {

@@ -99,7 +99,13 @@ func (l *Loop) next(ctx context.Context) bool {
 		err = nil
 	}
 	if err != nil {
-		l.Log.Warn("not reconciled; retrying", "key", key, "err", err)
+		// Retried without a cap, unlike upstream controllers (which drop a key after a
+		// few tries and count on a periodic resync to bring it back): these informers
+		// do not resync — relisting every namespace and account would cost more than
+		// it finds — so a dropped key would stay wrong until its object next changed.
+		// The back-off caps at 1000 s a key, so a key that keeps failing costs one
+		// attempt a quarter of an hour, each logged with its count.
+		l.Log.Warn("not reconciled; retrying", "key", key, "attempt", l.Queue.NumRequeues(key)+1, "err", err)
 		l.Queue.AddRateLimited(key)
 		return true
 	}

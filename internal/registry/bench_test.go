@@ -33,8 +33,8 @@ func BenchmarkRequestAuthorization(b *testing.B) {
 	if err := os.WriteFile(jwks, signer.JWKS(), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	tok, err := signer.Sign("iss", "system:serviceaccount:clients:sa-4242", []string{"system:serviceaccounts", "system:serviceaccounts:clients"}, "svc",
-		[]*token.ResourceActions{{Type: "repository", Name: "ns-242/app", Actions: []string{"pull"}}}, time.Now(), 5*time.Minute)
+	tok, err := signer.Sign(registryauth.Token{Issuer: "iss", Subject: "system:serviceaccount:clients:sa-4242", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:clients"}, Audience: "svc",
+		Access: []*token.ResourceActions{{Type: "repository", Name: "ns-242/app", Actions: []string{"pull"}}}, IssuedAt: time.Now(), Lifetime: 5 * time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}

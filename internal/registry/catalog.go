@@ -2,7 +2,6 @@ package registry
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,7 +11,6 @@ import (
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/auth"
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/registryauth"
@@ -102,11 +100,6 @@ func authorize(w http.ResponseWriter, r *http.Request, verifier auth.AccessContr
 	}
 	w.WriteHeader(http.StatusBadRequest)
 	return false
-}
-
-func isPathNotFound(err error) bool {
-	var notFound storagedriver.PathNotFoundError
-	return errors.As(err, &notFound)
 }
 
 // requestUser is who the request's token, already verified, was issued to.

@@ -139,15 +139,6 @@ func PruneStorage(ctx context.Context, store configuration.Storage, streams Stre
 	return prune(ctx, newRepositories(streams, driver, ns, log), lock, opts, filesystemRoot(store))
 }
 
-// filesystemRoot is the directory of filesystem storage, "" for any other.
-func filesystemRoot(store configuration.Storage) string {
-	if store.Type() != "filesystem" {
-		return ""
-	}
-	root, _ := store.Parameters()["rootdirectory"].(string)
-	return root
-}
-
 // Prune reclaims what nothing reaches.
 func (r *Registry) Prune(ctx context.Context, opts PruneOptions) (PruneReport, error) {
 	if r.repos == nil {

@@ -42,7 +42,7 @@ func TestEveryRequestIsDecidedAgain(t *testing.T) {
 	}
 	pull := []*token.ResourceActions{{Type: "repository", Name: "ns/app", Actions: []string{"pull"}}}
 	try := func(lifetime time.Duration) error {
-		tok, err := signer.Sign("iss", "u", []string{"g"}, "svc", pull, time.Now(), lifetime)
+		tok, err := signer.Sign(registryauth.Token{Issuer: "iss", Subject: "u", Groups: []string{"g"}, Audience: "svc", Access: pull, IssuedAt: time.Now(), Lifetime: lifetime})
 		if err != nil {
 			t.Fatal(err)
 		}

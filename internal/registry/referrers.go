@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"path"
 	"sort"
-	"strings"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/auth"
@@ -218,24 +217,6 @@ func (m manifestFields) artifactType() string {
 		return m.Config.MediaType
 	}
 	return ""
-}
-
-// splitRoute splits /v2/<name>/<kind>/<reference>.
-func splitRoute(p string) (name, kind, ref string) {
-	rest, ok := strings.CutPrefix(p, "/v2/")
-	if !ok {
-		return "", "", ""
-	}
-	best, bestKind := -1, ""
-	for _, k := range []string{"/manifests/", "/blobs/", "/tags/", "/referrers/"} {
-		if i := strings.LastIndex(rest, k); i > best {
-			best, bestKind = i, k
-		}
-	}
-	if best <= 0 {
-		return "", "", ""
-	}
-	return rest[:best], strings.Trim(bestKind, "/"), rest[best+len(bestKind):]
 }
 
 // statusRecorder remembers the status written, and lets a caller add headers just

@@ -7,10 +7,12 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -133,23 +135,7 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	for k, v := range tokenOptions {
 		authParams[k] = v
 	}
-	dc := &configuration.Configuration{
-		Storage: cfg.Storage,
-		Auth:    configuration.Auth{AccessControllerName: authParams},
-	}
-	dc.HTTP.Secret = cfg.HTTPSecret
-	dc.Log.AccessLog.Disabled = true
-	dc.Log.Level = "warn"
-	dc.Catalog.MaxEntries = 1000
-	// Non-distributable layers name where they live; a registry only checks the URL.
-	dc.Validation.Manifests.URLs.Allow = []string{"^https?://"}
-	if _, ok := dc.Storage["delete"]; !ok {
-		dc.Storage["delete"] = configuration.Parameters{"enabled": true}
-	}
-	// distribution redirects by default wherever its driver can; pullgate only when
-	// asked, so clients need not reach the storage.
-	dc.Storage["redirect"] = configuration.Parameters{"disable": !cfg.Redirect}
-
+	dc := distributionConfig(cfg, authParams)
 	driver, err := factory.Create(ctx, dc.Storage.Type(), dc.Storage.Parameters())
 	if err != nil {
 		return nil, fmt.Errorf("registry storage %s: %w", dc.Storage.Type(), err)
@@ -202,34 +188,9 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 	mux.Handle("/v2/_catalog", &catalog{
 		verifier: verifier, enumerator: catalogRegistry.(distribution.RepositoryEnumerator), authz: cfg.Authz, repos: repos,
 	})
-	var blobs http.Handler = app
-	var writes func(http.Handler) http.Handler = func(h http.Handler) http.Handler { return h }
-	if dc.Storage.Type() == "filesystem" {
-		if root, ok := dc.Storage.Parameters()["rootdirectory"].(string); ok {
-			transfer := cfg.BlobTransfer
-			if transfer == "" {
-				transfer = TransferBuffered
-			}
-			served := prometheus.NewCounterVec(prometheus.CounterOpts{
-				Namespace: "pullgate", Subsystem: "registry", Name: "filesystem_blob_gets_total",
-				Help: "Blob GETs served straight from the filesystem rather than through distribution, by transfer (sendfile or buffered).",
-			}, []string{"transfer"})
-			cfg.Metrics.MustRegister(served)
-			blobs = &sendfileBlobs{next: app, root: root, verifier: verifier, served: served.WithLabelValues(string(transfer)), transfer: transfer}
-			reserve := cfg.StorageReserve
-			if reserve == 0 {
-				reserve = DefaultStorageReserve
-			}
-			if reserve > 0 {
-				if err := os.MkdirAll(root, 0o700); err != nil {
-					return nil, fmt.Errorf("registry storage %s: %w", root, err)
-				}
-				pending := &pendingBytes{}
-				writes = func(h http.Handler) http.Handler {
-					return diskSpace{next: h, root: root, reserve: reserve, pending: pending}
-				}
-			}
-		}
+	blobs, writes, err := cfg.filesystemServing(dc.Storage, app, verifier)
+	if err != nil {
+		return nil, err
 	}
 	refs := &referrers{next: blobs, driver: driver, verifier: verifier, log: cfg.Log}
 	if repos != nil {
@@ -240,13 +201,61 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 		next:     pinned,
 		verifier: verifier, repos: repos, host: cfg.Host, namespaceExists: cfg.NamespaceExists, log: cfg.Log,
 	}}))
-	idle := cfg.BodyIdleTimeout
-	if idle <= 0 {
-		idle = DefaultBodyIdleTimeout
-	}
-	reg.Handler = bodyLimits{next: instrument(cfg.Metrics, storageErrors{next: mux, log: cfg.Log}), idle: idle}
+	reg.Handler = bodyLimits{next: instrument(cfg.Metrics, storageErrors{next: mux, log: cfg.Log}), idle: cmp.Or(max(cfg.BodyIdleTimeout, 0), DefaultBodyIdleTimeout)}
 	reg.app, reg.repos = app, repos
 	return reg, nil
+}
+
+// distributionConfig is distribution's configuration for cfg: its storage with
+// deletes on (a prune deletes) and redirects only when asked (clients need not
+// reach the storage), pullgate's access controller, no access log.
+func distributionConfig(cfg Config, access configuration.Parameters) *configuration.Configuration {
+	dc := &configuration.Configuration{
+		Storage: maps.Clone(cfg.Storage),
+		Auth:    configuration.Auth{AccessControllerName: access},
+	}
+	dc.HTTP.Secret = cfg.HTTPSecret
+	dc.Log.AccessLog.Disabled = true
+	dc.Log.Level = "warn"
+	dc.Catalog.MaxEntries = 1000
+	// Non-distributable layers name where they live; a registry only checks the URL.
+	dc.Validation.Manifests.URLs.Allow = []string{"^https?://"}
+	if _, ok := dc.Storage["delete"]; !ok {
+		dc.Storage["delete"] = configuration.Parameters{"enabled": true}
+	}
+	// distribution redirects by default wherever its driver can; pullgate only when
+	// asked, so clients need not reach the storage.
+	dc.Storage["redirect"] = configuration.Parameters{"disable": !cfg.Redirect}
+	return dc
+}
+
+// filesystemServing is how a filesystem store is served beside distribution: blob
+// GETs straight from the files (sendfile or buffered), and writes refused while
+// less than the reserve is free. Any other store is served by distribution alone.
+func (cfg Config) filesystemServing(store configuration.Storage, app http.Handler, verifier auth.AccessController) (http.Handler, func(http.Handler) http.Handler, error) {
+	unchanged := func(h http.Handler) http.Handler { return h }
+	root := filesystemRoot(store)
+	if root == "" {
+		return app, unchanged, nil
+	}
+	transfer := cmp.Or(cfg.BlobTransfer, TransferBuffered)
+	served := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "pullgate", Subsystem: "registry", Name: "filesystem_blob_gets_total",
+		Help: "Blob GETs served straight from the filesystem rather than through distribution, by transfer (sendfile or buffered).",
+	}, []string{"transfer"})
+	cfg.Metrics.MustRegister(served)
+	blobs := &sendfileBlobs{next: app, root: root, verifier: verifier, served: served.WithLabelValues(string(transfer)), transfer: transfer}
+	reserve := cmp.Or(cfg.StorageReserve, DefaultStorageReserve)
+	if reserve < 0 {
+		return blobs, unchanged, nil
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("registry storage %s: %w", root, err)
+	}
+	pending := &pendingBytes{}
+	return blobs, func(h http.Handler) http.Handler {
+		return diskSpace{next: h, root: root, reserve: reserve, pending: pending}
+	}, nil
 }
 
 // StreamDeleted clears the repository (namespace/path) of an ImageStream that was
@@ -275,10 +284,4 @@ func (r *Registry) Shutdown() error { return r.app.Shutdown() }
 
 func pullAccess(name string) auth.Access {
 	return auth.Access{Resource: auth.Resource{Type: "repository", Name: name}, Action: "pull"}
-}
-
-// repositoryName extracts <name> from /v2/<name>/{manifests,blobs,tags,referrers}/….
-func repositoryName(path string) string {
-	name, _, _ := splitRoute(path)
-	return name
 }

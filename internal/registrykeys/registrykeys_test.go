@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/go-jose/go-jose/v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 func jwksIDs(t *testing.T, data []byte) []string {
@@ -185,7 +186,7 @@ func TestSharedFollowsTheSecret(t *testing.T) {
 	if len(first.Keys) != 1 {
 		t.Fatalf("first verify call has %d keys", len(first.Keys))
 	}
-	jwt, err := shared.Sign("iss", "alice", nil, "aud", []*token.ResourceActions{}, time.Now(), time.Minute)
+	jwt, err := shared.Sign(registryauth.Token{Issuer: "iss", Subject: "alice", Audience: "aud", IssuedAt: time.Now(), Lifetime: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestSharedFollowsTheSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, verified, func(s *Set) bool { return len(s.Keys) == 2 })
-	jwt, _ = shared.Sign("iss", "alice", nil, "aud", []*token.ResourceActions{}, time.Now(), time.Minute)
+	jwt, _ = shared.Sign(registryauth.Token{Issuer: "iss", Subject: "alice", Audience: "aud", IssuedAt: time.Now(), Lifetime: time.Minute})
 	if kid := headerKeyID(t, jwt); kid != rotated.Keys[1].ID {
 		t.Errorf("after a rotation with no propagation delay, signed with %s, want the new key %s", kid, rotated.Keys[1].ID)
 	}

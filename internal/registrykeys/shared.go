@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/distribution/distribution/v3/registry/auth/token"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,7 +17,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 
-	"pullgate.dev/pullgate/internal/tokenserver"
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // Ensure reads the shared keys, creating them if no replica has yet. Of replicas
@@ -110,7 +109,7 @@ func Rotate(ctx context.Context, client kubernetes.Interface, propagation time.D
 type Shared struct {
 	client  kubernetes.Interface
 	current atomic.Pointer[Set]
-	signers sync.Map // key ID → *tokenserver.Signer
+	signers sync.Map // key ID → *registryauth.Signer
 	changed chan struct{}
 	log     *slog.Logger
 }
@@ -129,18 +128,19 @@ func Load(ctx context.Context, client kubernetes.Interface, log *slog.Logger) (*
 // Current is the keys as last read.
 func (s *Shared) Current() *Set { return s.current.Load() }
 
-// Sign signs a registry token with the key that signs now (tokenserver.TokenSigner).
-func (s *Shared) Sign(issuer, subject string, groups []string, audience string, access []*token.ResourceActions, now time.Time, lifetime time.Duration) (string, error) {
-	key := s.current.Load().Signing(now)
+// Sign signs a registry token with the key that signs when it is issued
+// (tokenserver.TokenSigner).
+func (s *Shared) Sign(t registryauth.Token) (string, error) {
+	key := s.current.Load().Signing(t.IssuedAt)
 	signer, ok := s.signers.Load(key.ID)
 	if !ok {
-		made, err := tokenserver.NewSigner(key.Private)
+		made, err := registryauth.NewSigner(key.Private)
 		if err != nil {
 			return "", err
 		}
 		signer, _ = s.signers.LoadOrStore(key.ID, made)
 	}
-	return signer.(*tokenserver.Signer).Sign(issuer, subject, groups, audience, access, now, lifetime)
+	return signer.(*registryauth.Signer).Sign(t)
 }
 
 // Run follows the Secret until ctx ends, calling verify with the keys whenever the

@@ -129,15 +129,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if err != nil {
 		return nil, err
 	}
-	host := cfg.RegistryHost
-	if host == "" {
-		_, port, _ := net.SplitHostPort(listener.Addr().String())
-		host = "localhost:" + port
-	}
-	names := cfg.RegistryNames
-	if len(names) == 0 {
-		names = []string{host}
-	}
+	host, names := cfg.registryNames(listener.Addr())
 	shared, err := registrykeys.Load(ctx, c.client, cfg.Log)
 	if err != nil {
 		return nil, err
@@ -152,11 +144,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if err := c.start(ctx, runCtx); err != nil {
 		return nil, err
 	}
-	scheme := cfg.Scheme
-	if scheme == "" {
-		scheme = "http"
-	}
-	if err := registryinfo.Publish(ctx, c.client, registryinfo.Info{URL: scheme + "://" + host, Hostnames: names}); err != nil {
+	if err := registryinfo.Publish(ctx, c.client, registryinfo.Info{URL: cmp.Or(cfg.Scheme, "http") + "://" + host, Hostnames: names}); err != nil {
 		return nil, err
 	}
 
@@ -176,10 +164,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		elector = leader.New(leader.Config{Client: controllersClient, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
 			Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
 	}
-	store := cfg.Storage
-	if len(store) == 0 {
-		store = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}}
-	}
+	store := cfg.storage(regDir)
 	reg, err := registry.New(ctx, registry.Config{
 		Host:    host,
 		Storage: store,
@@ -216,26 +201,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	}); err != nil {
 		return nil, err
 	}
-	// At start, and then every ReconcileInterval: storage and ImageStreams agree
-	// again whatever a crash left between them.
-	go wait.UntilWithContext(runCtx, func(ctx context.Context) {
-		if err := reg.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			cfg.Log.Warn("reconciling storage and imagestreams", "err", err)
-		}
-	}, cfg.reconcileInterval())
-	if cfg.PruneInterval > 0 {
-		go wait.UntilWithContext(runCtx, func(ctx context.Context) {
-			rep, err := reg.Prune(ctx, registry.PruneOptions{Confirm: true, KeepYoungerThan: cfg.PruneKeepYoungerThan})
-			switch {
-			case errors.Is(err, leader.ErrHeld):
-				cfg.Log.Info("prune skipped: another prune of this storage is running", "err", err)
-			case err != nil && ctx.Err() == nil:
-				cfg.Log.Warn("prune failed", "err", err)
-			case err == nil:
-				cfg.Log.Info("pruned", "report", rep.String())
-			}
-		}, cfg.PruneInterval)
-	}
+	go maintain(runCtx, reg, cfg)
 	running := &Running{RegistryHost: host, Metrics: metrics, Authz: c.authz, Streams: c.streams, server: newServer(reg), registry: reg, cancel: cancel, done: make(chan struct{}),
 		drain: cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout), grace: cfg.ReadinessGrace, log: cfg.Log}
 	go func() {
@@ -249,6 +215,63 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 }
 
 // pruneLock is the Lease prunes of the registry's storage take, in pullgate's namespace.
+// registryNames are the host clients use (given, or localhost and the listener's
+// port) and every name the registry answers to (given, or the host).
+func (c Config) registryNames(addr net.Addr) (host string, names []string) {
+	host = c.RegistryHost
+	if host == "" {
+		_, port, _ := net.SplitHostPort(addr.String())
+		host = "localhost:" + port
+	}
+	names = c.RegistryNames
+	if len(names) == 0 {
+		names = []string{host}
+	}
+	return host, names
+}
+
+// storage is where blobs are kept: as configured, or the filesystem under regDir.
+func (c Config) storage(regDir string) configuration.Storage {
+	if len(c.Storage) > 0 {
+		return c.Storage
+	}
+	return configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": filepath.Join(regDir, "storage")}}
+}
+
+// maintained is what maintain keeps in shape: *registry.Registry.
+type maintained interface {
+	Reconcile(ctx context.Context) error
+	Prune(ctx context.Context, opts registry.PruneOptions) (registry.PruneReport, error)
+}
+
+// maintain reconciles storage and ImageStreams at start and every
+// ReconcileInterval, whatever a crash left between them, and, with a
+// PruneInterval, prunes that often, until ctx ends.
+func maintain(ctx context.Context, reg maintained, cfg Config) {
+	go wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if err := reg.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			cfg.Log.Warn("reconciling storage and imagestreams", "err", err)
+		}
+	}, cfg.reconcileInterval())
+	if cfg.PruneInterval > 0 {
+		wait.UntilWithContext(ctx, func(ctx context.Context) { pruneOnce(ctx, reg, cfg) }, cfg.PruneInterval)
+	}
+}
+
+// pruneOnce prunes, and logs what happened: another prune holding the storage is no
+// failure.
+func pruneOnce(ctx context.Context, reg maintained, cfg Config) {
+	rep, err := reg.Prune(ctx, registry.PruneOptions{Confirm: true, KeepYoungerThan: cfg.PruneKeepYoungerThan})
+	switch {
+	case errors.Is(err, leader.ErrHeld):
+		cfg.Log.Info("prune skipped: another prune of this storage is running", "err", err)
+	case err != nil && ctx.Err() == nil:
+		cfg.Log.Warn("prune failed", "err", err)
+	case err == nil:
+		cfg.Log.Info("pruned", "report", rep.String())
+	}
+}
+
 func pruneLock(client kubernetes.Interface, identity string) leader.Lock {
 	return leader.Lock{Client: client, Namespace: registrykeys.Namespace, Name: leader.PruneLease, Identity: identity}
 }

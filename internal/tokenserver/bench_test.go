@@ -20,6 +20,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/rbacauthz/rbacauthztest"
+	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // Token issue with 10,000 RoleBindings in the cluster, the informer-fed authorizer
@@ -43,7 +44,7 @@ func BenchmarkIssueToken10000Bindings(b *testing.B) {
 		b.Fatal(err)
 	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	signer, _ := NewSigner(key)
+	signer, _ := registryauth.NewSigner(key)
 	s := &Server{Issuer: "iss", Service: "svc", Signer: signer, Authz: authz,
 		Authn: NewTokenReviewer(client, time.Minute, "", nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 

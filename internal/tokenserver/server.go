@@ -33,7 +33,7 @@ type knownGood interface {
 
 // TokenSigner signs registry tokens: a Signer, or keys that rotate.
 type TokenSigner interface {
-	Sign(issuer, subject string, groups []string, audience string, access []*token.ResourceActions, now time.Time, lifetime time.Duration) (string, error)
+	Sign(registryauth.Token) (string, error)
 }
 
 // Server is the token endpoint.
@@ -117,7 +117,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lifetime = registryauth.MaxLifetime
 	}
 	now := time.Now()
-	jwt, err := s.Signer.Sign(s.Issuer, user.Name, user.Groups, s.Service, access, now, lifetime)
+	jwt, err := s.Signer.Sign(registryauth.Token{Issuer: s.Issuer, Subject: user.Name, Groups: user.Groups, Audience: s.Service, Access: access, IssuedAt: now, Lifetime: lifetime})
 	if err != nil {
 		s.Log.Error("signing a registry token", "err", err)
 		writeError(w, http.StatusInternalServerError, "UNKNOWN", "could not sign a token")

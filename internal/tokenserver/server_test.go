@@ -38,7 +38,7 @@ func (fakeAuthz) Allowed(user rbacauthz.User, req rbacauthz.Request) (bool, stri
 
 func newTestServer(t *testing.T) *Server {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	signer, err := NewSigner(key)
+	signer, err := registryauth.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}

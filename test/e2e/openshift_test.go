@@ -22,8 +22,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/internal/kubeconfig"
 	"pullgate.dev/pullgate/internal/openshiftapi"
 )
 
@@ -283,5 +286,70 @@ func TestRealOcOpenShiftCommands(t *testing.T) {
 	pushImage(t, ctx, dockerConfigFor(t, ctx, project, "pusher", "admin"), env.RegistryHost+"/"+project+"/app:v1")
 	if out := run("registry", "info", "-n", project); !strings.Contains(out, env.RegistryHost) {
 		t.Errorf("oc registry info:\n%s", out)
+	}
+}
+
+// `pullgate new-project` as oc's: a user whose only right is self-provisioner makes
+// a project with --display-name and --description through the ProjectRequest, is its
+// admin, and has its kubeconfig switched to it; without self-provisioner it is
+// refused and nothing is made.
+func TestNewProjectAsSelfProvisioner(t *testing.T) {
+	ctx := harness.Context(t, 3*time.Minute)
+	waitForOpenShiftAPIs(t, ctx)
+	home := createNamespace(t, ctx, "nphome")
+	waitForServiceAccount(t, ctx, home, "default")
+	token, err := env.Account(ctx, home, "carol", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := env.TokenConfig(token)
+	caData := cfg.CAData
+	if len(caData) == 0 && cfg.CAFile != "" {
+		if caData, err = os.ReadFile(cfg.CAFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kubeconfig.Write(path, kubeconfig.New("carol", cfg.Host, caData, &clientcmdapi.AuthInfo{Token: token})); err != nil {
+		t.Fatal(err)
+	}
+	carol := &cliEnv{t: t, kubeconfig: path}
+	name := "np-" + rand.String(5)
+	t.Cleanup(func() { _ = env.Admin.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	args := []string{"new-project", name, "--display-name=Team C", "--description=carol's project"}
+
+	if res := carol.run(ctx, args...); res.ExitCode == 0 || !strings.Contains(res.Stderr, "forbidden") {
+		t.Fatalf("new-project without self-provisioner: exit %d\n%s%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	if _, err := env.Admin.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("namespace %s after a refused new-project: %v", name, err)
+	}
+
+	selfProvisioner(t, ctx, "self-provisioner-"+home, home, "carol")
+	var res harness.Result
+	// The API server's RBAC sees the binding a moment later.
+	if !harness.Eventually(ctx, 20*time.Second, func(ctx context.Context) bool {
+		res = carol.run(ctx, args...)
+		return res.ExitCode == 0
+	}) {
+		t.Fatalf("new-project as a self-provisioner: exit %d\n%s%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	if want := fmt.Sprintf("Now using project %q on server %q.\n", name, cfg.Host); res.Stdout != want {
+		t.Errorf("new-project printed %q, want %q", res.Stdout, want)
+	}
+	ns, err := env.Admin.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := ns.Annotations; a["openshift.io/display-name"] != "Team C" || a["openshift.io/description"] != "carol's project" || a["openshift.io/requester"] != "system:serviceaccount:"+home+":carol" {
+		t.Errorf("namespace annotations %v", a)
+	}
+	admin, err := env.Admin.RbacV1().RoleBindings(name).Get(ctx, "admin", metav1.GetOptions{})
+	if err != nil || len(admin.Subjects) != 1 || admin.Subjects[0].Kind != rbacv1.ServiceAccountKind || admin.Subjects[0].Name != "carol" {
+		t.Errorf("admin binding: %v %+v", err, admin)
+	}
+	written, err := clientcmd.LoadFromFile(path)
+	if err != nil || written.Contexts[written.CurrentContext].Namespace != name {
+		t.Errorf("kubeconfig not switched to %s: %v", name, err)
 	}
 }

@@ -28,7 +28,6 @@ import (
 	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/pki"
 	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/tokenserver"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -506,12 +505,12 @@ func TestRevokedGrantBitesAtTheNextRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := tokenserver.NewSigner(key)
+	signer, err := registryauth.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	long, err := signer.Sign(registryauth.Issuer, "system:serviceaccount:"+b+":pusher", []string{"system:serviceaccounts", "system:serviceaccounts:" + b, "system:authenticated"},
-		registryauth.Service, []*token.ResourceActions{{Type: "repository", Name: repo, Actions: []string{"pull"}}}, time.Now(), 10*365*24*time.Hour)
+	long, err := signer.Sign(registryauth.Token{Issuer: registryauth.Issuer, Subject: "system:serviceaccount:" + b + ":pusher", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + b, "system:authenticated"},
+		Audience: registryauth.Service, Access: []*token.ResourceActions{{Type: "repository", Name: repo, Actions: []string{"pull"}}}, IssuedAt: time.Now(), Lifetime: 10 * 365 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config, plugins pluginF
 	cfg.Version = version.Version
 	if cfg.PullAuthorizer == nil && len(cfg.RegistryHosts) > 0 {
 		cfg.PullAuthorizer = nodeagent.SubjectAccessReviews{Client: client}
-		// Nodes may get ImageStreams by name (services.Node).
+		// Nodes may get ImageStreams by name (identities.Node).
 		dyn, err := dynamic.NewForConfig(restConfig)
 		if err != nil {
 			return nil, err

@@ -55,7 +55,7 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.AddCommand(newVersionCommand(g), newUpCommand(g), newRegistryCommand(g), newNodeCommand(g), newControllersCommand(g), newTokenServerCommand(g),
 		newCredentialProviderCommand(g), newConsoleCommand(g))
 	// oc's commands, as oc spells them.
-	root.AddCommand(cli.Commands(genericiooptions.IOStreams{In: os.Stdin, Out: out, ErrOut: errOut})...)
+	root.AddCommand(cli.Commands(genericiooptions.IOStreams{In: os.Stdin, Out: out, ErrOut: errOut}, newPruneCommand)...)
 	return root
 }
 

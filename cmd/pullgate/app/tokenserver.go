@@ -79,7 +79,7 @@ func (o *tokenServerOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	signer, err := tokenserver.NewSigner(key)
+	signer, err := registryauth.NewSigner(key)
 	if err != nil {
 		return err
 	}

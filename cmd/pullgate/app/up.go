@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
 	"pullgate.dev/pullgate/internal/atomicfile"
 	"pullgate.dev/pullgate/internal/clusterpullsecret"
 	"pullgate.dev/pullgate/internal/console"
@@ -25,6 +26,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/credprovider"
 	"pullgate.dev/pullgate/internal/datadir"
+	"pullgate.dev/pullgate/internal/identities"
 	"pullgate.dev/pullgate/internal/imagepull"
 	"pullgate.dev/pullgate/internal/listen"
 	"pullgate.dev/pullgate/internal/nodeagent"
@@ -65,7 +67,11 @@ type upOptions struct {
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
-	o := &upOptions{globalOptions: g}
+	return upCommand(&upOptions{globalOptions: g})
+}
+
+// upCommand is `pullgate up` filling in o.
+func upCommand(o *upOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run etcd, kube-apiserver, kube-controller-manager and pullgate on this machine",
@@ -191,7 +197,7 @@ const nodeName = "local"
 
 // startServices starts the registry, token service and controllers, then the node
 // agent, each as its own identity: pullgate:registry, pullgate:token-service and
-// pullgate:controllers with their own roles (services.Identities), and
+// pullgate:controllers with their own roles (identities.Identities), and
 // system:node:local, which the API server's Node authorizer treats as a kubelet.
 func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane, listener net.Listener, log *slog.Logger) (*services.Running, *runningAgent, error) {
 	adminConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
@@ -206,7 +212,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := services.Install(ctx, adminConfig); err != nil {
+	if err := identities.Install(ctx, adminConfig); err != nil {
 		return nil, nil, err
 	}
 	if o.pullSecret != "" {
@@ -216,7 +222,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	}
 	// One identity per component, each a client certificate of up's CA.
 	var configs [3]*rest.Config
-	for i, id := range []services.Identity{services.Registry(), services.TokenService(), services.Controllers()} {
+	for i, id := range []identities.Identity{identities.Registry(), identities.TokenService(), identities.Controllers()} {
 		if configs[i], err = clientCertConfig(adminConfig, ca, "pullgate-"+id.Component, id.User); err != nil {
 			return nil, nil, err
 		}
@@ -228,35 +234,15 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	// The node trusts the pullgate CA besides the system's: the registry's certificate
 	// off loopback, and any registry an administrator certifies with it.
 	caFiles := []string{filepath.Join(ca.Path, pki.CAFile)}
-	scheme := "http"
-	if ip := net.ParseIP(o.registryBind); ip == nil || !ip.IsLoopback() {
-		scheme = "https"
+	scheme := o.registryScheme()
+	if scheme == "https" {
 		// Off loopback, clients see the registry over TLS, trusting the pullgate CA.
 		if listener, err = o.tlsListener(ca, listener); err != nil {
 			return nil, nil, err
 		}
 	}
 	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
-	running, err := services.Start(ctx, services.Config{
-		RegistryNames:     names,
-		Scheme:            scheme,
-		KubeConfig:        configs[0],
-		TokenReviewConfig: configs[1],
-		ControllersConfig: configs[2],
-		DataDir:           plane.DataDir,
-		// One up per data directory (it is locked), so the name is stable: after a
-		// restart up takes its Lease back at once instead of waiting for it to expire.
-		Identity:             "pullgate-up@" + hostname(),
-		NoControllers:        !o.leaderElect,
-		NoPullSecrets:        !o.pullSecrets,
-		BlobTransfer:         registry.BlobTransfer(o.blobTransfer),
-		StorageReserve:       func() int64 { n, _ := parseSize("", o.storageReserve); return n }(),
-		DrainTimeout:         o.drainTimeout,
-		PruneInterval:        o.pruneInterval,
-		PruneKeepYoungerThan: o.pruneKeep,
-		ReconcileInterval:    o.reconcileInterval,
-		Log:                  log,
-	}, listener)
+	running, err := services.Start(ctx, o.servicesConfig(plane.DataDir, names, configs, log), listener)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -291,6 +277,41 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		return nil, nil, err
 	}
 	return running, startAgent(agent, log), nil
+}
+
+// registryScheme is how clients reach the registry: plain HTTP on loopback, TLS
+// with a certificate of up's CA anywhere else.
+func (o *upOptions) registryScheme() string {
+	if ip := net.ParseIP(o.registryBind); ip != nil && ip.IsLoopback() {
+		return "http"
+	}
+	return "https"
+}
+
+// servicesConfig is the registry, token service and controllers as up's flags ask,
+// each component with its own identity (registry, token service, controllers).
+func (o *upOptions) servicesConfig(dataDir string, names []string, identities [3]*rest.Config, log *slog.Logger) services.Config {
+	reserve, _ := parseSize("", o.storageReserve) // checked by Validate
+	return services.Config{
+		RegistryNames:     names,
+		Scheme:            o.registryScheme(),
+		KubeConfig:        identities[0],
+		TokenReviewConfig: identities[1],
+		ControllersConfig: identities[2],
+		DataDir:           dataDir,
+		// One up per data directory (it is locked), so the name is stable: after a
+		// restart up takes its Lease back at once instead of waiting for it to expire.
+		Identity:             "pullgate-up@" + hostname(),
+		NoControllers:        !o.leaderElect,
+		NoPullSecrets:        !o.pullSecrets,
+		BlobTransfer:         registry.BlobTransfer(o.blobTransfer),
+		StorageReserve:       reserve,
+		DrainTimeout:         o.drainTimeout,
+		PruneInterval:        o.pruneInterval,
+		PruneKeepYoungerThan: o.pruneKeep,
+		ReconcileInterval:    o.reconcileInterval,
+		Log:                  log,
+	}
 }
 
 // writeCredentialProvider sets up up's node as a kubelet with pullgate's credential

@@ -1,4 +1,4 @@
-package tokenserver
+package registryauth
 
 import (
 	"crypto/ecdsa"
@@ -10,8 +10,6 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/go-jose/go-jose/v4"
-
-	"pullgate.dev/pullgate/internal/registryauth"
 )
 
 // Signer issues registry tokens signed with an ES256 key. The key's ID is its JWK
@@ -40,9 +38,20 @@ func (s *Signer) JWKS() []byte {
 	return data
 }
 
-// Sign issues a token for subject (in groups) with access to resources, valid from
-// now for lifetime.
-func (s *Signer) Sign(issuer, subject string, groups []string, audience string, access []*token.ResourceActions, now time.Time, lifetime time.Duration) (string, error) {
+// Token is what a registry token says: who it is for (Subject, in Groups), what it
+// grants (Access), who issued it for which registry (Issuer, Audience), and from
+// when (IssuedAt) for how long (Lifetime).
+type Token struct {
+	Issuer, Subject, Audience string
+	Groups                    []string
+	Access                    []*token.ResourceActions
+	IssuedAt                  time.Time
+	Lifetime                  time.Duration
+}
+
+// Sign issues t, signed. Its clock starts a minute early, for clocks that lag.
+func (s *Signer) Sign(t Token) (string, error) {
+	issuer, subject, groups, audience, access, now, lifetime := t.Issuer, t.Subject, t.Groups, t.Audience, t.Access, t.IssuedAt, t.Lifetime
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
 		return "", err
@@ -60,7 +69,7 @@ func (s *Signer) Sign(issuer, subject string, groups []string, audience string, 
 		JWTID:      hex.EncodeToString(jti),
 		Access:     access,
 	}
-	payload, err := json.Marshal(registryauth.Claims{ClaimSet: set, Groups: groups})
+	payload, err := json.Marshal(Claims{ClaimSet: set, Groups: groups})
 	if err != nil {
 		return "", err
 	}

@@ -1,9 +1,13 @@
-package cli
+package app
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -36,7 +40,8 @@ func TestPruneCommand(t *testing.T) {
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{imageapi.GVR: "ImageStreamList"})
 	for _, confirm := range []bool{false, true} {
-		s, out, _ := streams()
+		out := &bytes.Buffer{}
+		s := genericiooptions.IOStreams{In: strings.NewReader(""), Out: out, ErrOut: io.Discard}
 		lock := &fakeLock{}
 		o := &PruneOptions{IOStreams: s, Confirm: confirm, Storage: configuration.Storage{"inmemory": configuration.Parameters{}},
 			Streams: imageapi.Streams{Client: dyn}, Lock: lock}

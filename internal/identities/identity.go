@@ -1,4 +1,4 @@
-package services
+package identities
 
 import (
 	rbacv1 "k8s.io/api/rbac/v1"

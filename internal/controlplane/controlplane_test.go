@@ -1,0 +1,147 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
+	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+// fileArgs are the values of args that name files: each must exist.
+func fileArgs(t *testing.T, args []string) {
+	t.Helper()
+	for _, a := range args {
+		flag, value, _ := strings.Cut(a, "=")
+		if strings.HasSuffix(flag, "-file") || strings.HasSuffix(flag, "kubeconfig") {
+			if _, err := os.Stat(value); err != nil {
+				t.Errorf("%s names a file that is not there: %v", flag, err)
+			}
+		}
+	}
+}
+
+// The three components' arguments are real flags of the real binaries (parsed by
+// their own flag sets, as at run time), name files the PKI step wrote, and say what
+// up means: the ports given, etcd's URL, every default controller by a name the
+// controller manager knows.
+func TestComponentArguments(t *testing.T) {
+	dir := t.TempDir()
+	p, err := preparePKI(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := filepath.Join(dir, "admin.kubeconfig")
+	if err := writeKubeconfigs("https://127.0.0.1:6443", p, admin); err != nil {
+		t.Fatal(err)
+	}
+	for _, kc := range []string{admin, p.controllerManagerKubeconfig, p.schedulerKubeconfig} {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+		if err != nil || cfg.Host != "https://127.0.0.1:6443" {
+			t.Errorf("%s: %v %v", kc, cfg, err)
+		}
+	}
+
+	apiArgs := p.apiServerArgs("http://127.0.0.1:2379", 6443, "127.0.0.1", "10.96.0.0/12", 0)
+	fileArgs(t, apiArgs)
+	api, err := parseAPIServerArgs(apiArgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api.SecureServing.BindPort != 6443 || !slices.Equal(api.Etcd.StorageConfig.Transport.ServerList, []string{"http://127.0.0.1:2379"}) {
+		t.Errorf("kube-apiserver: port %d, etcd %v", api.SecureServing.BindPort, api.Etcd.StorageConfig.Transport.ServerList)
+	}
+	if !slices.Contains(api.Authorization.Modes, "RBAC") {
+		t.Errorf("kube-apiserver authorization modes %v: RBAC decides who pulls", api.Authorization.Modes)
+	}
+
+	kcmArgs := p.controllerManagerArgs(DefaultControllers, "10.96.0.0/12", 10257, 0)
+	fileArgs(t, kcmArgs)
+	kcm, err := parseControllerManagerArgs(kcmArgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kcm.Validate(kcmapp.KnownControllers(), kcmapp.ControllersDisabledByDefault(), kcmapp.ControllerAliases()); err != nil {
+		t.Errorf("kube-controller-manager refuses pullgate's options: %v", err)
+	}
+	if !slices.Equal(kcm.Generic.Controllers, DefaultControllers) {
+		t.Errorf("controllers %v", kcm.Generic.Controllers)
+	}
+
+	schedArgs := p.schedulerArgs(10259, 0)
+	fileArgs(t, schedArgs)
+	sched, err := parseSchedulerArgs(schedArgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sched.SecureServing.BindPort != 10259 {
+		t.Errorf("kube-scheduler port %d", sched.SecureServing.BindPort)
+	}
+	if _, err := parseAPIServerArgs([]string{"--no-such-flag=1"}); err == nil {
+		t.Error("an unknown kube-apiserver flag was accepted")
+	}
+}
+
+// The PKI step is idempotent: a second start reuses the CA and the keys.
+func TestPreparePKIReuses(t *testing.T) {
+	dir := t.TempDir()
+	first, err := preparePKI(dir, "0.0.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca1, _ := os.ReadFile(first.caFile)
+	second, err := preparePKI(dir, "0.0.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca2, _ := os.ReadFile(second.caFile)
+	if len(ca1) == 0 || string(ca1) != string(ca2) || first.saKey != second.saKey {
+		t.Error("a second start made a new CA or service-account key")
+	}
+}
+
+// poll waits for ready, and stops early, saying why, when the component exits or
+// the start is abandoned.
+func TestPoll(t *testing.T) {
+	ctx := context.Background()
+	calls := 0
+	stop := make(chan struct{})
+	defer close(stop)
+	running := goRun("api", func() error { <-stop; return nil })
+	if err := poll(ctx, running, func() bool { calls++; return calls == 3 }); err != nil || calls != 3 {
+		t.Errorf("ready on the third check: %v after %d", err, calls)
+	}
+	exited := goRun("kube-apiserver", func() error { return errors.New("port in use") })
+	<-exited.done
+	if err := poll(ctx, exited, func() bool { return false }); err == nil || !strings.Contains(err.Error(), "kube-apiserver: port in use") {
+		t.Errorf("an exited component: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 3*readyPoll)
+	defer cancel()
+	if err := poll(short, running, func() bool { return false }); err == nil || !strings.Contains(err.Error(), "api not ready") {
+		t.Errorf("a start abandoned: %v", err)
+	}
+}
+
+// Clients reach an API server bound to every address on loopback, else on its
+// address; the free ports are distinct.
+func TestClientHostAndPorts(t *testing.T) {
+	for bind, want := range map[string]string{"0.0.0.0": "127.0.0.1", "::": "127.0.0.1", "": "127.0.0.1", "10.0.0.5": "10.0.0.5", "127.0.0.1": "127.0.0.1"} {
+		if got := clientHost(bind); got != want {
+			t.Errorf("clientHost(%q) = %q, want %q", bind, got, want)
+		}
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ports)
+	if len(slices.Compact(ports)) != 4 {
+		t.Errorf("ports %v", ports)
+	}
+}
