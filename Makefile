@@ -7,7 +7,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 BIN           := $(CURDIR)/bin
 # The embedded kube-apiserver reports the Kubernetes version it was built from, as a
 # release build of kube-apiserver does.
-LDFLAGS := -X pullgate.dev/pullgate/internal/version.Version=$(VERSION) \
+LDFLAGS := -X pullgate.dev/pullgate/internal/platform/version.Version=$(VERSION) \
            -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
            -X k8s.io/component-base/version.gitMajor=1 \
            -X k8s.io/component-base/version.gitMinor=37 \

@@ -11,7 +11,7 @@ import (
 	"os"
 	"strings"
 
-	"pullgate.dev/pullgate/internal/credprovider"
+	"pullgate.dev/pullgate/internal/node/credprovider"
 )
 
 func main() {

@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 func main() {

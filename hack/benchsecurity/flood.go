@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // loginsDuringFlood measures a good client's logins, each with a fresh service
@@ -78,7 +78,7 @@ func loginsDuringFlood(ctx context.Context, env *harness.Env, logins int) {
 
 // login asks the token service for a pull token with password, and returns the status.
 func login(env *harness.Env, password string) int {
-	q := url.Values{"service": {registryauth.Service}, "scope": {"repository:owner/app:pull"}}
+	q := url.Values{"service": {tokenauth.Service}, "scope": {"repository:owner/app:pull"}}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+env.RegistryHost+"/token?"+q.Encode(), nil)
 	req.SetBasicAuth("bench", password)
 	resp, err := http.DefaultClient.Do(req)

@@ -23,7 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 func main() {
@@ -71,7 +71,7 @@ func main() {
 	fmt.Printf("%-44s %10s %10s %12s %s\n", "revocation (same machine)", "p50", "p99", "goal", "anchor")
 	fmt.Printf("%-44s %10s %10s %12s %s\n", fmt.Sprintf("delete rolebinding → old token refused (%d)", len(took)),
 		took[len(took)/2].Round(time.Millisecond), took[len(took)*99/100].Round(time.Millisecond), "< 1s",
-		fmt.Sprintf("distribution: token lifetime %s + 60s leeway", registryauth.MaxLifetime))
+		fmt.Sprintf("distribution: token lifetime %s + 60s leeway", tokenauth.MaxLifetime))
 
 	loginsDuringFlood(ctx, env, *rounds*2)
 }
@@ -86,7 +86,7 @@ func bind(ctx context.Context, env *harness.Env, ns, role, sa, saNS string) {
 }
 
 func registryToken(env *harness.Env, k8sToken, scope string) string {
-	q := url.Values{"service": {registryauth.Service}, "scope": {scope}}
+	q := url.Values{"service": {tokenauth.Service}, "scope": {scope}}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+env.RegistryHost+"/token?"+q.Encode(), nil)
 	req.SetBasicAuth("bench", k8sToken)
 	resp, err := http.DefaultClient.Do(req)

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"os"
 
-	"pullgate.dev/pullgate/internal/atomicfile"
 	"pullgate.dev/pullgate/internal/manifests"
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
 )
 
 func main() {

@@ -15,10 +15,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
-	"pullgate.dev/pullgate/internal/clusterpullsecret"
-	"pullgate.dev/pullgate/internal/datadir"
-	"pullgate.dev/pullgate/internal/kubeconfig"
-	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/node/clusterpullsecret"
+	"pullgate.dev/pullgate/internal/platform/datadir"
+	"pullgate.dev/pullgate/internal/platform/kubeconfig"
+	"pullgate.dev/pullgate/internal/platform/pki"
 )
 
 // NewAdmCommand is `pullgate adm`.

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"pullgate.dev/pullgate/internal/clusterpullsecret"
+	"pullgate.dev/pullgate/internal/node/clusterpullsecret"
 )
 
 // adm create-kubeconfig writes a kubeconfig whose client certificate names the user

@@ -14,9 +14,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"pullgate.dev/pullgate/internal/explain"
-	"pullgate.dev/pullgate/internal/imagepull"
+	"pullgate.dev/pullgate/internal/node/imagepull"
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/registryinfo"
+	"pullgate.dev/pullgate/internal/registry/location"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -168,7 +168,7 @@ func (o *ExplainPullOptions) podForm() bool {
 
 func (o *ExplainPullOptions) Run(ctx context.Context) error {
 	e := o.Explainer
-	if info, err := registryinfo.Read(ctx, o.Client); err == nil {
+	if info, err := location.Read(ctx, o.Client); err == nil {
 		e.RegistryHosts = info.Hostnames
 	}
 	if authz, err := rbacauthz.NewForClient(ctx, o.Client); err == nil {

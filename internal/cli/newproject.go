@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
-	"pullgate.dev/pullgate/internal/project"
+	"pullgate.dev/pullgate/internal/openshift/project"
 )
 
 // NewProjectOptions is `pullgate new-project NAME`, as `oc new-project`: a

@@ -12,7 +12,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"pullgate.dev/pullgate/internal/project"
+	"pullgate.dev/pullgate/internal/openshift/project"
 )
 
 func newProjectRun(t *testing.T, o *NewProjectOptions, name string) (string, error) {

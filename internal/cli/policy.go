@@ -20,7 +20,7 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/scheme"
 
-	"pullgate.dev/pullgate/internal/project"
+	"pullgate.dev/pullgate/internal/openshift/project"
 )
 
 // NewPolicyCommand is `pullgate policy`, oc's policy commands.

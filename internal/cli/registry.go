@@ -19,9 +19,9 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/utils/ptr"
 
-	"pullgate.dev/pullgate/internal/atomicfile"
-	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/registryinfo"
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
+	"pullgate.dev/pullgate/internal/registry/location"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -49,7 +49,7 @@ func NewRegistryInfoCommand(f cmdutil.Factory, streams genericiooptions.IOStream
 
 // Run prints what the registry published about itself.
 func (o *RegistryInfoOptions) Run(ctx context.Context) error {
-	info, err := registryinfo.Read(ctx, o.Client)
+	info, err := location.Read(ctx, o.Client)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (o *RegistryLoginOptions) Complete(f cmdutil.Factory) error {
 
 // Run writes a credential for every name of the registry.
 func (o *RegistryLoginOptions) Run(ctx context.Context) error {
-	info, err := registryinfo.Read(ctx, o.Client)
+	info, err := location.Read(ctx, o.Client)
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func (o *RegistryLoginOptions) token(ctx context.Context) (string, string, error
 		return o.KubeconfigToken, user.Username, nil
 	}
 	tr, err := o.Client.CoreV1().ServiceAccounts(o.Namespace).CreateToken(ctx, o.ServiceAccount, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{registryauth.Service}, ExpirationSeconds: ptr.To(int64(3600))},
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{tokenauth.Service}, ExpirationSeconds: ptr.To(int64(3600))},
 	}, metav1.CreateOptions{})
 	if apierrors.IsNotFound(err) {
 		return "", "", fmt.Errorf("serviceaccount %q not found in namespace %q", o.ServiceAccount, o.Namespace)

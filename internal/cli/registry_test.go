@@ -16,7 +16,7 @@ import (
 
 	"k8s.io/client-go/kubernetes/fake"
 
-	"pullgate.dev/pullgate/internal/registryinfo"
+	"pullgate.dev/pullgate/internal/registry/location"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -25,7 +25,7 @@ import (
 func TestRegistryLogin(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "builder"}})
-	if err := registryinfo.Publish(ctx, client, registryinfo.Info{URL: "http://localhost:5000", Hostnames: []string{"localhost:5000", "127.0.0.1:5000"}}); err != nil {
+	if err := location.Publish(ctx, client, location.Info{URL: "http://localhost:5000", Hostnames: []string{"localhost:5000", "127.0.0.1:5000"}}); err != nil {
 		t.Fatal(err)
 	}
 	client.PrependReactor("create", "serviceaccounts", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -78,7 +78,7 @@ func TestRegistryInfo(t *testing.T) {
 	if err := (&RegistryInfoOptions{IOStreams: s, Client: client}).Run(ctx); err == nil {
 		t.Error("info with nothing published succeeded")
 	}
-	if err := registryinfo.Publish(ctx, client, registryinfo.Info{URL: "https://r.example", Hostnames: []string{"r.example", "r.internal:5000"}}); err != nil {
+	if err := location.Publish(ctx, client, location.Info{URL: "https://r.example", Hostnames: []string{"r.example", "r.internal:5000"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := (&RegistryInfoOptions{IOStreams: s, Client: client}).Run(ctx); err != nil || out.String() != "URL:       https://r.example\nHostnames: r.example, r.internal:5000\n" {

@@ -10,7 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
-	"pullgate.dev/pullgate/internal/registrykeys"
+	"pullgate.dev/pullgate/internal/registry/keys"
 )
 
 // RotateKeyOptions is `pullgate adm rotate-registry-key`.
@@ -22,14 +22,14 @@ type RotateKeyOptions struct {
 }
 
 func newRotateRegistryKeyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &RotateKeyOptions{Propagation: registrykeys.Propagation, IOStreams: streams}
+	o := &RotateKeyOptions{Propagation: keys.Propagation, IOStreams: streams}
 	cmd := &cobra.Command{
 		Use:   "rotate-registry-key",
 		Short: "Make a new key for registry tokens; the old one keeps verifying until its tokens have expired",
 		Long: fmt.Sprintf(`Add a new signing key to the registry's shared keys (Secret %s/%s). Every
 replica verifies tokens signed with it at once and signs with it after
 --propagation; the key it replaces verifies for %s more, the longest a token it
-signed can live plus margins, then is dropped. Nobody has to log in again.`, registrykeys.Namespace, registrykeys.Name, registrykeys.Overlap),
+signed can live plus margins, then is dropped. Nobody has to log in again.`, keys.Namespace, keys.Name, keys.Overlap),
 		Example: `  pullgate adm rotate-registry-key`,
 		Args:    cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
@@ -59,7 +59,7 @@ func (o *RotateKeyOptions) Validate() error {
 
 // Run rotates and says what changed.
 func (o *RotateKeyOptions) Run(ctx context.Context) error {
-	set, err := registrykeys.Rotate(ctx, o.Client, o.Propagation)
+	set, err := keys.Rotate(ctx, o.Client, o.Propagation)
 	if err != nil {
 		return err
 	}

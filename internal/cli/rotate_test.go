@@ -9,25 +9,25 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"pullgate.dev/pullgate/internal/registrykeys"
+	"pullgate.dev/pullgate/internal/registry/keys"
 )
 
 func TestRotateRegistryKey(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
 	var out bytes.Buffer
-	o := &RotateKeyOptions{Propagation: registrykeys.Propagation, Client: client, IOStreams: genericiooptions.IOStreams{Out: &out}}
+	o := &RotateKeyOptions{Propagation: keys.Propagation, Client: client, IOStreams: genericiooptions.IOStreams{Out: &out}}
 	if err := o.Run(ctx); err == nil || !strings.Contains(err.Error(), "no registry has run yet") {
 		t.Fatalf("rotating before any registry ran: %v", err)
 	}
-	before, err := registrykeys.Ensure(ctx, client)
+	before, err := keys.Ensure(ctx, client)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	after, err := registrykeys.Ensure(ctx, client)
+	after, err := keys.Ensure(ctx, client)
 	if err != nil {
 		t.Fatal(err)
 	}

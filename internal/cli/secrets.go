@@ -14,7 +14,7 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/scheme"
 
-	"pullgate.dev/pullgate/internal/project"
+	"pullgate.dev/pullgate/internal/openshift/project"
 )
 
 // NewSecretsCommand is `pullgate secrets link|unlink`, as oc's.

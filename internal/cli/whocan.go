@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
-	"pullgate.dev/pullgate/internal/project"
+	"pullgate.dev/pullgate/internal/openshift/project"
 	"pullgate.dev/pullgate/internal/rbacauthz"
 )
 

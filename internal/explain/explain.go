@@ -17,11 +17,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"pullgate.dev/pullgate/internal/clusterpullsecret"
-	"pullgate.dev/pullgate/internal/imagepull"
+	"pullgate.dev/pullgate/internal/node/clusterpullsecret"
+	"pullgate.dev/pullgate/internal/node/imagepull"
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/registryinfo"
+	"pullgate.dev/pullgate/internal/registry/location"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -39,7 +39,7 @@ type Explainer struct {
 	// RBAC (the decision is then left out, and said so).
 	Authz Decider
 	// RegistryHosts are the integrated registry's names.
-	RegistryHosts registryinfo.Hosts
+	RegistryHosts location.Hosts
 	// CredentialProvider says the nodes run pullgate's credential provider (as up's
 	// node does): a pod's service account token pulls from the integrated registry.
 	CredentialProvider bool
@@ -379,7 +379,7 @@ func (e *Explainer) decide(ref name.Reference, namespace, sa string) *Integrated
 	repo := ref.Context().RepositoryStr()
 	user := rbacauthz.ServiceAccountUser(namespace, sa)
 	out := &Integrated{Repository: repo, Identity: user.Name}
-	target, stream, ok := registryauth.SplitRepository(repo)
+	target, stream, ok := tokenauth.SplitRepository(repo)
 	if !ok {
 		return out
 	}
@@ -388,7 +388,7 @@ func (e *Explainer) decide(ref name.Reference, namespace, sa string) *Integrated
 		out.Fix = "you may not read the cluster's RBAC, so the decision is unknown: ask an administrator to run pullgate explain pull"
 		return out
 	}
-	d := e.Authz.Decide(user, registryauth.RequestFor("pull", target, stream))
+	d := e.Authz.Decide(user, tokenauth.RequestFor("pull", target, stream))
 	out.Allowed = d.Allowed
 	if d.Allowed {
 		out.Binding = strings.SplitN(d.String(), " grants ", 2)[0]
@@ -410,7 +410,7 @@ func (e *Explainer) decide(ref name.Reference, namespace, sa string) *Integrated
 // serviceAccountToken is what the credential provider would give: a token of the
 // account for the registry's audience, bound to the pod when there is one.
 func (e *Explainer) serviceAccountToken(ctx context.Context, in input) (credentials.Candidate, error) {
-	spec := authenticationv1.TokenRequestSpec{Audiences: []string{registryauth.Service}}
+	spec := authenticationv1.TokenRequestSpec{Audiences: []string{tokenauth.Service}}
 	if in.pod != nil {
 		spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: in.pod.Name, UID: in.pod.UID}
 	}

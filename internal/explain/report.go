@@ -6,7 +6,7 @@
 // Its Report is also the documented JSON/YAML schema of `pullgate explain pull -o`.
 package explain
 
-import "pullgate.dev/pullgate/internal/imagepull"
+import "pullgate.dev/pullgate/internal/node/imagepull"
 
 // Report is the answer for every image of a pod, or for one image.
 type Report struct {

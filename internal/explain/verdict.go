@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"pullgate.dev/pullgate/internal/imagepull"
+	"pullgate.dev/pullgate/internal/node/imagepull"
 )
 
 // verdict is the answer for one image: the credential that pulls, or the single most

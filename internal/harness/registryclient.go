@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 
-	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 // RegistryClient speaks the distribution API to one repository of the integrated

@@ -8,12 +8,12 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"pullgate.dev/pullgate/internal/controllers"
-	"pullgate.dev/pullgate/internal/leader"
-	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/registryinfo"
-	"pullgate.dev/pullgate/internal/registrykeys"
-	"pullgate.dev/pullgate/internal/registryroles"
+	"pullgate.dev/pullgate/internal/controller"
+	"pullgate.dev/pullgate/internal/controller/leader"
+	"pullgate.dev/pullgate/internal/registry/keys"
+	"pullgate.dev/pullgate/internal/registry/location"
+	"pullgate.dev/pullgate/internal/registry/roles"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // AdmissionPolicy names the ValidatingAdmissionPolicy (and its binding) that pins
@@ -27,7 +27,7 @@ const AdmissionPolicy = "pullgate-identities"
 //   - controllers: secrets of type kubernetes.io/dockercfg named <sa>-dockercfg and
 //     labelled as theirs (created, updated and deleted only so); tokens only for the
 //     registry's audience; role bindings only the registry's three, exactly as
-//     registryroles.RoleBindings makes them; their own Lease;
+//     roles.RoleBindings makes them; their own Lease;
 //   - registry: its keys Secret, the ConfigMap publishing its names, the prunes' Lease.
 func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
 	all := append(append(Registry().Usernames(), TokenService().Usernames()...), Controllers().Usernames()...)
@@ -54,17 +54,17 @@ func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.Validatin
 				{
 					Expression: "variables.resource != 'secrets' || (variables.controllers && " + pullSecret("variables.written") +
 						" && (request.operation != 'UPDATE' || " + pullSecret("oldObject") + ")) || " +
-						fmt.Sprintf("(variables.registry && request.operation != 'DELETE' && request.namespace == %q && variables.written.metadata.name == %q)", registrykeys.Namespace, registrykeys.Name),
+						fmt.Sprintf("(variables.registry && request.operation != 'DELETE' && request.namespace == %q && variables.written.metadata.name == %q)", keys.Namespace, keys.Name),
 					Message: fmt.Sprintf("pullgate writes only the secrets it owns: as its controllers, type kubernetes.io/dockercfg named <serviceaccount>-dockercfg and labelled %s; as its registry, its keys %s/%s",
-						controllers.LabelPullSecret, registrykeys.Namespace, registrykeys.Name),
+						controller.LabelPullSecret, keys.Namespace, keys.Name),
 				},
 				{
-					Expression: fmt.Sprintf("variables.resource != 'configmaps' || (variables.registry && request.operation != 'DELETE' && request.namespace == %q && variables.written.metadata.name == %q)", registryinfo.Namespace, registryinfo.Name),
-					Message:    fmt.Sprintf("of configmaps pullgate writes only %s/%s, as the registry", registryinfo.Namespace, registryinfo.Name),
+					Expression: fmt.Sprintf("variables.resource != 'configmaps' || (variables.registry && request.operation != 'DELETE' && request.namespace == %q && variables.written.metadata.name == %q)", location.Namespace, location.Name),
+					Message:    fmt.Sprintf("of configmaps pullgate writes only %s/%s, as the registry", location.Namespace, location.Name),
 				},
 				{
-					Expression: fmt.Sprintf("variables.resource != 'serviceaccounts/token' || (variables.controllers && object.spec.audiences == [%q])", registryauth.Service),
-					Message:    fmt.Sprintf("pullgate requests service account tokens only as its controllers, and only for the registry's audience %s", registryauth.Service),
+					Expression: fmt.Sprintf("variables.resource != 'serviceaccounts/token' || (variables.controllers && object.spec.audiences == [%q])", tokenauth.Service),
+					Message:    fmt.Sprintf("pullgate requests service account tokens only as its controllers, and only for the registry's audience %s", tokenauth.Service),
 				},
 				{
 					Expression: "variables.resource != 'rolebindings' || (variables.controllers && request.operation == 'CREATE' && (" + managedBindings() + "))",
@@ -72,8 +72,8 @@ func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.Validatin
 				},
 				{
 					Expression: fmt.Sprintf("variables.resource != 'leases' || (request.namespace == %q && ((variables.controllers && object.metadata.name == %q) || (variables.registry && object.metadata.name == %q)))",
-						registrykeys.Namespace, leader.ControllersLease, leader.PruneLease),
-					Message: fmt.Sprintf("pullgate creates only its own Leases in %s: %s (controllers) and %s (registry)", registrykeys.Namespace, leader.ControllersLease, leader.PruneLease),
+						keys.Namespace, leader.ControllersLease, leader.PruneLease),
+					Message: fmt.Sprintf("pullgate creates only its own Leases in %s: %s (controllers) and %s (registry)", keys.Namespace, leader.ControllersLease, leader.PruneLease),
 				},
 			}),
 		},
@@ -108,14 +108,14 @@ func rules(groups, resources []string, ops ...admissionv1.OperationType) admissi
 // pullSecret is true of obj when it is a pull secret the controllers own.
 func pullSecret(obj string) string {
 	return fmt.Sprintf("(%[1]s.type == 'kubernetes.io/dockercfg' && %[1]s.metadata.name.matches('-dockercfg(-[0-9a-f]{10})?$') && has(%[1]s.metadata.labels) && %[2]q in %[1]s.metadata.labels && %[1]s.metadata.labels[%[2]q] == 'true')",
-		obj, controllers.LabelPullSecret)
+		obj, controller.LabelPullSecret)
 }
 
-// managedBindings is true of a role binding registryroles.RoleBindings makes in the
+// managedBindings is true of a role binding roles.RoleBindings makes in the
 // request's namespace, and of no other.
 func managedBindings() string {
 	var alts []string
-	for _, b := range registryroles.RoleBindings("NAMESPACE") {
+	for _, b := range roles.RoleBindings("NAMESPACE") {
 		conds := []string{
 			fmt.Sprintf("object.metadata.name == %q", b.Name),
 			fmt.Sprintf("object.roleRef.apiGroup == %q && object.roleRef.kind == %q && object.roleRef.name == %q", b.RoleRef.APIGroup, b.RoleRef.Kind, b.RoleRef.Name),
@@ -144,7 +144,7 @@ func inNamespace(name string) string {
 
 func bindingNames() []string {
 	var names []string
-	for _, b := range registryroles.RoleBindings("") {
+	for _, b := range roles.RoleBindings("") {
 		names = append(names, b.Name)
 	}
 	return names

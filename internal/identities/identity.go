@@ -5,12 +5,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 
-	"pullgate.dev/pullgate/internal/imageapi"
-	"pullgate.dev/pullgate/internal/leader"
-	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/registryinfo"
-	"pullgate.dev/pullgate/internal/registrykeys"
-	"pullgate.dev/pullgate/internal/registryroles"
+	"pullgate.dev/pullgate/internal/controller/leader"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/keys"
+	"pullgate.dev/pullgate/internal/registry/location"
+	"pullgate.dev/pullgate/internal/registry/roles"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // Identity is one of pullgate's components as the API server knows it, with the
@@ -32,7 +32,7 @@ type Identity struct {
 // Usernames are the names the API server sees for the identity: up's user and
 // deploy/'s service account.
 func (i Identity) Usernames() []string {
-	return []string{i.User, serviceaccount.MakeUsername(registrykeys.Namespace, i.ServiceAccount)}
+	return []string{i.User, serviceaccount.MakeUsername(keys.Namespace, i.ServiceAccount)}
 }
 
 // The ServiceAccounts of deploy/.
@@ -58,16 +58,16 @@ func Registry() Identity {
 			rbacv1.PolicyRule{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, ResourceNames: []string{imageapi.CRDName}, Verbs: []string{"get"}},
 		),
 		Roles: []*rbacv1.Role{
-			role("pullgate:registry", registrykeys.Namespace,
+			role("pullgate:registry", keys.Namespace,
 				// create cannot be limited by name in RBAC: Admission() pins it.
 				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
-				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{registrykeys.Name}, Verbs: []string{"get", "list", "watch", "update"}},
+				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{keys.Name}, Verbs: []string{"get", "list", "watch", "update"}},
 				rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 				rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leader.PruneLease}, Verbs: []string{"get", "update"}},
 			),
-			role("pullgate:registry", registryinfo.Namespace,
+			role("pullgate:registry", location.Namespace,
 				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
-				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{registryinfo.Name}, Verbs: []string{"get", "update"}},
+				rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{location.Name}, Verbs: []string{"get", "update"}},
 			),
 		},
 	}
@@ -107,7 +107,7 @@ func Controllers() Identity {
 			rbacv1.PolicyRule{NonResourceURLs: []string{"/openid/v1/jwks"}, Verbs: []string{"get"}},
 		),
 		Roles: []*rbacv1.Role{
-			role("pullgate:controllers", registrykeys.Namespace,
+			role("pullgate:controllers", keys.Namespace,
 				rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 				rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leader.ControllersLease}, Verbs: []string{"get", "update"}},
 			),
@@ -121,7 +121,7 @@ func Identities() []Identity { return []Identity{Registry(), TokenService(), Con
 // boundRoles are the cluster roles the controllers bind in every namespace.
 func boundRoles() []string {
 	var names []string
-	for _, b := range registryroles.RoleBindings("") {
+	for _, b := range roles.RoleBindings("") {
 		names = append(names, b.RoleRef.Name)
 	}
 	return names
@@ -138,7 +138,7 @@ const NodeRole = "pullgate:node"
 // Node is the ClusterRole NodeRole, bound to the group system:nodes.
 func Node() *rbacv1.ClusterRole {
 	return clusterRole(NodeRole,
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{registryauth.Service}, Verbs: []string{"request-serviceaccounts-token-audience"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{tokenauth.Service}, Verbs: []string{"request-serviceaccounts-token-audience"}},
 		rbacv1.PolicyRule{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource}, Verbs: []string{"get"}},
 	)
 }

@@ -14,9 +14,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/component-helpers/auth/rbac/reconciliation"
 
-	"pullgate.dev/pullgate/internal/imageapi"
-	"pullgate.dev/pullgate/internal/registrykeys"
-	"pullgate.dev/pullgate/internal/registryroles"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/keys"
+	"pullgate.dev/pullgate/internal/registry/roles"
 )
 
 // Subject says who an identity is in one kind of install: up's users, or deploy/'s
@@ -30,7 +30,7 @@ func AsUser(i Identity) rbacv1.Subject {
 
 // AsServiceAccount is an identity installed from deploy/: its ServiceAccount.
 func AsServiceAccount(i Identity) rbacv1.Subject {
-	return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: i.ServiceAccount, Namespace: registrykeys.Namespace}
+	return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: i.ServiceAccount, Namespace: keys.Namespace}
 }
 
 // Access is every role, binding and policy that gives pullgate's identities what they
@@ -75,14 +75,14 @@ func Install(ctx context.Context, adminConfig *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: registrykeys.Namespace}}, metav1.CreateOptions{})
+	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: keys.Namespace}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("namespace %s: %w", registrykeys.Namespace, err)
+		return fmt.Errorf("namespace %s: %w", keys.Namespace, err)
 	}
 	if err := imageapi.EnsureCRD(ctx, adminConfig); err != nil {
 		return err
 	}
-	if err := registryroles.EnsureClusterRoles(ctx, admin); err != nil {
+	if err := roles.EnsureClusterRoles(ctx, admin); err != nil {
 		return err
 	}
 	for _, obj := range Access(AsUser) {
@@ -106,7 +106,7 @@ func Install(ctx context.Context, adminConfig *rest.Config) error {
 func ensure(ctx context.Context, admin kubernetes.Interface, obj runtime.Object) error {
 	switch o := obj.(type) {
 	case *rbacv1.ClusterRole:
-		return registryroles.EnsureClusterRole(admin, o)
+		return roles.EnsureClusterRole(admin, o)
 	case *rbacv1.ClusterRoleBinding:
 		_, err := (&reconciliation.ReconcileRoleBindingOptions{
 			RoleBinding: reconciliation.ClusterRoleBindingAdapter{ClusterRoleBinding: o},

@@ -15,9 +15,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"pullgate.dev/pullgate/internal/identities"
-	"pullgate.dev/pullgate/internal/imageapi"
-	"pullgate.dev/pullgate/internal/registrykeys"
-	"pullgate.dev/pullgate/internal/registryroles"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/keys"
+	"pullgate.dev/pullgate/internal/registry/roles"
 )
 
 // Header starts the generated file.
@@ -28,7 +28,7 @@ func Generated() ([]byte, error) {
 	crd := imageapi.CRD()
 	crd.APIVersion, crd.Kind = "apiextensions.k8s.io/v1", "CustomResourceDefinition"
 	objects := []runtime.Object{crd}
-	for _, role := range registryroles.ClusterRoles() {
+	for _, role := range roles.ClusterRoles() {
 		objects = append(objects, clusterRole(role))
 	}
 	// Each component's identity: its ServiceAccount, roles and bindings, and the
@@ -36,7 +36,7 @@ func Generated() ([]byte, error) {
 	for _, name := range []string{identities.RegistryServiceAccount, identities.ControllersServiceAccount} {
 		objects = append(objects, &corev1.ServiceAccount{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: registrykeys.Namespace},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: keys.Namespace},
 		})
 	}
 	objects = append(objects, identities.Access(identities.AsServiceAccount)...)

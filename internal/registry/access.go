@@ -13,7 +13,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // AccessControllerName is the name pullgate's access controller is registered under.
@@ -33,7 +33,7 @@ func init() {
 // removed grant bites at the next request. It counts what it refuses.
 type accessController struct {
 	token   *tokenVerifier
-	authz   registryauth.Authorizer
+	authz   tokenauth.Authorizer
 	refused *prometheus.CounterVec
 	// realm is the token endpoint; a path alone ("/token") is completed with the
 	// scheme and host of each request, so clients are sent back to the name and port
@@ -87,7 +87,7 @@ func newAccessController(options map[string]any) (auth.AccessController, error) 
 		}
 	}
 	refused, _ := options[accessOptionMetrics].(*prometheus.CounterVec)
-	authz, _ := options[accessOptionAuthz].(registryauth.Authorizer)
+	authz, _ := options[accessOptionAuthz].(tokenauth.Authorizer)
 	realm, _ := options["realm"].(string)
 	service, _ := options["service"].(string)
 	return &accessController{token: inner, authz: authz, refused: refused, realm: realm, service: service}, nil
@@ -116,17 +116,17 @@ func (a *accessController) count(reason string) {
 	}
 }
 
-// recheck refuses a verified token whose lifetime exceeds registryauth.MaxLifetime,
+// recheck refuses a verified token whose lifetime exceeds tokenauth.MaxLifetime,
 // and any repository access that RBAC no longer grants the token's subject.
 func (a *accessController) recheck(r *http.Request, access []auth.Access) (reason string, err error) {
 	if a.authz == nil {
 		return "", nil
 	}
-	claims, err := registryauth.ParseVerified(registryauth.BearerToken(r.Header.Get("Authorization")))
+	claims, err := tokenauth.ParseVerified(tokenauth.BearerToken(r.Header.Get("Authorization")))
 	if err != nil {
 		return "invalid_token", token.ErrInvalidToken
 	}
-	maxLife := registryauth.MaxLifetime + lifetimeLeeway
+	maxLife := tokenauth.MaxLifetime + lifetimeLeeway
 	if claims.Lifetime() > maxLife || time.Until(time.Unix(claims.Expiration, 0)) > maxLife {
 		return "lifetime", token.ErrInvalidToken
 	}
@@ -135,11 +135,11 @@ func (a *accessController) recheck(r *http.Request, access []auth.Access) (reaso
 		if acc.Type != "repository" {
 			continue
 		}
-		namespace, name, ok := registryauth.SplitRepository(acc.Name)
+		namespace, name, ok := tokenauth.SplitRepository(acc.Name)
 		if !ok {
 			return "revoked", token.ErrInsufficientScope
 		}
-		if allowed, _ := a.authz.Allowed(user, registryauth.RequestFor(acc.Action, namespace, name)); !allowed {
+		if allowed, _ := a.authz.Allowed(user, tokenauth.RequestFor(acc.Action, namespace, name)); !allowed {
 			return "revoked", token.ErrInsufficientScope
 		}
 	}

@@ -16,12 +16,12 @@ import (
 	"github.com/distribution/distribution/v3/registry/auth"
 	"github.com/distribution/distribution/v3/registry/auth/token"
 
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
-func newSigner(t testing.TB) *registryauth.Signer {
+func newSigner(t testing.TB) *tokenauth.Signer {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	s, err := registryauth.NewSigner(key)
+	s, err := tokenauth.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +42,8 @@ func TestTokenVerification(t *testing.T) {
 	}
 	pull := []*token.ResourceActions{{Type: "repository", Name: "ns/app", Actions: []string{"pull"}}}
 	now := time.Now()
-	sign := func(s *registryauth.Signer, iss, aud string, at time.Time) string {
-		tok, err := s.Sign(registryauth.Token{Issuer: iss, Subject: "u", Audience: aud, Access: pull, IssuedAt: at, Lifetime: 5 * time.Minute})
+	sign := func(s *tokenauth.Signer, iss, aud string, at time.Time) string {
+		tok, err := s.Sign(tokenauth.Token{Issuer: iss, Subject: "u", Audience: aud, Access: pull, IssuedAt: at, Lifetime: 5 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

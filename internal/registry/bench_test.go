@@ -15,7 +15,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/rbacauthz/rbacauthztest"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // The cost of deciding every request's access again from RBAC (10,000 RoleBindings in
@@ -33,7 +33,7 @@ func BenchmarkRequestAuthorization(b *testing.B) {
 	if err := os.WriteFile(jwks, signer.JWKS(), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	tok, err := signer.Sign(registryauth.Token{Issuer: "iss", Subject: "system:serviceaccount:clients:sa-4242", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:clients"}, Audience: "svc",
+	tok, err := signer.Sign(tokenauth.Token{Issuer: "iss", Subject: "system:serviceaccount:clients:sa-4242", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:clients"}, Audience: "svc",
 		Access: []*token.ResourceActions{{Type: "repository", Name: "ns-242/app", Actions: []string{"pull"}}}, IssuedAt: time.Now(), Lifetime: 5 * time.Minute})
 	if err != nil {
 		b.Fatal(err)
@@ -41,7 +41,7 @@ func BenchmarkRequestAuthorization(b *testing.B) {
 	access := auth.Access{Resource: auth.Resource{Type: "repository", Name: "ns-242/app"}, Action: "pull"}
 	for _, bc := range []struct {
 		name  string
-		authz registryauth.Authorizer
+		authz tokenauth.Authorizer
 	}{
 		{"token-only(distribution)", nil},
 		{"token+rbac-recheck(pullgate)", authz},

@@ -13,14 +13,14 @@ import (
 	"github.com/distribution/distribution/v3/registry/auth"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // catalog serves /v2/_catalog with only the repositories the caller may pull.
 type catalog struct {
 	verifier   auth.AccessController
 	enumerator distribution.RepositoryEnumerator
-	authz      registryauth.Authorizer
+	authz      tokenauth.Authorizer
 	repos      *repositories // nil: every stored repository exists
 }
 
@@ -52,11 +52,11 @@ func (c *catalog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if name <= last {
 			return nil
 		}
-		namespace, stream, ok := registryauth.SplitRepository(name)
+		namespace, stream, ok := tokenauth.SplitRepository(name)
 		if !ok {
 			return nil
 		}
-		if allowed, _ := c.authz.Allowed(user, registryauth.RequestFor("pull", namespace, stream)); !allowed {
+		if allowed, _ := c.authz.Allowed(user, tokenauth.RequestFor("pull", namespace, stream)); !allowed {
 			return nil
 		}
 		if c.repos != nil {
@@ -104,9 +104,9 @@ func authorize(w http.ResponseWriter, r *http.Request, verifier auth.AccessContr
 
 // requestUser is who the request's token, already verified, was issued to.
 func requestUser(r *http.Request) rbacauthz.User {
-	claims, err := registryauth.ParseVerified(registryauth.BearerToken(r.Header.Get("Authorization")))
+	claims, err := tokenauth.ParseVerified(tokenauth.BearerToken(r.Header.Get("Authorization")))
 	if err != nil {
-		return registryauth.Anonymous
+		return tokenauth.Anonymous
 	}
 	return claims.User()
 }

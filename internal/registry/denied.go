@@ -7,8 +7,8 @@ import (
 	"regexp"
 	"strings"
 
-	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/registryroles"
+	"pullgate.dev/pullgate/internal/registry/roles"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // explainDenied rewrites the body of a 401 that refuses a valid token for lack of
@@ -18,7 +18,7 @@ import (
 // clients behave exactly as before.
 type explainDenied struct {
 	next  http.Handler
-	authz registryauth.Authorizer
+	authz tokenauth.Authorizer
 }
 
 func (h explainDenied) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -32,7 +32,7 @@ func (h explainDenied) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type deniedWriter struct {
 	http.ResponseWriter
 	r        *http.Request
-	authz    registryauth.Authorizer
+	authz    tokenauth.Authorizer
 	replaced bool
 }
 
@@ -49,7 +49,7 @@ func (d *deniedWriter) WriteHeader(code int) {
 		d.ResponseWriter.WriteHeader(code)
 		return
 	}
-	claims, err := registryauth.ParseVerified(registryauth.BearerToken(d.r.Header.Get("Authorization")))
+	claims, err := tokenauth.ParseVerified(tokenauth.BearerToken(d.r.Header.Get("Authorization")))
 	if err != nil {
 		d.ResponseWriter.WriteHeader(code)
 		return
@@ -86,7 +86,7 @@ type refusal struct {
 
 // refused lists the actions of scope ("type:name:action,action") that the token does
 // not grant, or that RBAC no longer allows its subject.
-func (d *deniedWriter) refused(claims registryauth.Claims, scope string) []refusal {
+func (d *deniedWriter) refused(claims tokenauth.Claims, scope string) []refusal {
 	typ, rest, _ := strings.Cut(scope, ":")
 	i := strings.LastIndexByte(rest, ':')
 	if i < 0 {
@@ -97,10 +97,10 @@ func (d *deniedWriter) refused(claims registryauth.Claims, scope string) []refus
 	for _, action := range strings.Split(rest[i+1:], ",") {
 		ok := claims.Grants(typ, name, action)
 		if ok && typ == "repository" && d.authz != nil {
-			namespace, stream, split := registryauth.SplitRepository(name)
+			namespace, stream, split := tokenauth.SplitRepository(name)
 			ok = split
 			if split {
-				ok, _ = d.authz.Allowed(claims.User(), registryauth.RequestFor(action, namespace, stream))
+				ok, _ = d.authz.Allowed(claims.User(), tokenauth.RequestFor(action, namespace, stream))
 			}
 		}
 		if !ok {
@@ -115,14 +115,14 @@ func deniedMessage(user string, r refusal) string {
 	if r.typ != "repository" {
 		return fmt.Sprintf("%s is not allowed %s on %s:%s", user, r.action, r.typ, r.name)
 	}
-	namespace, _, ok := registryauth.SplitRepository(r.name)
+	namespace, _, ok := tokenauth.SplitRepository(r.name)
 	if !ok {
 		return fmt.Sprintf("%s is not a repository of this registry: a repository is <namespace>/<path>, in a Kubernetes namespace you may push to (e.g. NAMESPACE/%s)", r.name, r.name)
 	}
-	role, verb := registryroles.ImagePuller, "pull from"
+	role, verb := roles.ImagePuller, "pull from"
 	switch r.action {
 	case "push", "*":
-		role, verb = registryroles.ImagePusher, "push to"
+		role, verb = roles.ImagePusher, "push to"
 	case "delete":
 		role, verb = "registry-editor", "delete from"
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/auth"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // repositoryGate lets a request reach a repository only while the repository's
@@ -57,7 +57,7 @@ func (g *repositoryGate) beginPush(w http.ResponseWriter, r *http.Request, name 
 	case err == nil:
 		g.next.ServeHTTP(w, r)
 	case apierrors.IsNotFound(err):
-		namespace, _, _ := registryauth.SplitRepository(name)
+		namespace, _, _ := tokenauth.SplitRepository(name)
 		_ = errcode.ServeJSON(w, errcode.ErrorCodeNameUnknown.WithMessage(namespaceMissing(name, namespace)))
 	default:
 		g.log.Error("a push could not begin", "repository", name, "err", err)
@@ -88,7 +88,7 @@ func (g *repositoryGate) read(w http.ResponseWriter, r *http.Request, name strin
 		return
 	}
 	msg := fmt.Sprintf("repository %s not found: nothing was pushed there, or its imagestream was deleted", name)
-	if namespace, _, ok := registryauth.SplitRepository(name); ok && g.namespaceExists != nil && !g.namespaceExists(namespace) {
+	if namespace, _, ok := tokenauth.SplitRepository(name); ok && g.namespaceExists != nil && !g.namespaceExists(namespace) {
 		msg = namespaceMissing(name, namespace)
 	}
 	_ = errcode.ServeJSON(w, errcode.ErrorCodeNameUnknown.WithMessage(msg))

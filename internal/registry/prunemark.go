@@ -13,7 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // streamState is an ImageStream as a prune reads it, once, at its start.
@@ -136,7 +136,7 @@ func (p *pruner) scan(ctx context.Context, name string) (*repoState, error) {
 	if err != nil {
 		return nil, err
 	}
-	namespace, streamName, ok := registryauth.SplitRepository(name)
+	namespace, streamName, ok := tokenauth.SplitRepository(name)
 	stream, exists := p.streams[namespace+"/"+streamName]
 	switch {
 	case ok && exists && (owner == stream.uid || owner == ""):

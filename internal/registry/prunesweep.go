@@ -11,7 +11,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // target is one thing a prune may set aside: a blob's data, or a repository's link to
@@ -258,7 +258,7 @@ func (p *pruner) clearStale(ctx context.Context, rs *repoState, pinned bool) err
 	if err != nil {
 		return err
 	}
-	if namespace, name, ok := registryauth.SplitRepository(rs.name); ok {
+	if namespace, name, ok := tokenauth.SplitRepository(rs.name); ok {
 		uid, exists, err := p.repos.streams.Get(ctx, namespace, name)
 		if err != nil {
 			return fmt.Errorf("repository %s: %w", rs.name, err)

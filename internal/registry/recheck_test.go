@@ -13,7 +13,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/auth/token"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // switchAuthz allows whatever allow says at the moment of the request.
@@ -35,14 +35,14 @@ func TestEveryRequestIsDecidedAgain(t *testing.T) {
 	authz := &switchAuthz{allow: true}
 	ac, err := auth.GetAccessController(AccessControllerName, map[string]any{
 		"realm": "/token", "service": "svc", "issuer": "iss", "jwks": jwks, "signingalgorithms": []any{"ES256", "EdDSA"},
-		accessOptionAuthz: registryauth.Authorizer(authz),
+		accessOptionAuthz: tokenauth.Authorizer(authz),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pull := []*token.ResourceActions{{Type: "repository", Name: "ns/app", Actions: []string{"pull"}}}
 	try := func(lifetime time.Duration) error {
-		tok, err := signer.Sign(registryauth.Token{Issuer: "iss", Subject: "u", Groups: []string{"g"}, Audience: "svc", Access: pull, IssuedAt: time.Now(), Lifetime: lifetime})
+		tok, err := signer.Sign(tokenauth.Token{Issuer: "iss", Subject: "u", Groups: []string{"g"}, Audience: "svc", Access: pull, IssuedAt: time.Now(), Lifetime: lifetime})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,9 +30,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"pullgate.dev/pullgate/internal/atomicfile"
-	"pullgate.dev/pullgate/internal/healthz"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
+	"pullgate.dev/pullgate/internal/platform/healthz"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // Config is what the registry is built from.
@@ -57,7 +57,7 @@ type Config struct {
 	Streams Streams
 	// Authz re-decides every request's access from RBAC, so a removed grant bites at
 	// the next request rather than when the token expires.
-	Authz registryauth.Authorizer
+	Authz tokenauth.Authorizer
 	// NamespaceExists answers from an informer whether a namespace exists.
 	NamespaceExists func(string) bool
 	// BodyIdleTimeout cuts a request whose body stalls this long (default

@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // allowAll is RBAC letting everyone do everything.
@@ -66,7 +66,7 @@ func TestNewServesWithTokens(t *testing.T) {
 	}
 
 	access := []*token.ResourceActions{{Type: "repository", Name: "b/app", Actions: []string{"pull", "push"}}}
-	tok, err := signer.Sign(registryauth.Token{Issuer: "iss", Subject: "alice", Audience: "svc", Access: access, IssuedAt: time.Now(), Lifetime: 5 * time.Minute})
+	tok, err := signer.Sign(tokenauth.Token{Issuer: "iss", Subject: "alice", Audience: "svc", Access: access, IssuedAt: time.Now(), Lifetime: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

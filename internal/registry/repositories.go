@@ -19,8 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"pullgate.dev/pullgate/internal/imageapi"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // Streams is what the registry needs of the ImageStream API.
@@ -151,7 +151,7 @@ func (r *repositories) setOwner(ctx context.Context, repo, uid string) error {
 // Servable reports whether repo may be read: its ImageStream exists and owns its
 // storage. Storage from before owners were recorded is adopted by the stream.
 func (r *repositories) Servable(ctx context.Context, repo string) (bool, error) {
-	namespace, name, ok := registryauth.SplitRepository(repo)
+	namespace, name, ok := tokenauth.SplitRepository(repo)
 	if !ok {
 		return false, nil
 	}
@@ -185,7 +185,7 @@ func (r *repositories) UID(ctx context.Context, repo string) (string, error) {
 // Ensure makes repo's ImageStream exist and own the repository's storage, before a
 // push writes to it; what an earlier owner left is cleared first.
 func (r *repositories) Ensure(ctx context.Context, repo, host string) error {
-	namespace, name, ok := registryauth.SplitRepository(repo)
+	namespace, name, ok := tokenauth.SplitRepository(repo)
 	if !ok {
 		return errors.New("not a repository of a namespace")
 	}
@@ -330,7 +330,7 @@ func (r *repositories) Reconcile(ctx context.Context) error {
 			return nil
 		}
 		repo := strings.TrimPrefix(path.Dir(fi.Path()), ownersRoot+"/")
-		namespace, name, ok := registryauth.SplitRepository(repo)
+		namespace, name, ok := tokenauth.SplitRepository(repo)
 		if !ok {
 			return nil
 		}
@@ -359,7 +359,7 @@ func (r *repositories) Reconcile(ctx context.Context) error {
 
 // record points tag at ev in repo's stream.
 func (r *repositories) record(ctx context.Context, repo, host, tag string, ev imageapi.TagEvent) error {
-	namespace, name, _ := registryauth.SplitRepository(repo)
+	namespace, name, _ := tokenauth.SplitRepository(repo)
 	uid, err := r.owner(ctx, repo)
 	if err != nil {
 		return err
@@ -369,7 +369,7 @@ func (r *repositories) record(ctx context.Context, repo, host, tag string, ev im
 
 // recordReferrer lists a referrer pushed to repo on its stream.
 func (r *repositories) recordReferrer(ctx context.Context, repo string, subject digest.Digest, desc v1.Descriptor) {
-	namespace, name, ok := registryauth.SplitRepository(repo)
+	namespace, name, ok := tokenauth.SplitRepository(repo)
 	if !ok {
 		return
 	}
@@ -385,7 +385,7 @@ func (r *repositories) recordReferrer(ctx context.Context, repo string, subject 
 
 // unrecord takes tag out of repo's stream.
 func (r *repositories) unrecord(ctx context.Context, repo, tag string) error {
-	namespace, name, _ := registryauth.SplitRepository(repo)
+	namespace, name, _ := tokenauth.SplitRepository(repo)
 	uid, err := r.owner(ctx, repo)
 	if err != nil || uid == "" {
 		return err
@@ -489,7 +489,7 @@ func (r *repositories) reconcileTags(ctx context.Context, repo, host string) (bo
 		}
 		want[tag] = r.tagEvent(ctx, drepo, desc, created)
 	}
-	namespace, name, _ := registryauth.SplitRepository(repo)
+	namespace, name, _ := tokenauth.SplitRepository(repo)
 	uid, err := r.owner(ctx, repo)
 	if err != nil {
 		return false, err

@@ -15,7 +15,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"k8s.io/apimachinery/pkg/types"
 
-	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 // fakeStreams is an ImageStream API whose informer and API agree, unless lag says

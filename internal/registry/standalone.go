@@ -13,7 +13,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/distribution/distribution/v3/registry/handlers"
 
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // StandaloneConfig is a registry with no Kubernetes behind it: users from an htpasswd
@@ -88,7 +88,7 @@ func logUser(r *http.Request) string {
 	if user, _, ok := r.BasicAuth(); ok {
 		return user
 	}
-	claims, err := registryauth.ParseVerified(registryauth.BearerToken(r.Header.Get("Authorization")))
+	claims, err := tokenauth.ParseVerified(tokenauth.BearerToken(r.Header.Get("Authorization")))
 	if err != nil || claims.Subject == "" {
 		return "-"
 	}

@@ -10,9 +10,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
-	"pullgate.dev/pullgate/internal/imageapi"
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/registryroles"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/roles"
 )
 
 // cluster is the Kubernetes API as pullgate's services see it: clients, and the
@@ -44,7 +44,7 @@ func connect(restConfig *rest.Config) (*cluster, error) {
 	}
 	// The bindings controller creates these in every namespace; until it has, they
 	// count as if it had (no refused pull for a pod created with its namespace).
-	authz.Defaults = registryroles.RoleBindings
+	authz.Defaults = roles.RoleBindings
 	factory.Core().V1().Namespaces().Informer() // registered before the factory starts
 	return &cluster{rest: restConfig, client: client, dynamic: dyn, factory: factory, authz: authz, streams: imageapi.NewIndex(dyn)}, nil
 }

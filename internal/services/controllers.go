@@ -14,11 +14,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"pullgate.dev/pullgate/internal/controllers"
-	"pullgate.dev/pullgate/internal/healthz"
-	"pullgate.dev/pullgate/internal/leader"
-	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/registrykeys"
+	"pullgate.dev/pullgate/internal/controller"
+	"pullgate.dev/pullgate/internal/controller/leader"
+	"pullgate.dev/pullgate/internal/platform/healthz"
+	"pullgate.dev/pullgate/internal/registry/keys"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 // runControllers runs pullgate's reconcilers — per-namespace role bindings, the
@@ -31,21 +31,21 @@ import (
 func runControllers(term context.Context, client kubernetes.Interface, registryNames []string, removePullSecrets bool, log *slog.Logger) {
 	factory := informers.NewSharedInformerFactory(client, 0)
 	labelled := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.LabelSelector = controllers.PullSecretSelector().String()
+		o.LabelSelector = controller.PullSecretSelector().String()
 	}))
 	defer labelled.Shutdown()
 	defer factory.Shutdown()
-	rb, err := controllers.NewRoleBindings(client, factory, log)
+	rb, err := controller.NewRoleBindings(client, factory, log)
 	if err != nil {
 		log.Error("role bindings controller", "err", err)
 		return
 	}
-	sa, err := controllers.NewServiceAccounts(client, factory, log)
+	sa, err := controller.NewServiceAccounts(client, factory, log)
 	if err != nil {
 		log.Error("service accounts controller", "err", err)
 		return
 	}
-	ps, err := controllers.NewPullSecrets(client, factory, labelled, registryNames, registryauth.Service, log)
+	ps, err := controller.NewPullSecrets(client, factory, labelled, registryNames, tokenauth.Service, log)
 	if err != nil {
 		log.Error("pull secrets controller", "err", err)
 		return
@@ -83,7 +83,7 @@ func RunControllers(ctx context.Context, cfg ControllersConfig) error {
 		return err
 	}
 	metrics := newMetrics()
-	elector := leader.New(leader.Config{Client: client, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
+	elector := leader.New(leader.Config{Client: client, Namespace: keys.Namespace, Name: leader.ControllersLease,
 		Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
 	if cfg.Health != nil {
 		mux := http.NewServeMux()
@@ -97,7 +97,7 @@ func RunControllers(ctx context.Context, cfg ControllersConfig) error {
 		}()
 		defer server.Close()
 	}
-	cfg.Log.Info("controllers taking part in leader election", "lease", registrykeys.Namespace+"/"+leader.ControllersLease,
+	cfg.Log.Info("controllers taking part in leader election", "lease", keys.Namespace+"/"+leader.ControllersLease,
 		"identity", elector.Identity(), "registry-names", cfg.RegistryNames)
 	return elector.Run(ctx, func(term context.Context) {
 		runControllers(term, client, cfg.RegistryNames, cfg.NoPullSecrets, cfg.Log)

@@ -5,12 +5,12 @@ import (
 	"encoding/hex"
 	"os"
 
-	"pullgate.dev/pullgate/internal/atomicfile"
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
 )
 
 // HTTPSecret reads, or makes once, the secret a standalone registry signs upload
 // state with, so an upload survives a restart. (The integrated registry's replicas
-// share theirs through registrykeys.)
+// share theirs through package keys.)
 func HTTPSecret(path string) (string, error) {
 	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
 		return string(data), nil

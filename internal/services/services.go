@@ -22,14 +22,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"pullgate.dev/pullgate/internal/atomicfile"
-	"pullgate.dev/pullgate/internal/imageapi"
-	"pullgate.dev/pullgate/internal/leader"
+	"pullgate.dev/pullgate/internal/controller/leader"
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
 	"pullgate.dev/pullgate/internal/registry"
-	"pullgate.dev/pullgate/internal/registryauth"
-	"pullgate.dev/pullgate/internal/registryinfo"
-	"pullgate.dev/pullgate/internal/registrykeys"
-	"pullgate.dev/pullgate/internal/tokenserver"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/keys"
+	"pullgate.dev/pullgate/internal/registry/location"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
+	"pullgate.dev/pullgate/internal/registry/tokenserver"
 )
 
 // Config is what Start runs.
@@ -41,7 +41,7 @@ type Config struct {
 	TokenReviewConfig, ControllersConfig *rest.Config
 	// DataDir holds the registry's filesystem storage and the public keys it verifies
 	// tokens with (the keys themselves are shared by every replica in a Secret,
-	// registrykeys).
+	// keys).
 	DataDir string
 	// Storage is distribution's storage configuration; empty means the filesystem
 	// under DataDir/registry/storage.
@@ -89,7 +89,7 @@ type Running struct {
 	// Metrics is the registry served at /metrics, for other parts of the process.
 	Metrics prometheus.Registerer
 	// Authz decides RBAC from the services' informers, for other parts of the process.
-	Authz registryauth.Authorizer
+	Authz tokenauth.Authorizer
 	// Streams is the ImageStream index, for other parts of the process.
 	Streams      *imageapi.Index
 	server       *http.Server
@@ -130,7 +130,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		return nil, err
 	}
 	host, names := cfg.registryNames(listener.Addr())
-	shared, err := registrykeys.Load(ctx, c.client, cfg.Log)
+	shared, err := keys.Load(ctx, c.client, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if err := c.start(ctx, runCtx); err != nil {
 		return nil, err
 	}
-	if err := registryinfo.Publish(ctx, c.client, registryinfo.Info{URL: cmp.Or(cfg.Scheme, "http") + "://" + host, Hostnames: names}); err != nil {
+	if err := location.Publish(ctx, c.client, location.Info{URL: cmp.Or(cfg.Scheme, "http") + "://" + host, Hostnames: names}); err != nil {
 		return nil, err
 	}
 
@@ -161,14 +161,14 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	// election, and says nothing of it.
 	var elector *leader.Elector
 	if !cfg.NoControllers {
-		elector = leader.New(leader.Config{Client: controllersClient, Namespace: registrykeys.Namespace, Name: leader.ControllersLease,
+		elector = leader.New(leader.Config{Client: controllersClient, Namespace: keys.Namespace, Name: leader.ControllersLease,
 			Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
 	}
 	store := cfg.storage(regDir)
 	reg, err := registry.New(ctx, registry.Config{
 		Host:    host,
 		Storage: store,
-		Service: registryauth.Service, Issuer: registryauth.Issuer, JWKSFile: jwksFile,
+		Service: tokenauth.Service, Issuer: tokenauth.Issuer, JWKSFile: jwksFile,
 		HTTPSecret:      shared.Current().HTTPSecret,
 		TokenHandler:    newTokenService(reviewer, c.authz, shared, metrics, cfg.Log),
 		Streams:         c.streamsAPI(),
@@ -186,7 +186,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if err != nil {
 		return nil, err
 	}
-	go shared.Run(runCtx, func(set *registrykeys.Set) {
+	go shared.Run(runCtx, func(set *keys.Set) {
 		if err := reg.SetVerifyingKeys(set.JWKS(time.Now())); err != nil {
 			cfg.Log.Error("registry keys changed but could not be used; tokens signed with a new key are refused", "err", err)
 		}
@@ -273,7 +273,7 @@ func pruneOnce(ctx context.Context, reg maintained, cfg Config) {
 }
 
 func pruneLock(client kubernetes.Interface, identity string) leader.Lock {
-	return leader.Lock{Client: client, Namespace: registrykeys.Namespace, Name: leader.PruneLease, Identity: identity}
+	return leader.Lock{Client: client, Namespace: keys.Namespace, Name: leader.PruneLease, Identity: identity}
 }
 
 // DefaultReconcileInterval is how often storage and ImageStreams are compared.
@@ -288,10 +288,10 @@ func (c Config) reconcileInterval() time.Duration {
 
 // newTokenService is the token service: TokenReviews with a 10 s cache, RBAC from
 // the cluster's informers, failed logins limited per address.
-func newTokenService(reviewer kubernetes.Interface, authz registryauth.Authorizer, signer tokenserver.TokenSigner, metrics prometheus.Registerer, log *slog.Logger) *tokenserver.Server {
+func newTokenService(reviewer kubernetes.Interface, authz tokenauth.Authorizer, signer tokenserver.TokenSigner, metrics prometheus.Registerer, log *slog.Logger) *tokenserver.Server {
 	return &tokenserver.Server{
-		Issuer: registryauth.Issuer, Service: registryauth.Service, Lifetime: registryauth.MaxLifetime, Signer: signer,
-		Authn:   tokenserver.NewTokenReviewer(reviewer, 10*time.Second, registryauth.Service, metrics),
+		Issuer: tokenauth.Issuer, Service: tokenauth.Service, Lifetime: tokenauth.MaxLifetime, Signer: signer,
+		Authn:   tokenserver.NewTokenReviewer(reviewer, 10*time.Second, tokenauth.Service, metrics),
 		Authz:   authz,
 		Limiter: &tokenserver.FailureLimiter{},
 		Log:     log.With("component", "token-service"),

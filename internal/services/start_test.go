@@ -15,7 +15,7 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 
-	"pullgate.dev/pullgate/internal/leader"
+	"pullgate.dev/pullgate/internal/controller/leader"
 	"pullgate.dev/pullgate/internal/registry"
 )
 

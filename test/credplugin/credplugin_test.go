@@ -24,9 +24,9 @@ import (
 	"k8s.io/client-go/util/keyutil"
 	"k8s.io/kubernetes/pkg/credentialprovider/plugin"
 
-	"pullgate.dev/pullgate/internal/credprovider"
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/node/credprovider"
+	"pullgate.dev/pullgate/internal/platform/pki"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 

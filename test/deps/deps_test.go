@@ -9,11 +9,11 @@ import (
 )
 
 var mayEmbedKubernetes = map[string]bool{
-	"pullgate.dev/pullgate/internal/controlplane": true,
+	"pullgate.dev/pullgate/internal/platform/controlplane": true,
 	// The kubelet's credential provider code, run by the node agent.
-	"pullgate.dev/pullgate/internal/credentialplugins": true,
-	"pullgate.dev/pullgate/cmd/pullgate/app":           true,
-	"pullgate.dev/pullgate/cmd/pullgate":               true,
+	"pullgate.dev/pullgate/internal/node/credentialplugins": true,
+	"pullgate.dev/pullgate/cmd/pullgate/app":                true,
+	"pullgate.dev/pullgate/cmd/pullgate":                    true,
 }
 
 func TestOnlyControlPlaneImportsKubernetes(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/platform/pki"
 )
 
 // explainCase is one run of `pullgate explain pull`, kept for the README's gallery.

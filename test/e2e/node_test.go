@@ -23,10 +23,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"pullgate.dev/pullgate/internal/credprovider"
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/kubeconfig"
-	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/node/credprovider"
+	"pullgate.dev/pullgate/internal/platform/kubeconfig"
+	"pullgate.dev/pullgate/internal/platform/pki"
 )
 
 // The node agent of `up` (node "local") pulls the images of pods: the seed's "pods

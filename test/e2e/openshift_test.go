@@ -26,8 +26,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/kubeconfig"
-	"pullgate.dev/pullgate/internal/openshiftapi"
+	"pullgate.dev/pullgate/internal/openshift/apiserver"
+	"pullgate.dev/pullgate/internal/platform/kubeconfig"
 )
 
 var (
@@ -213,7 +213,7 @@ func TestOpenShiftAPIs(t *testing.T) {
 	// X-Remote-User: system:admin gets nothing: only the API server's front-proxy
 	// client certificate is accepted.
 	t.Run("forged user headers are refused", func(t *testing.T) {
-		svc, err := env.Admin.CoreV1().Services(openshiftapi.ServiceNamespace).Get(ctx, openshiftapi.ServiceName, metav1.GetOptions{})
+		svc, err := env.Admin.CoreV1().Services(apiserver.ServiceNamespace).Get(ctx, apiserver.ServiceName, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/platform/pki"
 )
 
 // seedRegistries are the seed's secured external registries, started for one test

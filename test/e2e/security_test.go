@@ -25,9 +25,9 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/internal/imageapi"
-	"pullgate.dev/pullgate/internal/pki"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/platform/pki"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -78,7 +78,7 @@ func TestHostileRegistryGetsNoTokenOrCredential(t *testing.T) {
 	pusherCfg := dockerConfigFor(t, ctx, b, "pusher", "admin")
 	pushImage(t, ctx, pusherCfg, env.RegistryHost+"/"+b+"/secret:latest")
 
-	hostile := newHostileRegistry(t, "http://"+env.RegistryHost+"/token", registryauth.Service, "repository:"+b+"/secret:pull,push")
+	hostile := newHostileRegistry(t, "http://"+env.RegistryHost+"/token", tokenauth.Service, "repository:"+b+"/secret:pull,push")
 	image := hostile.host + "/" + b + "/secret:latest"
 	cli := newCLI(t)
 
@@ -153,7 +153,7 @@ func TestHostileRegistryGetsNoTokenFromAnAliasedRealm(t *testing.T) {
 	}
 	ns := createNamespace(t, ctx, "alias")
 	waitForServiceAccount(t, ctx, ns, "default")
-	hostile := newHostileRegistry(t, "http://pullgate-alias."+testDomain+":"+port+"/token", registryauth.Service, "repository:"+ns+"/app:pull")
+	hostile := newHostileRegistry(t, "http://pullgate-alias."+testDomain+":"+port+"/token", tokenauth.Service, "repository:"+ns+"/app:pull")
 	createPod(t, ctx, ns, "app", hostile.host+"/"+ns+"/app:latest")
 	w := waitForWaiting(t, ctx, ns, "app", "ImagePullBackOff", 30*time.Second)
 	if !strings.Contains(w.Message, "pullgate's own token service") {
@@ -440,7 +440,7 @@ func registryToken(t *testing.T, ctx context.Context, k8sToken string, scopes ..
 }
 
 func tokenRequest(ctx context.Context, password string, scopes ...string) (int, string, http.Header) {
-	q := url.Values{"service": {registryauth.Service}, "scope": scopes}
+	q := url.Values{"service": {tokenauth.Service}, "scope": scopes}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+env.RegistryHost+"/token?"+q.Encode(), nil)
 	if password != "" {
 		req.SetBasicAuth("user", password)
@@ -505,12 +505,12 @@ func TestRevokedGrantBitesAtTheNextRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := registryauth.NewSigner(key)
+	signer, err := tokenauth.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	long, err := signer.Sign(registryauth.Token{Issuer: registryauth.Issuer, Subject: "system:serviceaccount:" + b + ":pusher", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + b, "system:authenticated"},
-		Audience: registryauth.Service, Access: []*token.ResourceActions{{Type: "repository", Name: repo, Actions: []string{"pull"}}}, IssuedAt: time.Now(), Lifetime: 10 * 365 * 24 * time.Hour})
+	long, err := signer.Sign(tokenauth.Token{Issuer: tokenauth.Issuer, Subject: "system:serviceaccount:" + b + ":pusher", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + b, "system:authenticated"},
+		Audience: tokenauth.Service, Access: []*token.ResourceActions{{Type: "repository", Name: repo, Actions: []string{"pull"}}}, IssuedAt: time.Now(), Lifetime: 10 * 365 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

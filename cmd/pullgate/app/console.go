@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
-	"pullgate.dev/pullgate/internal/console"
+	"pullgate.dev/pullgate/internal/openshift/console"
 )
 
 // consoleOptions are the flags of `pullgate console`.

@@ -8,7 +8,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
 
-	"pullgate.dev/pullgate/internal/listen"
+	"pullgate.dev/pullgate/internal/platform/listen"
 	"pullgate.dev/pullgate/internal/services"
 )
 

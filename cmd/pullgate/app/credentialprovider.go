@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"pullgate.dev/pullgate/internal/credprovider"
+	"pullgate.dev/pullgate/internal/node/credprovider"
 )
 
 func newCredentialProviderCommand(g *globalOptions) *cobra.Command {

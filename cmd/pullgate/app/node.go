@@ -20,12 +20,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"pullgate.dev/pullgate/internal/credentialplugins"
-	"pullgate.dev/pullgate/internal/datadir"
-	"pullgate.dev/pullgate/internal/imageapi"
-	"pullgate.dev/pullgate/internal/imagepull"
-	"pullgate.dev/pullgate/internal/nodeagent"
-	"pullgate.dev/pullgate/internal/version"
+	"pullgate.dev/pullgate/internal/node/agent"
+	"pullgate.dev/pullgate/internal/node/credentialplugins"
+	"pullgate.dev/pullgate/internal/node/imagepull"
+	"pullgate.dev/pullgate/internal/platform/datadir"
+	"pullgate.dev/pullgate/internal/platform/version"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -126,7 +126,7 @@ func (o *nodeOptions) Run(ctx context.Context) error {
 		go func() { _ = srv.Serve(l) }()
 		defer srv.Close()
 	}
-	agent, err := newNodeAgent(restConfig, nodeagent.Config{
+	nodeAgent, err := newNodeAgent(restConfig, agent.Config{
 		NodeName: o.name, ImageDir: filepath.Join(dir.Path, "images"),
 		RegistryHosts: o.registryHosts,
 		Transport:     transport, Workers: o.workers, Metrics: metrics, Log: log,
@@ -136,12 +136,12 @@ func (o *nodeOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return agent.Run(ctx)
+	return nodeAgent.Run(ctx)
 }
 
 // newNodeAgent builds an agent whose client is made from restConfig, with the
 // credential provider plugins of plugins, if any.
-func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config, plugins pluginFiles) (*nodeagent.Agent, error) {
+func newNodeAgent(restConfig *rest.Config, cfg agent.Config, plugins pluginFiles) (*agent.Agent, error) {
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return nil, err
@@ -154,7 +154,7 @@ func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config, plugins pluginF
 	}
 	cfg.Version = version.Version
 	if cfg.PullAuthorizer == nil && len(cfg.RegistryHosts) > 0 {
-		cfg.PullAuthorizer = nodeagent.SubjectAccessReviews{Client: client}
+		cfg.PullAuthorizer = agent.SubjectAccessReviews{Client: client}
 		// Nodes may get ImageStreams by name (identities.Node).
 		dyn, err := dynamic.NewForConfig(restConfig)
 		if err != nil {
@@ -162,7 +162,7 @@ func newNodeAgent(restConfig *rest.Config, cfg nodeagent.Config, plugins pluginF
 		}
 		cfg.Streams = imageapi.Streams{Client: dyn}
 	}
-	return nodeagent.New(cfg)
+	return agent.New(cfg)
 }
 
 // runningAgent is a node agent run by `up`.
@@ -171,12 +171,12 @@ type runningAgent struct {
 	done   chan struct{}
 }
 
-func startAgent(agent *nodeagent.Agent, log *slog.Logger) *runningAgent {
+func startAgent(a *agent.Agent, log *slog.Logger) *runningAgent {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningAgent{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		if err := agent.Run(ctx); err != nil && ctx.Err() == nil {
+		if err := a.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("node agent stopped", "err", err)
 		}
 	}()

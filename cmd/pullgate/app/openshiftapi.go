@@ -15,9 +15,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"pullgate.dev/pullgate/internal/controlplane"
-	"pullgate.dev/pullgate/internal/openshiftapi"
-	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/openshift/apiserver"
+	"pullgate.dev/pullgate/internal/platform/controlplane"
+	"pullgate.dev/pullgate/internal/platform/pki"
 	"pullgate.dev/pullgate/internal/services"
 )
 
@@ -27,7 +27,7 @@ import (
 // info work against up. It acts as up's administrator once the API server has
 // authorized the user.
 func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *services.Running, log *slog.Logger) error {
-	authz, ok := running.Authz.(openshiftapi.Authorizer)
+	authz, ok := running.Authz.(apiserver.Authorizer)
 	if !ok {
 		return fmt.Errorf("the services' authorizer cannot list who may do what")
 	}
@@ -47,7 +47,7 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 	if err != nil {
 		return err
 	}
-	pair, err := ca.ServingCert("openshift-apiserver", []string{openshiftapi.ServiceName + "." + openshiftapi.ServiceNamespace + ".svc", "localhost", "127.0.0.1"})
+	pair, err := ca.ServingCert("openshift-apiserver", []string{apiserver.ServiceName + "." + apiserver.ServiceNamespace + ".svc", "localhost", "127.0.0.1"})
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 	if err != nil {
 		return err
 	}
-	tlsConfig, err := openshiftapi.TLSConfig(cert, controlplane.FrontProxyCAFile(plane.DataDir))
+	tlsConfig, err := apiserver.TLSConfig(cert, controlplane.FrontProxyCAFile(plane.DataDir))
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 		return err
 	}
 	srv := &http.Server{
-		Handler: (&openshiftapi.Server{Client: client, Dynamic: dyn, Authz: authz, RegistryHost: running.RegistryHost,
+		Handler: (&apiserver.Server{Client: client, Dynamic: dyn, Authz: authz, RegistryHost: running.RegistryHost,
 			ProxyClientName: controlplane.FrontProxyClientName, Log: log}).Handler(),
 		TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -78,5 +78,5 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 	if err != nil {
 		return err
 	}
-	return openshiftapi.Register(ctx, client, dyn, "127.0.0.1", l.Addr().(*net.TCPAddr).Port, caPEM)
+	return apiserver.Register(ctx, client, dyn, "127.0.0.1", l.Addr().(*net.TCPAddr).Port, caPEM)
 }

@@ -17,11 +17,11 @@ import (
 	"k8s.io/klog/v2"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
-	"pullgate.dev/pullgate/internal/datadir"
-	"pullgate.dev/pullgate/internal/imageapi"
-	"pullgate.dev/pullgate/internal/leader"
+	"pullgate.dev/pullgate/internal/controller/leader"
+	"pullgate.dev/pullgate/internal/platform/datadir"
 	"pullgate.dev/pullgate/internal/registry"
-	"pullgate.dev/pullgate/internal/registrykeys"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/keys"
 )
 
 // PruneOptions is `pullgate adm prune`.
@@ -93,7 +93,7 @@ func (o *PruneOptions) Complete(f cmdutil.Factory) error {
 	if err != nil {
 		return err
 	}
-	o.Lock = leader.Lock{Client: client, Namespace: registrykeys.Namespace, Name: leader.PruneLease}
+	o.Lock = leader.Lock{Client: client, Namespace: keys.Namespace, Name: leader.PruneLease}
 	return nil
 }
 

@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
-	"pullgate.dev/pullgate/internal/imageapi"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 // fakeLock records that a prune took the lock.

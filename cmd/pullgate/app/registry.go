@@ -19,8 +19,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"pullgate.dev/pullgate/internal/cli"
-	"pullgate.dev/pullgate/internal/datadir"
-	"pullgate.dev/pullgate/internal/listen"
+	"pullgate.dev/pullgate/internal/platform/datadir"
+	"pullgate.dev/pullgate/internal/platform/listen"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/services"
 )

@@ -10,13 +10,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
-	"pullgate.dev/pullgate/internal/atomicfile"
-	"pullgate.dev/pullgate/internal/datadir"
-	"pullgate.dev/pullgate/internal/listen"
-	"pullgate.dev/pullgate/internal/pki"
-	"pullgate.dev/pullgate/internal/registryauth"
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
+	"pullgate.dev/pullgate/internal/platform/datadir"
+	"pullgate.dev/pullgate/internal/platform/listen"
+	"pullgate.dev/pullgate/internal/platform/pki"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
+	"pullgate.dev/pullgate/internal/registry/tokenserver"
 	"pullgate.dev/pullgate/internal/services"
-	"pullgate.dev/pullgate/internal/tokenserver"
 )
 
 // tokenServerOptions are the flags of `pullgate token-server`.
@@ -79,7 +79,7 @@ func (o *tokenServerOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	signer, err := registryauth.NewSigner(key)
+	signer, err := tokenauth.NewSigner(key)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func (o *tokenServerOptions) Run(ctx context.Context) error {
 	log := o.logger()
 	mux := http.NewServeMux()
 	mux.Handle("/token", &tokenserver.Server{
-		Issuer: o.issuer, Service: o.service, Lifetime: registryauth.MaxLifetime, Signer: signer,
+		Issuer: o.issuer, Service: o.service, Lifetime: tokenauth.MaxLifetime, Signer: signer,
 		Authn: users, Authz: grants, Log: log.With("component", "token-server"),
 		Metrics: tokenserver.NewMetrics(prometheus.NewRegistry()),
 	})

@@ -19,18 +19,18 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"pullgate.dev/pullgate/internal/atomicfile"
-	"pullgate.dev/pullgate/internal/clusterpullsecret"
-	"pullgate.dev/pullgate/internal/console"
-	"pullgate.dev/pullgate/internal/controlplane"
+	"pullgate.dev/pullgate/internal/node/clusterpullsecret"
+	"pullgate.dev/pullgate/internal/openshift/console"
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
+	"pullgate.dev/pullgate/internal/platform/controlplane"
 
-	"pullgate.dev/pullgate/internal/credprovider"
-	"pullgate.dev/pullgate/internal/datadir"
 	"pullgate.dev/pullgate/internal/identities"
-	"pullgate.dev/pullgate/internal/imagepull"
-	"pullgate.dev/pullgate/internal/listen"
-	"pullgate.dev/pullgate/internal/nodeagent"
-	"pullgate.dev/pullgate/internal/pki"
+	"pullgate.dev/pullgate/internal/node/agent"
+	"pullgate.dev/pullgate/internal/node/credprovider"
+	"pullgate.dev/pullgate/internal/node/imagepull"
+	"pullgate.dev/pullgate/internal/platform/datadir"
+	"pullgate.dev/pullgate/internal/platform/listen"
+	"pullgate.dev/pullgate/internal/platform/pki"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/services"
 	"pullgate.dev/pullgate/pkg/credentials"
@@ -257,11 +257,11 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		running.Stop()
 		return nil, nil, err
 	}
-	agent, err := newNodeAgent(nodeConfig, nodeagent.Config{
+	nodeAgent, err := newNodeAgent(nodeConfig, agent.Config{
 		NodeName:       nodeName,
 		ImageDir:       filepath.Join(nodeDir, "images"),
 		RegistryHosts:  names,
-		PullAuthorizer: nodeagent.RBACPullAuthorizer{Authz: running.Authz},
+		PullAuthorizer: agent.RBACPullAuthorizer{Authz: running.Authz},
 		Streams:        running.Streams,
 		// The node's credentials: the cluster pull secret, read by the in-process agent
 		// with the administrator's client (a node's identity may not read it).
@@ -276,7 +276,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		running.Stop()
 		return nil, nil, err
 	}
-	return running, startAgent(agent, log), nil
+	return running, startAgent(nodeAgent, log), nil
 }
 
 // registryScheme is how clients reach the registry: plain HTTP on loopback, TLS

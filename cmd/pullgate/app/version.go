@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"pullgate.dev/pullgate/internal/version"
+	"pullgate.dev/pullgate/internal/platform/version"
 )
 
 func newVersionCommand(g *globalOptions) *cobra.Command {

@@ -1,0 +1,227 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	projects "pullgate.dev/pullgate/internal/openshift/project"
+	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
+)
+
+var (
+	projectsResource     = schema.GroupResource{Group: "project.openshift.io", Resource: "projects"}
+	imageStreamsResource = schema.GroupResource{Group: "image.openshift.io", Resource: "imagestreams"}
+)
+
+// project is project.openshift.io/v1 Project: a namespace.
+type project struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct {
+		Finalizers []corev1.FinalizerName `json:"finalizers,omitempty"`
+	} `json:"spec"`
+	Status struct {
+		Phase corev1.NamespacePhase `json:"phase,omitempty"`
+	} `json:"status"`
+}
+
+func toProject(ns *corev1.Namespace) project {
+	p := project{TypeMeta: metav1.TypeMeta{Kind: "Project", APIVersion: "project.openshift.io/v1"}, ObjectMeta: ns.ObjectMeta}
+	p.ManagedFields = nil
+	p.Spec.Finalizers = ns.Spec.Finalizers
+	p.Status.Phase = ns.Status.Phase
+	return p
+}
+
+// mayGet reports whether u may get namespace ns: what makes it one of u's projects.
+func (s *Server) mayGet(u rbacauthz.User, ns string) bool {
+	return s.Authz.Decide(u, rbacauthz.Request{Verb: "get", Namespace: ns, Resource: "namespaces", Name: ns}).Allowed
+}
+
+func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) {
+	u := requester(r)
+	nss, err := s.Client.CoreV1().Namespaces().List(r.Context(), metav1.ListOptions{LabelSelector: r.URL.Query().Get("labelSelector")})
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	list := struct {
+		metav1.TypeMeta `json:",inline"`
+		metav1.ListMeta `json:"metadata"`
+		Items           []project `json:"items"`
+	}{TypeMeta: metav1.TypeMeta{Kind: "ProjectList", APIVersion: "project.openshift.io/v1"}, Items: []project{}}
+	for i := range nss.Items {
+		if s.mayGet(u, nss.Items[i].Name) {
+			list.Items = append(list.Items, toProject(&nss.Items[i]))
+		}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	u := requester(r)
+	if !s.mayGet(u, name) {
+		writeStatus(w, apierrors.NewForbidden(projectsResource, name, fmt.Errorf("User %q cannot get project %q", u.Name, name)))
+		return
+	}
+	ns, err := s.Client.CoreV1().Namespaces().Get(r.Context(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		writeStatus(w, apierrors.NewNotFound(projectsResource, name))
+		return
+	}
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toProject(ns))
+}
+
+// mayRequestProject answers oc new-project's first question: a Success status when
+// the API server let the user list projectrequests.
+func (s *Server) mayRequestProject(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess})
+}
+
+// requestProject is `oc new-project`: project.Create for the requester. The API
+// server has already checked that the user may create projectrequests.
+func (s *Server) requestProject(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		metav1.ObjectMeta `json:"metadata"`
+		DisplayName       string `json:"displayName"`
+		Description       string `json:"description"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeStatus(w, apierrors.NewBadRequest("reading the ProjectRequest: "+err.Error()))
+		return
+	}
+	created, err := projects.Create(r.Context(), s.Client, projects.Request{Name: req.Name, DisplayName: req.DisplayName, Description: req.Description}, requester(r).Name)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toProject(created))
+}
+
+// accessReview is oc policy who-can: every user and group RBAC lets do the action,
+// in a namespace (local) or the cluster.
+func (s *Server) accessReview(w http.ResponseWriter, r *http.Request) {
+	var review struct {
+		Namespace    string `json:"namespace"`
+		Verb         string `json:"verb"`
+		Group        string `json:"resourceAPIGroup"`
+		Resource     string `json:"resource"`
+		ResourceName string `json:"resourceName"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&review); err != nil {
+		writeStatus(w, apierrors.NewBadRequest("reading the review: "+err.Error()))
+		return
+	}
+	ns := r.PathValue("ns")
+	resource, sub, _ := strings.Cut(review.Resource, "/")
+	if resource == imageapi.Resource && (review.Group == "" || review.Group == "image.openshift.io") {
+		// OpenShift's image streams (its legacy group and image.openshift.io) are
+		// pullgate's: the registry decides on image.pullgate.dev, so that is asked.
+		review.Group = imageapi.Group
+	}
+	access := projects.WhoCan(s.Authz, rbacauthz.Request{Verb: review.Verb, Namespace: ns, Group: review.Group, Resource: resource, Subresource: sub, Name: review.ResourceName})
+	writeJSON(w, http.StatusCreated, struct {
+		metav1.TypeMeta `json:",inline"`
+		Namespace       string   `json:"namespace,omitempty"`
+		Users           []string `json:"users"`
+		Groups          []string `json:"groups"`
+		EvaluationError string   `json:"evalutionError"` // sic, as OpenShift's API spells it
+	}{TypeMeta: metav1.TypeMeta{Kind: "ResourceAccessReviewResponse", APIVersion: "authorization.openshift.io/v1"}, Namespace: ns, Users: access.Users, Groups: access.Groups})
+}
+
+// imageStream is image.openshift.io/v1 ImageStream, as much as oc reads of it.
+type imageStream struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct{}          `json:"spec"`
+	Status            imageStreamStatus `json:"status"`
+}
+
+type imageStreamStatus struct {
+	DockerImageRepository       string     `json:"dockerImageRepository"`
+	PublicDockerImageRepository string     `json:"publicDockerImageRepository,omitempty"`
+	Tags                        []namedTag `json:"tags,omitempty"`
+}
+
+type namedTag struct {
+	Tag   string     `json:"tag"`
+	Items []tagEvent `json:"items"`
+}
+
+type tagEvent struct {
+	Created              metav1.Time `json:"created"`
+	DockerImageReference string      `json:"dockerImageReference"`
+	Image                string      `json:"image"`
+	Generation           int64       `json:"generation"`
+}
+
+func (s *Server) toImageStream(is *imageapi.ImageStream) imageStream {
+	out := imageStream{TypeMeta: metav1.TypeMeta{Kind: "ImageStream", APIVersion: "image.openshift.io/v1"}, ObjectMeta: is.ObjectMeta}
+	out.ManagedFields = nil
+	repo := is.Status.DockerImageRepository
+	if repo == "" {
+		repo = s.RegistryHost + "/" + is.Namespace + "/" + is.Name
+	}
+	out.Status.DockerImageRepository = repo
+	for _, t := range is.Status.Tags {
+		tag := namedTag{Tag: t.Tag}
+		for _, ev := range t.Items {
+			tag.Items = append(tag.Items, tagEvent{Created: ev.Created, DockerImageReference: repo + "@" + ev.Digest, Image: ev.Digest})
+		}
+		out.Status.Tags = append(out.Status.Tags, tag)
+	}
+	return out
+}
+
+func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Dynamic.Resource(imageapi.GVR).Namespace(r.PathValue("ns")).List(r.Context(), metav1.ListOptions{})
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	out := struct {
+		metav1.TypeMeta `json:",inline"`
+		metav1.ListMeta `json:"metadata"`
+		Items           []imageStream `json:"items"`
+	}{TypeMeta: metav1.TypeMeta{Kind: "ImageStreamList", APIVersion: "image.openshift.io/v1"}, Items: []imageStream{}}
+	for i := range list.Items {
+		var is imageapi.ImageStream
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, &is) == nil {
+			out.Items = append(out.Items, s.toImageStream(&is))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	u, err := s.Dynamic.Resource(imageapi.GVR).Namespace(ns).Get(r.Context(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		writeStatus(w, apierrors.NewNotFound(imageStreamsResource, name))
+		return
+	}
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	var is imageapi.ImageStream
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &is); err != nil {
+		writeStatus(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.toImageStream(&is))
+}
