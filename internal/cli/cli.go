@@ -7,9 +7,12 @@
 package cli
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 )
 
@@ -48,4 +51,15 @@ func RegistryCommands(streams genericiooptions.IOStreams) []*cobra.Command {
 		kube.AddFlags(c.Flags())
 	}
 	return cmds
+}
+
+// runWithClient is the Run of a command whose options need only the user's
+// clientset: it fills in *client, then runs.
+func runWithClient(f cmdutil.Factory, client *kubernetes.Interface, run func(context.Context) error) func(*cobra.Command, []string) {
+	return func(cmd *cobra.Command, _ []string) {
+		var err error
+		*client, err = f.KubernetesClientSet()
+		cmdutil.CheckErr(err)
+		cmdutil.CheckErr(run(cmd.Context()))
+	}
 }

@@ -38,12 +38,7 @@ func NewRegistryInfoCommand(f cmdutil.Factory, streams genericiooptions.IOStream
 		Use:   "info",
 		Short: "Print the integrated registry's URL and the names it answers to",
 		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			var err error
-			o.Client, err = f.KubernetesClientSet()
-			cmdutil.CheckErr(err)
-			cmdutil.CheckErr(o.Run(cmd.Context()))
-		},
+		Run:   runWithClient(f, &o.Client, o.Run),
 	}
 }
 

@@ -25,12 +25,7 @@ func NewWhoAmICommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *co
 		Use:   "whoami",
 		Short: "Print the user the API server authenticates you as",
 		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			var err error
-			o.Client, err = f.KubernetesClientSet()
-			cmdutil.CheckErr(err)
-			cmdutil.CheckErr(o.Run(cmd.Context()))
-		},
+		Run:   runWithClient(f, &o.Client, o.Run),
 	}
 }
 

@@ -163,12 +163,17 @@ func (e *Explainer) explain(ctx context.Context, in input) Report {
 	for i := range r.Images {
 		img := &r.Images[i]
 		// Parsed once, here, where the image enters; everything below takes the type.
-		ref, err := name.ParseReference(img.Image)
+		parsed, err := credentials.ParseImage(img.Image)
 		if err != nil {
-			img.Verdict = Verdict{Cause: fmt.Sprintf("invalid image reference %q: %v", img.Image, err)}
+			// The kubelet's words when its parser refuses it too.
+			if _, kerr := credentials.ImageRepository(img.Image); kerr != nil {
+				err = kerr
+			}
+			img.Verdict = Verdict{Cause: err.Error()}
 			continue
 		}
-		e.image(ctx, in, &keyring, img, ref)
+		ref := parsed.Ref
+		e.image(ctx, in, &keyring, img, parsed)
 		if r.Node != "" {
 			on := slices.Contains(in.pulled, img.Image) || slices.Contains(nodeImages, img.Image) || slices.Contains(nodeImages, ref.Name())
 			img.OnNode = &on
@@ -309,7 +314,8 @@ func recreate(pod *corev1.Pod, extra ...string) string {
 
 // image fills in what is known of one image: credentials, the integrated registry's
 // decision, and the probe.
-func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Keyring, img *ImageReport, ref name.Reference) {
+func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Keyring, img *ImageReport, parsed credentials.Image) {
+	ref := parsed.Ref
 	considered, err := keyring.Consider(img.Image)
 	if err != nil {
 		img.Verdict = Verdict{Cause: err.Error()}
@@ -339,8 +345,8 @@ func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Ke
 	if e.Puller == nil {
 		return
 	}
-	req := imagepull.Request{Image: img.Image}
-	if got, err := keyring.Candidates(ctx, img.Image); err == nil {
+	req := imagepull.Request{Image: parsed}
+	if got, err := keyring.Candidates(ctx, parsed.Repository); err == nil {
 		req.Credentials = got.List
 	}
 	if tokenPath {

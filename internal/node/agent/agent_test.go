@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -292,7 +293,11 @@ func (fakePlugins) Forget(types.UID) {}
 
 type pluginFor struct{ pod *corev1.Pod }
 
-func (p pluginFor) Candidates(context.Context, string) (credentials.Candidates, error) {
+func (p pluginFor) Candidates(_ context.Context, image string) (credentials.Candidates, error) {
+	// As the kubelet asks its plugins: for the repository, without tag or digest.
+	if strings.ContainsAny(image, ":@") {
+		return credentials.Candidates{}, fmt.Errorf("plugins asked for %q, not its repository", image)
+	}
 	return credentials.Candidates{List: []credentials.Candidate{{ID: credentials.ServiceAccountID(p.pod.Namespace, "default", "sa-1"), Description: "plugin"}}}, nil
 }
 func (pluginFor) ForHost(context.Context, string) credentials.Candidates {
@@ -306,7 +311,7 @@ func TestCredentialProvidersComeAfterThePodsSecrets(t *testing.T) {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "default", UID: "sa-1"}}
 	a, _ := agentFor(t, fake.NewClientset(secret, sa), Config{CredentialProviders: fakePlugins{}})
 	p := &podCredentials{agent: a, pod: podWith("a", "pod", "registry.example.com/x/app:v1", "s")}
-	req := p.request(context.Background(), "registry.example.com/x/app:v1")
+	req := p.request(context.Background(), mustImage(t, "registry.example.com/x/app:v1"))
 	if len(req.Credentials) != 2 || req.Credentials[0].Username != "u" || req.Credentials[1].Description != "plugin" {
 		t.Fatalf("candidates %+v: want the secret, then the plugin", req.Credentials)
 	}
@@ -350,6 +355,15 @@ func TestDeletedPodIsConfirmed(t *testing.T) {
 	if err := a.confirmDeletion(context.Background(), pod); err != nil {
 		t.Errorf("confirming a pod already gone: %v", err)
 	}
+}
+
+func mustImage(t *testing.T, image string) credentials.Image {
+	t.Helper()
+	img, err := credentials.ParseImage(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 func mustParse(t *testing.T, image string) name.Reference {

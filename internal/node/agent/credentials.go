@@ -141,10 +141,12 @@ func serviceAccountName(pod *corev1.Pod) string {
 }
 
 // request lists the credentials for image, in order.
-func (p *podCredentials) request(ctx context.Context, image string) imagepull.Request {
+func (p *podCredentials) request(ctx context.Context, image credentials.Image) imagepull.Request {
 	p.build(ctx)
 	req := imagepull.Request{Image: image}
-	got, err := p.provider.Candidates(ctx, image)
+	// Looked up for the repository, as the kubelet looks up repoToPull: its
+	// credential provider plugins are asked for that too.
+	got, err := p.provider.Candidates(ctx, image.Repository)
 	if err == nil {
 		req.Credentials = got.List
 		p.note(got.Problems)

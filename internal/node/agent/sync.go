@@ -19,6 +19,7 @@ import (
 	"pullgate.dev/pullgate/internal/node/imagepull"
 	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/registry/tokenauth"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // Waiting reasons, as the kubelet reports them, and pullgate's own for a pulled image.
@@ -123,7 +124,8 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 		s.imageID, s.reason, s.message = prev.ImageID, ReasonPullOnly, prev.State.Waiting.Message
 		return s
 	}
-	ref, err := name.ParseReference(c.Image)
+	// Read once, here, where the image enters; everything below takes the type.
+	img, err := credentials.ParseImage(c.Image)
 	if err != nil {
 		s.reason = ReasonInvalidImageName
 		s.message = fmt.Sprintf("Failed to apply default image tag %q: couldn't parse image name %q: %v", c.Image, c.Image, err)
@@ -132,7 +134,7 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 		return s
 	}
 	key := string(pod.UID) + "/" + c.Image
-	cached, present := a.puller.Store.Lookup(ref.Name())
+	cached, present := a.puller.Store.Lookup(img.Ref.Name())
 
 	if c.ImagePullPolicy == corev1.PullNever && !present {
 		s.reason = ReasonErrImageNeverPull
@@ -145,9 +147,9 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 		return s
 	}
 	if present && c.ImagePullPolicy != corev1.PullAlways {
-		return a.usePresent(ctx, pod, c, creds, key, ref, cached, s)
+		return a.usePresent(ctx, pod, c, creds, key, img, cached, s)
 	}
-	return a.pull(ctx, pod, c, creds, key, ref, s)
+	return a.pull(ctx, pod, c, creds, key, img, s)
 }
 
 // usePresent lets a pod use an image already on the node only if it was pulled
@@ -156,13 +158,13 @@ func (a *Agent) containerImage(ctx context.Context, pod *corev1.Pod, c container
 // image of the integrated registry goes further: RBAC must still let the pod's
 // service account (or, for an image pulled anonymously, anyone) pull it, else the
 // registry is asked again with the pod's own credentials.
-func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, ref name.Reference, img imagepull.Image, s containerState) containerState {
-	req := creds.request(ctx, c.Image)
+func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, image credentials.Image, img imagepull.Image, s containerState) containerState {
+	req := creds.request(ctx, image)
 	record := a.puller.Store.Recorded(img.Descriptor.Digest)
-	if record.Allows(creds.ids(ctx)) && a.mayStillPull(ctx, pod, ref, record) && a.stillServed(ctx, ref, img.Descriptor.Digest.String()) {
+	if record.Allows(creds.ids(ctx)) && a.mayStillPull(ctx, pod, image.Ref, record) && a.stillServed(ctx, image.Ref, img.Descriptor.Digest.String()) {
 		a.metrics.cacheHit()
 		a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
-		return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
+		return a.pulledState(s, image.Ref, img.Descriptor.Digest.String())
 	}
 	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()
@@ -175,7 +177,7 @@ func (a *Agent) usePresent(ctx context.Context, pod *corev1.Pod, c container, cr
 	a.succeeded(key)
 	a.metrics.cacheHit()
 	a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine and can be accessed by the pod (checked with %s)", c.Image, used.Description))
-	return a.pulledState(s, img.Ref, img.Descriptor.Digest.String())
+	return a.pulledState(s, image.Ref, img.Descriptor.Digest.String())
 }
 
 // mayStillPull asks RBAC whether the pod may still pull an image of the integrated
@@ -214,9 +216,9 @@ func (a *Agent) stillServed(ctx context.Context, ref name.Reference, digest stri
 	return err == nil && slices.Contains(history, digest)
 }
 
-func (a *Agent) pull(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, ref name.Reference, s containerState) containerState {
+func (a *Agent) pull(ctx context.Context, pod *corev1.Pod, c container, creds *podCredentials, key string, image credentials.Image, s containerState) containerState {
 	a.event(pod, c, corev1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
-	req := creds.request(ctx, c.Image)
+	req := creds.request(ctx, image)
 	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()
 	begin := time.Now()
@@ -235,15 +237,11 @@ func (a *Agent) pull(ctx context.Context, pod *corev1.Pod, c container, creds *p
 	}
 	a.event(pod, c, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Successfully pulled image %q in %s (%s including waiting). Image size: %d bytes. Transferred: %d bytes. Credential: %s.",
 		c.Image, took.Round(time.Millisecond), took.Round(time.Millisecond), res.Size, res.Transferred, with))
-	return a.pulledState(s, res.Ref, res.Digest.String())
+	return a.pulledState(s, image.Ref, res.Digest.String())
 }
 
-func (a *Agent) pulledState(s containerState, ref, digest string) containerState {
-	repo := ref
-	if r, err := name.ParseReference(ref); err == nil {
-		repo = r.Context().Name()
-	}
-	s.imageID = repo + "@" + digest
+func (a *Agent) pulledState(s containerState, ref name.Reference, digest string) containerState {
+	s.imageID = ref.Context().Name() + "@" + digest
 	s.reason = ReasonPullOnly
 	s.message = fmt.Sprintf("Image is on node %s; a pullgate node pulls images and does not run containers", a.cfg.NodeName)
 	return s

@@ -33,7 +33,7 @@ func TestProbeStopsAtTheFirstCredentialLetIn(t *testing.T) {
 	never := credentials.Candidate{Description: "secret a/never", AuthConfig: authConfig("carol", "unused")}
 	p := &Puller{}
 
-	got := p.Probe(context.Background(), Request{Image: image, Credentials: []credentials.Candidate{wrong, right, never}})
+	got := p.Probe(context.Background(), Request{Image: mustImage(t, image), Credentials: []credentials.Candidate{wrong, right, never}})
 	if got.Err != nil || len(got.Steps) != 2 || got.Steps[0].OK || !got.Steps[1].OK || got.Steps[1].Manifest != "found" {
 		t.Fatalf("probe %+v", got)
 	}
@@ -44,7 +44,7 @@ func TestProbeStopsAtTheFirstCredentialLetIn(t *testing.T) {
 		t.Errorf("the probe downloaded %d blobs", gets)
 	}
 
-	got = p.Probe(context.Background(), Request{Image: image, Credentials: []credentials.Candidate{wrong}})
+	got = p.Probe(context.Background(), Request{Image: mustImage(t, image), Credentials: []credentials.Candidate{wrong}})
 	if got.Err == nil || got.Err.Reason != ReasonUnauthorized || strings.Contains(got.Err.Message, "hunter2") {
 		t.Fatalf("probe with a wrong password: %+v", got.Err)
 	}

@@ -29,7 +29,8 @@ import (
 
 // Request is one image to pull, with the credentials to try.
 type Request struct {
-	Image string
+	// Image is read once by the caller, where it entered (a pod's spec).
+	Image credentials.Image
 	// Credentials are the ones held for the image's registry, tried in order; none
 	// means an anonymous pull.
 	Credentials []credentials.Candidate
@@ -196,14 +197,14 @@ func secureRealm(realm *url.URL) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// tryEach is the one credential loop of Pull, Verify and Probe: it parses
-// req.Image, plans, then calls try with each attempt in order until one works. A
+// tryEach is the one credential loop of Pull, Verify and Probe: it plans req.Image's
+// pull, then calls try with each attempt in order until one works. A
 // registry that names pullgate's token service stops it at once, and so does a
 // failure that is not about credentials; its error explains every failure.
 func (p *Puller) tryEach(ctx context.Context, req Request, planned func(*plan), try func(ref name.Reference, pl *plan, a attempt) error) *Error {
-	ref, err := name.ParseReference(req.Image)
-	if err != nil {
-		return &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q: %v", req.Image, err)}
+	ref := req.Image.Ref
+	if ref == nil {
+		return &Error{Reason: ReasonInvalidImageName, Message: fmt.Sprintf("invalid image reference %q", req.Image.Given)}
 	}
 	pl, err := p.plan(ctx, ref, req)
 	if err != nil {

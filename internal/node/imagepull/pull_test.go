@@ -53,7 +53,7 @@ func newPuller(t *testing.T) *Puller {
 func TestPullStoresEachBlobOnceAndVerifies(t *testing.T) {
 	image, img := serve(t, func(h http.Handler) http.Handler { return h })
 	p := newPuller(t)
-	res, err := p.Pull(context.Background(), Request{Image: image})
+	res, err := p.Pull(context.Background(), Request{Image: mustImage(t, image)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestPullStoresEachBlobOnceAndVerifies(t *testing.T) {
 	if !p.Store.Recorded(want).Allows(nil) {
 		t.Error("an anonymous pull should let anyone use the image")
 	}
-	again, err := p.Pull(context.Background(), Request{Image: image})
+	again, err := p.Pull(context.Background(), Request{Image: mustImage(t, image)})
 	if err != nil || again.Transferred != 0 {
 		t.Fatalf("second pull transferred %d bytes (err %v), want 0", again.Transferred, err)
 	}
@@ -90,7 +90,7 @@ func TestInterruptedBlobIsResumedNotTrusted(t *testing.T) {
 		})
 	})
 	p := newPuller(t)
-	_, err := p.Pull(context.Background(), Request{Image: image})
+	_, err := p.Pull(context.Background(), Request{Image: mustImage(t, image)})
 	var perr *Error
 	if !errors.As(err, &perr) || perr.Reason != ReasonTransferInterrupted || !strings.Contains(perr.Message, "stopped after") {
 		t.Fatalf("got %v, want a transfer interrupted part way", err)
@@ -103,7 +103,7 @@ func TestInterruptedBlobIsResumedNotTrusted(t *testing.T) {
 		t.Fatal("an interrupted image is listed as present")
 	}
 	cut.Store(false)
-	res, err := p.Pull(context.Background(), Request{Image: image})
+	res, err := p.Pull(context.Background(), Request{Image: mustImage(t, image)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestCorruptBlobIsRefused(t *testing.T) {
 		})
 	})
 	p := newPuller(t)
-	_, err := p.Pull(context.Background(), Request{Image: image})
+	_, err := p.Pull(context.Background(), Request{Image: mustImage(t, image)})
 	var perr *Error
 	if !errors.As(err, &perr) || perr.Reason != ReasonDigestMismatch {
 		t.Fatalf("got %v, want a digest mismatch", err)
@@ -170,7 +170,10 @@ func TestFailuresAreExplained(t *testing.T) {
 	p := newPuller(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := p.Pull(context.Background(), Request{Image: tt.image, Credentials: tt.creds})
+			// A reference the node could not read reaches the puller as written alone.
+			img, _ := credentials.ParseImage(tt.image)
+			img.Given = tt.image
+			_, err := p.Pull(context.Background(), Request{Image: img, Credentials: tt.creds})
 			var perr *Error
 			if !errors.As(err, &perr) || perr.Reason != tt.reason {
 				t.Fatalf("got %v, want reason %s", err, tt.reason)
@@ -194,7 +197,7 @@ func TestFailuresAreExplained(t *testing.T) {
 func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
 	image, img := serve(t, func(h http.Handler) http.Handler { return h })
 	p := newPuller(t)
-	if _, err := p.Pull(context.Background(), Request{Image: image}); err != nil {
+	if _, err := p.Pull(context.Background(), Request{Image: mustImage(t, image)}); err != nil {
 		t.Fatal(err)
 	}
 	layers, _ := img.Layers()
@@ -207,7 +210,7 @@ func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
 	if err := os.WriteFile(blob, garbage, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, err := p.Pull(context.Background(), Request{Image: image})
+	res, err := p.Pull(context.Background(), Request{Image: mustImage(t, image)})
 	if err != nil || res.Transferred != int64(len(data)) {
 		t.Fatalf("pull over a corrupt blob: transferred %v bytes (err %v), want the blob again (%d)", res, err, len(data))
 	}
@@ -227,7 +230,7 @@ func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
 	// Same size, other content, written in place after it was hashed: the write moved
 	// the file's change time, so its next use hashes it again — no Reverify needed.
 	p2 := &Puller{Store: restarted}
-	if _, err := p2.Pull(context.Background(), Request{Image: image}); err != nil {
+	if _, err := p2.Pull(context.Background(), Request{Image: mustImage(t, image)}); err != nil {
 		t.Fatal(err)
 	}
 	overwriteInPlace(t, blob, garbage)
@@ -237,7 +240,7 @@ func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
 	// What no write through the kernel shows (the disk itself rotting) is found by the
 	// next Reverify (the node agent's schedule): here, the stamp of the rotten file
 	// recorded as if it had been hashed.
-	if _, err := p2.Pull(context.Background(), Request{Image: image}); err != nil {
+	if _, err := p2.Pull(context.Background(), Request{Image: mustImage(t, image)}); err != nil {
 		t.Fatal(err)
 	}
 	overwriteInPlace(t, blob, garbage)
@@ -251,7 +254,7 @@ func TestCorruptStoredBlobsAreFoundAndFetchedAgain(t *testing.T) {
 		t.Error("a blob whose content is wrong is used after Reverify")
 	}
 	// Truncated: seen at once, even where the blob was hashed before.
-	if _, err := p2.Pull(context.Background(), Request{Image: image}); err != nil {
+	if _, err := p2.Pull(context.Background(), Request{Image: mustImage(t, image)}); err != nil {
 		t.Fatal(err)
 	}
 	_ = os.Truncate(blob, 10)
@@ -285,4 +288,14 @@ func overwriteInPlace(t *testing.T, name string, data []byte) {
 	if err := os.Chtimes(name, info.ModTime(), info.ModTime()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// mustImage reads image as a node would, where it enters.
+func mustImage(t testing.TB, image string) credentials.Image {
+	t.Helper()
+	img, err := credentials.ParseImage(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -85,7 +85,7 @@ func TestRealmCredentialsFollowTheSeedsRule(t *testing.T) {
 			realm := newRecordingRealm(t)
 			image := challenging(t, realm.url) + "/team/app:1"
 			p := newPuller(t)
-			_, err := p.Pull(context.Background(), Request{Image: image, Credentials: tt.held,
+			_, err := p.Pull(context.Background(), Request{Image: mustImage(t, image), Credentials: tt.held,
 				RealmCredentials: func(string) []credentials.Candidate { return []credentials.Candidate{realmCred} }})
 			if err == nil {
 				t.Fatal("a registry that refuses everything was pulled from")
@@ -115,7 +115,7 @@ func TestForeignRegistryNamingTheIntegratedRealmIsRefused(t *testing.T) {
 	p := newPuller(t)
 	u, _ := url.Parse(realm.url)
 	p.IntegratedHosts = []string{u.Host}
-	_, err := p.Pull(context.Background(), Request{Image: image,
+	_, err := p.Pull(context.Background(), Request{Image: mustImage(t, image),
 		Credentials: []credentials.Candidate{{Description: "sa", AuthConfig: authConfig("serviceaccount", "token")}},
 		RealmCredentials: func(string) []credentials.Candidate {
 			return []credentials.Candidate{{Description: "dockercfg", AuthConfig: authConfig("x", "y")}}
@@ -175,7 +175,7 @@ func TestIntegratedRealmUnderAnotherNameIsRefused(t *testing.T) {
 	p := newPuller(t)
 	u, _ := url.Parse(realm.url)
 	p.IntegratedHosts = []string{"127.0.0.1:" + u.Port()}
-	_, err := p.Pull(context.Background(), Request{Image: image})
+	_, err := p.Pull(context.Background(), Request{Image: mustImage(t, image)})
 	if foreignRealm(err) == nil {
 		t.Fatalf("got %v, want %s", err, ReasonForeignRealm)
 	}
@@ -212,7 +212,7 @@ func TestPullgateTokensAreNeverSentToAnotherRegistry(t *testing.T) {
 	t.Cleanup(reg.Close)
 	p := newPuller(t)
 	p.IntegratedHosts = []string{"registry.example.com:5000"} // no name of it matches
-	_, err = p.Pull(context.Background(), Request{Image: strings.TrimPrefix(reg.URL, "http://") + "/b/secret:latest"})
+	_, err = p.Pull(context.Background(), Request{Image: mustImage(t, strings.TrimPrefix(reg.URL, "http://")+"/b/secret:latest")})
 	if foreignRealm(err) == nil {
 		t.Fatalf("got %v, want %s", err, ReasonForeignRealm)
 	}
