@@ -63,7 +63,7 @@ func TestKubectlTour(t *testing.T) {
 }
 
 // kubectl, built from the same release, sees the embedded server's real version,
-// and `pullgate version` names it.
+// and `pullgate version` names it, with its own version as make build stamped it.
 func TestVersions(t *testing.T) {
 	ctx := harness.Context(t, 2*time.Minute)
 	out, err := env.Kubectl(ctx, "version")
@@ -79,6 +79,11 @@ func TestVersions(t *testing.T) {
 	}
 	if !strings.Contains(string(pg), "kubernetes v1.37.2") {
 		t.Errorf("pullgate version printed %q, want the embedded kubernetes v1.37.2", pg)
+	}
+	// make build stamps the version (-X …/internal/platform/version.Version): a
+	// package moved without its -X leaves the default.
+	if strings.HasPrefix(string(pg), "pullgate dev\n") {
+		t.Errorf("pullgate version printed %q: the build's version stamp did not take", pg)
 	}
 }
 

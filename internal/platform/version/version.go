@@ -4,7 +4,7 @@ package version
 import "runtime/debug"
 
 // Version is pullgate's version, set at build time with
-// -ldflags "-X pullgate.dev/pullgate/internal/version.Version=…".
+// -ldflags "-X pullgate.dev/pullgate/internal/platform/version.Version=…".
 var Version = "dev"
 
 // Kubernetes returns the version of the k8s.io/kubernetes module linked into this
