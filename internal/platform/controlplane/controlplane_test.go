@@ -3,13 +3,21 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 )
 
@@ -144,4 +152,93 @@ func TestClientHostAndPorts(t *testing.T) {
 	if len(slices.Compact(ports)) != 4 {
 		t.Errorf("ports %v", ports)
 	}
+}
+
+// waitReady starts the controller manager and scheduler only once the API server's
+// /readyz says ok, and is ready only when the controller manager lists its
+// controllers, the scheduler answers and the default service account exists.
+func TestWaitReadyInOrder(t *testing.T) {
+	var mu sync.Mutex
+	apiReady, restStarted, saAsked := false, false, 0
+	readyzCalls, kcmCalls := 0, 0
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/readyz":
+			readyzCalls++
+			if readyzCalls < 3 {
+				http.Error(w, "[-]etcd failed", http.StatusInternalServerError)
+				return
+			}
+			apiReady = true
+			fmt.Fprint(w, "ok")
+		case "/api/v1/namespaces/default/serviceaccounts/default":
+			saAsked++
+			if saAsked < 2 {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default","namespace":"default"}}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer api.Close()
+	kcm := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		kcmCalls++
+		if kcmCalls < 3 {
+			fmt.Fprint(w, "[+]leaderElection ok\n") // serving, controllers not built yet
+			return
+		}
+		fmt.Fprint(w, "[+]serviceaccount-controller ok\n")
+	}))
+	defer kcm.Close()
+	sched := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	defer sched.Close()
+
+	kubeconfig := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: api.URL, InsecureSkipTLSVerify: true}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "c"
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	block := func() error { <-stop; return nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := waitReady(ctx, kubeconfig, port(t, kcm.URL), port(t, sched.URL), goRun("kube-apiserver", block), func() (*component, *component) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !apiReady {
+			t.Error("the controller manager and scheduler started before the API server was ready")
+		}
+		restStarted = true
+		return goRun("kube-controller-manager", block), goRun("kube-scheduler", block)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil || !restStarted || kcmCalls < 3 || saAsked < 2 {
+		t.Errorf("waitReady: %v (rest started %v, controller manager asked %d times, service account %d)", err, restStarted, kcmCalls, saAsked)
+	}
+}
+
+func port(t *testing.T, rawURL string) int {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
