@@ -2,7 +2,8 @@
 // user's own kubeconfig credentials (as `kubectl proxy` does): projects, image
 // streams, who can pull what and why, pods' pull state with the `explain pull`
 // diagnosis, service accounts' pull secrets, and the seed's actions, each done by the
-// same code as the CLI. It acts as the user and never with pullgate's identity.
+// same code as the CLI (package project). It acts as the user and never with
+// pullgate's identity.
 //
 // Only the holder of the printed URL can drive it: the URL's one-time token becomes a
 // session cookie (HttpOnly, SameSite=Strict), every form carries a token bound to the
