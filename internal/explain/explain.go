@@ -172,6 +172,7 @@ func (e *Explainer) explain(ctx context.Context, in input) Report {
 			img.Verdict = Verdict{Cause: err.Error()}
 			continue
 		}
+		img.parsed = parsed
 		ref := parsed.Ref
 		e.image(ctx, in, &keyring, img, parsed)
 		if r.Node != "" {
@@ -179,7 +180,7 @@ func (e *Explainer) explain(ctx context.Context, in input) Report {
 			img.OnNode = &on
 		}
 		// With the credential provider, an account's own <sa>-dockercfg is not needed.
-		img.Problems = notHeld(img.Image, elsewhere, in, e.CredentialProvider && e.RegistryHosts.Holds(ref))
+		img.Problems = notHeld(img, elsewhere, in, e.CredentialProvider && e.RegistryHosts.Holds(ref))
 		img.Verdict = verdict(img, r.Problems, img.Problems, in)
 	}
 	return r
@@ -264,7 +265,7 @@ func (e *Explainer) namespaceSecrets(ctx context.Context, pod *corev1.Pod, saNam
 
 // notHeld are the namespace's secrets that would give image a credential but that the
 // pod does not hold, each with its fix.
-func notHeld(image string, secrets []namespaceSecret, in input, skipAccountSecrets bool) []Problem {
+func notHeld(img *ImageReport, secrets []namespaceSecret, in input, skipAccountSecrets bool) []Problem {
 	var out []Problem
 	for _, s := range secrets {
 		if skipAccountSecrets && s.integratedSA {
@@ -272,12 +273,12 @@ func notHeld(image string, secrets []namespaceSecret, in input, skipAccountSecre
 		}
 		var k credentials.Keyring
 		k.AddLayer("secret", s.config)
-		if m, err := k.Lookup(image); err != nil || len(m) == 0 {
+		if m, err := k.Lookup(img.parsed.Repository); err != nil || len(m) == 0 {
 			continue
 		}
 		full := in.namespace + "/" + s.name
 		if s.onAccount {
-			msg := fmt.Sprintf("secret %s holds a credential for %s and is on service account %s, but not on the pod: the pod was created before %s had it; recreate the pod", s.name, registryOf(image), in.serviceAccount, in.serviceAccount)
+			msg := fmt.Sprintf("secret %s holds a credential for %s and is on service account %s, but not on the pod: the pod was created before %s had it; recreate the pod", s.name, img.registry(), in.serviceAccount, in.serviceAccount)
 			out = append(out, Problem{Kind: "not-on-pod", Secret: full, Message: msg, Fix: recreate(in.pod, s.name)})
 			continue
 		}
@@ -285,7 +286,7 @@ func notHeld(image string, secrets []namespaceSecret, in input, skipAccountSecre
 			continue // another account's own secret: not for this pod
 		}
 		out = append(out, Problem{Kind: "not-linked", Secret: full,
-			Message: fmt.Sprintf("secret %s holds a credential for %s, but it is not linked to service account %s for pull", s.name, registryOf(image), in.serviceAccount),
+			Message: fmt.Sprintf("secret %s holds a credential for %s, but it is not linked to service account %s for pull", s.name, img.registry(), in.serviceAccount),
 			Fix:     fmt.Sprintf("pullgate secrets link %s %s --for=pull -n %s && %s", in.serviceAccount, s.name, in.namespace, recreate(in.pod, s.name))})
 	}
 	return out

@@ -6,7 +6,10 @@
 // Its Report is also the documented JSON/YAML schema of `pullgate explain pull -o`.
 package explain
 
-import "pullgate.dev/pullgate/internal/node/imagepull"
+import (
+	"pullgate.dev/pullgate/internal/node/imagepull"
+	"pullgate.dev/pullgate/pkg/credentials"
+)
 
 // Report is the answer for every image of a pod, or for one image.
 type Report struct {
@@ -63,6 +66,18 @@ type ImageReport struct {
 	// PodStatus is the container's waiting reason and message, when it has one.
 	PodStatus string  `json:"podStatus,omitempty"`
 	Verdict   Verdict `json:"verdict"`
+
+	// parsed is Image as read once, when the report was filled in.
+	parsed credentials.Image
+}
+
+// registry is the image's registry host, for messages (the image as written when it
+// could not be read).
+func (r *ImageReport) registry() string {
+	if r.parsed.Ref == nil {
+		return r.Image
+	}
+	return r.parsed.Ref.Context().RegistryStr()
 }
 
 // Considered is one credential weighed for the image. It never holds the secret.

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"pullgate.dev/pullgate/internal/node/imagepull"
 )
 
@@ -65,7 +63,7 @@ func describe(c Considered) string {
 
 // cause is the most likely cause of a failure of the given reason, and its fix.
 func cause(img *ImageReport, reason, message string, problems, unlinked []Problem, in input) (string, string) {
-	registry := registryOf(img.Image)
+	registry := img.registry()
 	if i := img.Integrated; i != nil && !i.Allowed && (reason == imagepull.ReasonUnauthorized || reason == imagepull.ReasonNoCredentialMatched) {
 		if i.Fix != "" && !i.Undecided {
 			return fmt.Sprintf("%s may not pull %s: no role binding in project %s grants it system:image-puller", i.Identity, i.Repository, projectOf(i.Repository)), i.Fix
@@ -127,14 +125,6 @@ func keyOf(c *Considered) string {
 		return c.NormalizedKey
 	}
 	return c.Key
-}
-
-func registryOf(image string) string {
-	ref, err := name.ParseReference(image)
-	if err != nil {
-		return image
-	}
-	return ref.Context().RegistryStr()
 }
 
 func projectOf(repo string) string {
