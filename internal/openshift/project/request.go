@@ -91,6 +91,10 @@ func Submit(ctx context.Context, client dynamic.Interface, r Request) (string, e
 		"metadata": map[string]any{"name": r.Name}, "displayName": r.DisplayName, "description": r.Description,
 	}}
 	created, err := client.Resource(ProjectRequests).Create(ctx, obj, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) && created == nil {
+		// The resource itself is missing: no aggregated OpenShift API in this cluster.
+		return "", fmt.Errorf("project %s not requested: this cluster does not serve %s (pullgate's OpenShift API, which pullgate up and deploy/ run); an administrator can make the namespace with: kubectl create namespace %s", r.Name, ProjectRequests.GroupResource(), r.Name)
+	}
 	if err != nil {
 		return "", err
 	}

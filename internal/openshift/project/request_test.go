@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -65,5 +66,13 @@ func TestSubmit(t *testing.T) {
 	sent = nil
 	if _, err := Submit(context.Background(), client, Request{Name: "openshift-x"}); !apierrors.IsForbidden(err) || sent != nil {
 		t.Errorf("a reserved name: %v (sent %v)", err, sent)
+	}
+	// A cluster without the OpenShift API: said so, with the command that works.
+	bare := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{ProjectRequests: "ProjectRequestList"})
+	bare.PrependReactor("create", "projectrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(ProjectRequests.GroupResource(), "")
+	})
+	if _, err := Submit(context.Background(), bare, Request{Name: "team-c"}); err == nil || !strings.Contains(err.Error(), "does not serve projectrequests.project.openshift.io") || !strings.Contains(err.Error(), "kubectl create namespace team-c") {
+		t.Errorf("no OpenShift API: %v", err)
 	}
 }
