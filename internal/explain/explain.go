@@ -174,7 +174,7 @@ func (e *Explainer) explain(ctx context.Context, in input) Report {
 		}
 		img.parsed = parsed
 		ref := parsed.Ref
-		e.image(ctx, in, &keyring, img, parsed)
+		e.image(ctx, in, &keyring, img)
 		if r.Node != "" {
 			on := slices.Contains(in.pulled, img.Image) || slices.Contains(nodeImages, img.Image) || slices.Contains(nodeImages, ref.Name())
 			img.OnNode = &on
@@ -315,8 +315,8 @@ func recreate(pod *corev1.Pod, extra ...string) string {
 
 // image fills in what is known of one image: credentials, the integrated registry's
 // decision, and the probe.
-func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Keyring, img *ImageReport, parsed credentials.Image) {
-	ref := parsed.Ref
+func (e *Explainer) image(ctx context.Context, in input, keyring *credentials.Keyring, img *ImageReport) {
+	parsed, ref := img.parsed, img.parsed.Ref
 	considered, err := keyring.Consider(img.Image)
 	if err != nil {
 		img.Verdict = Verdict{Cause: err.Error()}

@@ -119,7 +119,7 @@ func (p *Puller) plan(ctx context.Context, ref name.Reference, req Request) (*pl
 	realm := bearerRealm(ch)
 	if realm != nil && !strings.EqualFold(realm.Host, reg.RegistryStr()) {
 		pl.tokenHost = realm.Host
-		if p.IntegratedHosts.Names(ctx, realm) && !p.IntegratedHosts.Has(reg.RegistryStr()) {
+		if !p.IntegratedHosts.Has(reg.RegistryStr()) && p.IntegratedHosts.Names(ctx, realm) {
 			return nil, &Error{Reason: ReasonForeignRealm, Message: fmt.Sprintf(
 				"registry %s names pullgate's own token service (%s) as where to get its tokens; pullgate's tokens are only for pullgate's registry, so no credential or token is sent: pull %s from the registry that holds it",
 				reg.RegistryStr(), realm.Redacted(), ref.Context().RepositoryStr())}

@@ -93,6 +93,7 @@ func Grant(ctx context.Context, client kubernetes.Interface, c RoleChange) (Role
 	bindings := client.RbacV1().RoleBindings(c.Namespace)
 	var binding *rbacv1.RoleBinding
 	update := false
+	name := c.Binding
 	if c.Binding != "" {
 		existing, err := bindings.Get(ctx, c.Binding, metav1.GetOptions{})
 		switch {
@@ -107,7 +108,9 @@ func Grant(ctx context.Context, client kubernetes.Interface, c RoleChange) (Role
 			binding, update = existing, true
 		}
 	} else {
-		of, _, err := c.bindingsOfRole(ctx, client)
+		// One list answers both questions: is the role already bound to them all, and
+		// which name is free.
+		of, all, err := c.bindingsOfRole(ctx, client)
 		if err != nil {
 			return RoleResult{}, err
 		}
@@ -116,18 +119,11 @@ func Grant(ctx context.Context, client kubernetes.Interface, c RoleChange) (Role
 				return RoleResult{Bindings: []rbacv1.RoleBinding{of[i]}, Unchanged: true}, nil
 			}
 		}
+		if name, err = uniqueName(c.Role, all); err != nil {
+			return RoleResult{}, err
+		}
 	}
 	if binding == nil {
-		name := c.Binding
-		if name == "" {
-			_, all, err := c.bindingsOfRole(ctx, client)
-			if err != nil {
-				return RoleResult{}, err
-			}
-			if name, err = uniqueName(c.Role, all); err != nil {
-				return RoleResult{}, err
-			}
-		}
 		binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.Namespace},
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: c.RoleKind(), Name: c.Role}}
 	}
