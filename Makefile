@@ -33,6 +33,9 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/pullgate ./cmd/pullgate
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kubectl k8s.io/kubernetes/cmd/kubectl
 	$(GO) build -o $(BIN)/pullgate-credential-provider ./cmd/pullgate-credential-provider
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kubelet k8s.io/kubernetes/cmd/kubelet
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kube-proxy k8s.io/kubernetes/cmd/kube-proxy
+	$(GO) build -ldflags "-s -w" -o $(BIN)/pullgate-pause ./cmd/pullgate-pause
 
 ## image: pullgate's container image, no Docker daemon needed: pushed to $(IMAGE)
 ## (e.g. make image IMAGE=registry.example.com/pullgate/pullgate:v1, credentials from

@@ -37,13 +37,20 @@ if [ "$(cat "$bin/.seaweedfs-version" 2>/dev/null)" != "$seaweedfs_version" ] ||
   echo "$seaweedfs_version" > "$bin/.seaweedfs-version"
 fi
 
-# skopeo, podman and chromium (the console's browser tests), unmodified, from Debian. An
-# ordinary user without password-less sudo is told the one command to run; the tests
-# that need them then say they were skipped, and why.
+# skopeo, podman and chromium (the console's browser tests), unmodified, from Debian;
+# as root also containerd, runc, the CNI plugins and iptables (the real node of
+# test/realnode, which only root can run). An ordinary user without password-less sudo
+# is told the one command to run; the tests that need them then say they were
+# skipped, and why.
 missing=""
 for tool in skopeo podman chromium; do
   command -v "$tool" >/dev/null || missing="$missing $tool"
 done
+if [ "$(id -u)" = 0 ]; then
+  for pair in containerd:containerd runc:runc iptables:iptables /usr/lib/cni/bridge:containernetworking-plugins; do
+    [ -e "${pair%%:*}" ] || command -v "${pair%%:*}" >/dev/null || missing="$missing ${pair#*:}"
+  done
+fi
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
     sudo=""

@@ -114,6 +114,9 @@ func (a *Authorizer) WaitForSync(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), a.synced...)
 }
 
+// Synced are the informers' HasSynced, for a controller that decides with a.
+func (a *Authorizer) Synced() []cache.InformerSynced { return a.synced }
+
 // Decision is RBAC's answer to one request, and what made it.
 type Decision struct {
 	Allowed bool

@@ -14,10 +14,18 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
 	"pullgate.dev/pullgate/internal/controller"
 	"pullgate.dev/pullgate/internal/controller/leader"
+	"pullgate.dev/pullgate/internal/explain"
 	"pullgate.dev/pullgate/internal/platform/healthz"
+	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/registry/keys"
+	"pullgate.dev/pullgate/internal/registry/location"
 	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
@@ -51,13 +59,38 @@ func runControllers(term context.Context, client kubernetes.Interface, registryN
 		return
 	}
 	ps.Remove = removePullSecrets
+	authz, err := rbacauthz.New(factory)
+	if err != nil {
+		log.Error("pull failures controller", "err", err)
+		return
+	}
+	events := record.NewBroadcaster(record.WithContext(term))
+	defer events.Shutdown()
+	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "pullgate-controllers"})
+	// The nodes pull the integrated registry with the credential provider when
+	// service accounts have no pull secrets; explain weighs it either way (up's node
+	// has it; a pod's own secrets come first).
+	explainer := &explain.Explainer{Client: client, Authz: authz, RegistryHosts: location.Hosts(registryNames), CredentialProvider: true}
+	pf, err := controller.NewPullFailures(factory, explainer, recorder, log)
+	if err != nil {
+		log.Error("pull failures controller", "err", err)
+		return
+	}
+	pf.Synced = append(pf.Synced, authz.Synced()...)
 	factory.Start(term.Done())
 	labelled.Start(term.Done())
-	done := make(chan struct{}, 3)
-	go func() { _ = rb.Run(term, 2); done <- struct{}{} }()
-	go func() { _ = sa.Run(term, 2); done <- struct{}{} }()
-	go func() { _ = ps.Run(term, 16); done <- struct{}{} }()
-	for range 3 {
+	loops := []func() error{
+		func() error { return rb.Run(term, 2) },
+		func() error { return sa.Run(term, 2) },
+		func() error { return ps.Run(term, 16) },
+		func() error { return pf.Run(term, 2) },
+	}
+	done := make(chan struct{}, len(loops))
+	for _, run := range loops {
+		go func() { _ = run(); done <- struct{}{} }()
+	}
+	for range loops {
 		<-done
 	}
 }

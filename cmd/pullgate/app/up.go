@@ -28,6 +28,7 @@ import (
 	"pullgate.dev/pullgate/internal/node/agent"
 	"pullgate.dev/pullgate/internal/node/credprovider"
 	"pullgate.dev/pullgate/internal/node/imagepull"
+	"pullgate.dev/pullgate/internal/node/kubelet"
 	"pullgate.dev/pullgate/internal/platform/datadir"
 	"pullgate.dev/pullgate/internal/platform/listen"
 	"pullgate.dev/pullgate/internal/platform/pki"
@@ -64,7 +65,17 @@ type upOptions struct {
 	pruneKeep     time.Duration
 	// reconcileInterval is how often storage and ImageStreams are compared.
 	reconcileInterval time.Duration
+	// node is which node up runs: agent, kubelet or none.
+	node   string
+	nodeIP net.IP
 }
+
+// The nodes `up --node` can run.
+const (
+	nodeAgent   = "agent"
+	nodeKubelet = "kubelet"
+	nodeNone    = "none"
+)
 
 func newUpCommand(g *globalOptions) *cobra.Command {
 	return upCommand(&upOptions{globalOptions: g})
@@ -103,6 +114,8 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().BoolVar(&o.console, "console", true, "serve the web console on loopback, acting as the administrator up made, and print its URL with the ready line")
 	cmd.Flags().StringVar(&o.consoleListen, "console-listen", "127.0.0.1:0", "loopback address of the web console (port 0: any free port)")
 	cmd.Flags().BoolVar(&o.leaderElect, "leader-elect", true, "run pullgate's controllers here, elected on Lease pullgate-system/pullgate-controllers; false leaves them to `pullgate controllers` or `registry serve` replicas")
+	cmd.Flags().StringVar(&o.node, "node", nodeAgent, "the node up runs: agent (pullgate's pull-only node agent, any user), kubelet (containerd, the real kubelet and kube-proxy; root, apt-get install -y containerd runc containernetworking-plugins) or none (join real nodes)")
+	cmd.Flags().IPVar(&o.nodeIP, "node-ip", nil, "--node kubelet: the node's address (default: the host's first IPv4 address off loopback)")
 	cmd.Flags().DurationVar(&o.drainTimeout, "drain-timeout", services.DefaultDrainTimeout, "on SIGTERM, how long transfers in flight may take to finish; a second signal exits at once")
 	return cmd
 }
@@ -131,7 +144,24 @@ func (o *upOptions) Validate() error {
 	if o.dataDir == "" {
 		return errors.New("--data-dir: must not be empty")
 	}
+	switch o.node {
+	case nodeAgent, nodeNone:
+	case nodeKubelet:
+		return kubelet.Check(kubeletBinaries())
+	default:
+		return fmt.Errorf("--node %q: want %s, %s or %s", o.node, nodeAgent, nodeKubelet, nodeNone)
+	}
 	return nil
+}
+
+// kubeletBinaries are the kubelet, kube-proxy and pause beside this binary, where
+// make build puts them.
+func kubeletBinaries() kubelet.Binaries {
+	self, err := os.Executable()
+	if err != nil {
+		self = "pullgate"
+	}
+	return kubelet.BinariesBeside(filepath.Dir(self))
 }
 
 func (o *upOptions) Run(ctx context.Context) error {
@@ -192,14 +222,21 @@ func (o *upOptions) Run(ctx context.Context) error {
 	}
 }
 
-// nodeName is the node agent `up` runs.
+// nodeName is the node `up` runs.
 const nodeName = "local"
 
+// stopper is a running node.
+type stopper interface{ Stop() }
+
+type noNode struct{}
+
+func (noNode) Stop() {}
+
 // startServices starts the registry, token service and controllers, then the node
-// agent, each as its own identity: pullgate:registry, pullgate:token-service and
-// pullgate:controllers with their own roles (identities.Identities), and
+// --node asks for, each as its own identity: pullgate:registry, pullgate:token-service
+// and pullgate:controllers with their own roles (identities.Identities), and
 // system:node:local, which the API server's Node authorizer treats as a kubelet.
-func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane, listener net.Listener, log *slog.Logger) (*services.Running, *runningAgent, error) {
+func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane, listener net.Listener, log *slog.Logger) (*services.Running, stopper, error) {
 	adminConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
 	if err != nil {
 		return nil, nil, err
@@ -227,13 +264,6 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 			return nil, nil, err
 		}
 	}
-	nodeConfig, err := clientCertConfig(adminConfig, ca, "node-"+nodeName, "system:node:"+nodeName, "system:nodes")
-	if err != nil {
-		return nil, nil, err
-	}
-	// The node trusts the pullgate CA besides the system's: the registry's certificate
-	// off loopback, and any registry an administrator certifies with it.
-	caFiles := []string{filepath.Join(ca.Path, pki.CAFile)}
 	scheme := o.registryScheme()
 	if scheme == "https" {
 		// Off loopback, clients see the registry over TLS, trusting the pullgate CA.
@@ -246,16 +276,51 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	if err != nil {
 		return nil, nil, err
 	}
-	transport, err := imagepull.TrustingTransport(caFiles)
-	if err != nil {
-		running.Stop()
-		return nil, nil, err
-	}
 	nodeDir := filepath.Join(plane.DataDir, "nodes", nodeName)
 	plugins, err := writeCredentialProvider(nodeDir, names)
 	if err != nil {
 		running.Stop()
 		return nil, nil, err
+	}
+	var node stopper = noNode{}
+	switch o.node {
+	case nodeAgent:
+		node, err = o.startAgent(adminConfig, admin, ca, running, nodeDir, names, plugins, log)
+	case nodeKubelet:
+		node, err = kubelet.Start(ctx, kubelet.Config{
+			Dir:                      nodeDir,
+			Name:                     nodeName,
+			IP:                       o.nodeIP,
+			APIServer:                plane.Server,
+			CA:                       ca,
+			APIServerKubeletClient:   controlplane.KubeletClientUser,
+			Admin:                    admin,
+			RegistryHosts:            names,
+			RegistryScheme:           scheme,
+			CredentialProviderConfig: plugins.config,
+			CredentialProviderBinDir: plugins.binDir,
+			Binaries:                 kubeletBinaries(),
+			Log:                      log.With("component", "node"),
+		})
+	}
+	if err != nil {
+		running.Stop()
+		return nil, nil, err
+	}
+	return running, node, nil
+}
+
+// startAgent runs pullgate's node agent in process as system:node:local.
+func (o *upOptions) startAgent(adminConfig *rest.Config, admin kubernetes.Interface, ca *pki.Dir, running *services.Running, nodeDir string, names []string, plugins pluginFiles, log *slog.Logger) (stopper, error) {
+	nodeConfig, err := clientCertConfig(adminConfig, ca, "node-"+nodeName, "system:node:"+nodeName, "system:nodes")
+	if err != nil {
+		return nil, err
+	}
+	// The node trusts the pullgate CA besides the system's: the registry's certificate
+	// off loopback, and any registry an administrator certifies with it.
+	transport, err := imagepull.TrustingTransport([]string{filepath.Join(ca.Path, pki.CAFile)})
+	if err != nil {
+		return nil, err
 	}
 	nodeAgent, err := newNodeAgent(nodeConfig, agent.Config{
 		NodeName:       nodeName,
@@ -273,10 +338,9 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		Log:       log.With("component", "node-agent"),
 	}, plugins)
 	if err != nil {
-		running.Stop()
-		return nil, nil, err
+		return nil, err
 	}
-	return running, startAgent(nodeAgent, log), nil
+	return startAgent(nodeAgent, log), nil
 }
 
 // registryScheme is how clients reach the registry: plain HTTP on loopback, TLS

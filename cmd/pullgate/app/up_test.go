@@ -67,6 +67,7 @@ func TestUpValidate(t *testing.T) {
 		{[]string{"--registry-storage-reserve=lots"}, `--registry-storage-reserve "lots"`},
 		{[]string{"--registry-storage-reserve=1MiB"}, "needs"},
 		{[]string{"--data-dir="}, "--data-dir"},
+		{[]string{"--node=docker"}, `--node "docker": want agent, kubelet or none`},
 	} {
 		if _, err := upWith(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error saying %q", c.args, err, c.want)

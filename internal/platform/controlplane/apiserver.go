@@ -43,6 +43,11 @@ func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serv
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--proxy-client-cert-file=" + p.proxyClient.CertFile,
 		"--proxy-client-key-file=" + p.proxyClient.KeyFile,
+		// Kubelets (up --node kubelet, or nodes that join) are reached by their
+		// InternalIP with this client certificate, for logs, exec and port-forward.
+		"--kubelet-client-certificate=" + p.kubeletClient.CertFile,
+		"--kubelet-client-key=" + p.kubeletClient.KeyFile,
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--v=" + strconv.Itoa(verbosity),
 	}
 }

@@ -59,6 +59,7 @@ type paths struct {
 	caFile                      string
 	frontProxyCAFile            string
 	proxyClient                 pki.KeyPair
+	kubeletClient               pki.KeyPair
 	serving                     pki.KeyPair
 	saKey, saPub                string
 	admin, controllerManager    pki.KeyPair
@@ -230,6 +231,10 @@ func clientHost(bindAddress string) string {
 // the one --requestheader-allowed-names allows.
 const FrontProxyClientName = "front-proxy-client"
 
+// KubeletClientUser is the user the API server presents to kubelets (logs, exec,
+// port-forward); a node lets it in with system:kubelet-api-admin, as kubeadm does.
+const KubeletClientUser = "pullgate:apiserver-kubelet-client"
+
 // FrontProxyCAFile is the CA of the aggregation layer's client certificate, under a
 // data directory: aggregated API servers trust requests it signed.
 func FrontProxyCAFile(dataDir string) string {
@@ -280,7 +285,12 @@ func preparePKI(dataDir, bindAddress string) (*paths, error) {
 	if err != nil {
 		return nil, err
 	}
+	kubeletClient, err := ca.ClientCert("apiserver-kubelet-client", KubeletClientUser)
+	if err != nil {
+		return nil, err
+	}
 	return &paths{
+		kubeletClient:               kubeletClient,
 		frontProxyCAFile:            filepath.Join(frontProxy.Path, pki.CAFile),
 		proxyClient:                 proxyClient,
 		caFile:                      filepath.Join(ca.Path, pki.CAFile),
