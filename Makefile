@@ -81,6 +81,7 @@ bench: tools build
 	$(GO) run ./hack/benchpull
 	$(GO) run ./hack/benchcontrollers
 	$(GO) run ./hack/benchreplicas
+	$(GO) run ./hack/benchrealnode
 	$(GO) run ./hack/benchprune
 	$(GO) run ./hack/benchplugin -bin $(BIN)
 	$(GO) run ./hack/benchexplain
