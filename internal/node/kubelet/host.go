@@ -168,11 +168,8 @@ func killOwned(pid int, dir, name string, log *slog.Logger) {
 
 func waitGone(pid int, timeout time.Duration) {
 	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if syscall.Kill(pid, 0) != nil {
-			return
-		}
 		// A zombie child of ours counts as gone.
-		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && bytes.Contains(stat, []byte(") Z ")) {
+		if syscall.Kill(pid, 0) != nil || zombie(pid) {
 			return
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +29,7 @@ import (
 
 	"pullgate.dev/pullgate/internal/platform/atomicfile"
 	"pullgate.dev/pullgate/internal/platform/kubeconfig"
+	"pullgate.dev/pullgate/internal/platform/listen"
 	"pullgate.dev/pullgate/internal/platform/pki"
 )
 
@@ -174,7 +174,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 }
 
 func (n *Node) start(ctx, runCtx context.Context) error {
-	ports, err := freePorts(4)
+	ports, err := listen.FreePorts(4)
 	if err != nil {
 		return err
 	}
@@ -397,24 +397,3 @@ func hostIP() (net.IP, error) {
 	}
 	return nil, errors.New("--node kubelet: this host has no IPv4 address off loopback for the kubelet (the API server reaches it there); give one with --node-ip")
 }
-
-func freePorts(count int) ([]int, error) {
-	var ports []int
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for range count {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-var _ = strconv.Itoa

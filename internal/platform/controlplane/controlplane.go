@@ -113,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 		dir.Close()
 		return nil, err
 	}
-	ports, err := freePorts(4) // etcd client, etcd peer, controller-manager and scheduler health
+	ports, err := listen.FreePorts(4) // etcd client, etcd peer, controller-manager and scheduler health
 	if err != nil {
 		listener.Close()
 		dir.Close()
@@ -197,26 +197,6 @@ func (p *Plane) watch(ctx context.Context, components []*component, etcdErr <-ch
 		p.done <- fmt.Errorf("etcd stopped: %w", err)
 	case <-ctx.Done():
 	}
-}
-
-// freePorts asks the kernel for n unused loopback ports.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free loopback port: %w", err)
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // clientHost is the host clients use to reach an API server bound to bindAddress.

@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"pullgate.dev/pullgate/internal/platform/listen"
+
 	"context"
 	"errors"
 	"fmt"
@@ -144,7 +146,7 @@ func TestClientHostAndPorts(t *testing.T) {
 			t.Errorf("clientHost(%q) = %q, want %q", bind, got, want)
 		}
 	}
-	ports, err := freePorts(4)
+	ports, err := listen.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
