@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,8 +25,14 @@ type S3 struct {
 	logPath  string
 }
 
-// StartS3 runs SeaweedFS with its data in dir and makes bucket.
+// StartS3 runs SeaweedFS on loopback with its data in dir and makes bucket.
 func StartS3(dir, bucket string) (*S3, error) {
+	return StartS3On(dir, bucket, "127.0.0.1")
+}
+
+// StartS3On is StartS3 listening on ip (a node's address, for pods to reach it);
+// Endpoint then names ip.
+func StartS3On(dir, bucket, ip string) (*S3, error) {
 	weed, err := Tool("weed")
 	if err != nil {
 		return nil, err
@@ -43,7 +50,7 @@ func StartS3(dir, bucket string) (*S3, error) {
 		return nil, err
 	}
 	defer log.Close()
-	cmd := exec.Command(weed, "server", "-dir="+dir, "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+	cmd := exec.Command(weed, "server", "-dir="+dir, "-ip="+ip, "-ip.bind="+ip,
 		"-master.port="+p(0), "-master.port.grpc="+p(1), "-volume.port="+p(2), "-volume.port.grpc="+p(3),
 		"-filer.port="+p(4), "-filer.port.grpc="+p(5), "-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7),
 		"-master.volumeSizeLimitMB=256", "-volume.max=16")
@@ -52,7 +59,11 @@ func StartS3(dir, bucket string) (*S3, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &S3{Endpoint: "http://localhost:" + p(6), Bucket: bucket, cmd: cmd, done: make(chan struct{}), logPath: logPath}
+	host := ip
+	if ip == "127.0.0.1" {
+		host = "localhost"
+	}
+	s := &S3{Endpoint: "http://" + net.JoinHostPort(host, p(6)), Bucket: bucket, cmd: cmd, done: make(chan struct{}), logPath: logPath}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

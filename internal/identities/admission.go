@@ -31,13 +31,15 @@ const AdmissionPolicy = "pullgate-identities"
 //   - registry: its keys Secret, the ConfigMap publishing its names, the prunes' Lease.
 func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
 	all := append(append(Registry().Usernames(), TokenService().Usernames()...), Controllers().Usernames()...)
-	fail := admissionv1.Fail
+	fail, equivalent := admissionv1.Fail, admissionv1.Equivalent
 	policy := &admissionv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: AdmissionPolicy},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: &fail,
-			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{
+			// The API server's defaults spelled out: matchConstraints is one atomic
+			// field, so deploy/ applied where up installed it must be equal to the byte.
+			MatchConstraints: &admissionv1.MatchResources{MatchPolicy: &equivalent, NamespaceSelector: &metav1.LabelSelector{}, ObjectSelector: &metav1.LabelSelector{}, ResourceRules: []admissionv1.NamedRuleWithOperations{
 				rules([]string{""}, []string{"secrets", "configmaps"}, admissionv1.Create, admissionv1.Update, admissionv1.Delete),
 				rules([]string{""}, []string{"serviceaccounts/token"}, admissionv1.Create),
 				rules([]string{rbacv1.GroupName}, []string{"rolebindings"}, admissionv1.Create, admissionv1.Update),
@@ -98,10 +100,12 @@ func forbidden(vs []admissionv1.Validation) []admissionv1.Validation {
 	return vs
 }
 
+var allScopes = admissionv1.AllScopes
+
 func rules(groups, resources []string, ops ...admissionv1.OperationType) admissionv1.NamedRuleWithOperations {
 	return admissionv1.NamedRuleWithOperations{RuleWithOperations: admissionv1.RuleWithOperations{
 		Operations: ops,
-		Rule:       admissionv1.Rule{APIGroups: groups, APIVersions: []string{"*"}, Resources: resources},
+		Rule:       admissionv1.Rule{APIGroups: groups, APIVersions: []string{"*"}, Resources: resources, Scope: &allScopes},
 	}}
 }
 

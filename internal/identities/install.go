@@ -48,10 +48,21 @@ func Access(subject Subject) []runtime.Object {
 	return append(out, policy, binding)
 }
 
+// bindingName is a binding's name: the role's for up's users, the role's with
+// ":serviceaccount" for deploy/'s service accounts. The roles are the same objects in
+// both installs, the bindings not: deploy/ applied where up runs (up --node kubelet)
+// adds its own bindings and takes none of up's away.
+func bindingName(role string, subject rbacv1.Subject) string {
+	if subject.Kind == rbacv1.ServiceAccountKind {
+		return role + ":serviceaccount"
+	}
+	return role
+}
+
 func clusterRoleBinding(role string, subject rbacv1.Subject) *rbacv1.ClusterRoleBinding {
 	return &rbacv1.ClusterRoleBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: role, Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: bindingName(role, subject), Annotations: map[string]string{rbacv1.AutoUpdateAnnotationKey: "true"}},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
 		Subjects:   []rbacv1.Subject{subject},
 	}
@@ -60,7 +71,7 @@ func clusterRoleBinding(role string, subject rbacv1.Subject) *rbacv1.ClusterRole
 func roleBinding(role *rbacv1.Role, subject rbacv1.Subject) *rbacv1.RoleBinding {
 	return &rbacv1.RoleBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: role.Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: bindingName(role.Name, subject), Namespace: role.Namespace},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
 		Subjects:   []rbacv1.Subject{subject},
 	}

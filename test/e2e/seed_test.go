@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 
 	"pullgate.dev/pullgate/internal/harness"
-	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // The second half of the seed, end to end, with real processes and host names:
@@ -134,15 +131,7 @@ func TestSeedSecuredRegistries(t *testing.T) {
 
 func writeHtpasswd(t *testing.T, file string, users map[string]string) {
 	t.Helper()
-	var b strings.Builder
-	for u, p := range users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "%s:%s\n", u, hash)
-	}
-	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+	if err := harness.WriteHtpasswd(file, users); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -150,15 +139,8 @@ func writeHtpasswd(t *testing.T, file string, users map[string]string) {
 // basicDockerConfig writes a DOCKER_CONFIG directory with key → (user, password).
 func basicDockerConfig(t *testing.T, entries map[string][2]string) string {
 	t.Helper()
-	var data []byte
-	var err error
-	for key, up := range entries {
-		if data, err = credentials.SetAuth(data, key, credentials.Credential{Username: up[0], Password: up[1]}, credentials.Docker); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+	dir, err := harness.BasicDockerConfig(t.TempDir(), entries)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return dir

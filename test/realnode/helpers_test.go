@@ -69,8 +69,8 @@ func newProject(t *testing.T, ctx context.Context, e *harness.Env, prefix string
 	return ns.Name
 }
 
-// pushApp pushes a runnable image (the app, linux/amd64, entrypoint /app) to
-// ns/app:v1 as a builder of ns and returns its name.
+// pushApp pushes a runnable image to ns/app:v1 of the integrated registry as a
+// builder of ns and returns its name.
 func pushApp(t *testing.T, ctx context.Context, e *harness.Env, ns string) string {
 	t.Helper()
 	token, err := e.Account(ctx, ns, "pusher", "system:image-builder")
@@ -81,15 +81,23 @@ func pushApp(t *testing.T, ctx context.Context, e *harness.Env, ns string) strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, image := e.RegistryHost+"/"+ns+"/app:base", e.RegistryHost+"/"+ns+"/app:v1"
-	if out, err := harness.Crane(ctx, cfg, "append", "--oci-empty-base", "-f", appTar(t), "-t", base); err != nil {
+	image := e.RegistryHost + "/" + ns + "/app:v1"
+	pushRunnable(t, ctx, cfg, image)
+	return image
+}
+
+// pushRunnable pushes image (the app, linux/amd64, entrypoint /app) with the
+// credentials in the docker config directory cfg.
+func pushRunnable(t *testing.T, ctx context.Context, cfg, image string, extraEnv ...string) {
+	t.Helper()
+	base := image + "-base"
+	if out, err := harness.CraneEnv(ctx, cfg, extraEnv, "append", "--oci-empty-base", "-f", appTar(t), "-t", base); err != nil {
 		t.Fatalf("crane append: %v: %s", err, out)
 	}
 	// A real node runs only images with a platform (containerd's CRI filters others).
-	if out, err := harness.Crane(ctx, cfg, "mutate", base, "--set-platform", "linux/amd64", "--entrypoint", "/app", "-t", image); err != nil {
+	if out, err := harness.CraneEnv(ctx, cfg, extraEnv, "mutate", base, "--set-platform", "linux/amd64", "--entrypoint", "/app", "-t", image); err != nil {
 		t.Fatalf("crane mutate: %v: %s", err, out)
 	}
-	return image
 }
 
 // runPod creates a pod running image, with these pull secrets if any (then the

@@ -152,7 +152,7 @@ func waitRevoked(t *testing.T, ctx context.Context, e *harness.Env, ns string) {
 // and the one the seed promises.
 func TestSeedOnARealKubeletAndTheNodeAgent(t *testing.T) {
 	needRealNode(t)
-	for _, s := range scenarios {
+	for _, s := range append(scenarios, registryScenarios...) {
 		t.Run(s.name, func(t *testing.T) {
 			ctx := harness.Context(t, 4*time.Minute)
 			got := map[string]string{}

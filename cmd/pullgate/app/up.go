@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/docker/go-units"
@@ -94,6 +95,9 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(cmd.Flags().Changed("bind-address")); err != nil {
+				return err
+			}
 			return o.Run(cmd.Context())
 		},
 	}
@@ -152,6 +156,44 @@ func (o *upOptions) Validate() error {
 		return fmt.Errorf("--node %q: want %s, %s or %s", o.node, nodeAgent, nodeKubelet, nodeNone)
 	}
 	return nil
+}
+
+// Complete fills in what --node kubelet implies: the node's address, and the API
+// server listening there (unless --bind-address says otherwise) so that pods reach
+// it through Service kubernetes, as on any cluster.
+func (o *upOptions) Complete(bindAddressSet bool) error {
+	if o.node != nodeKubelet {
+		return nil
+	}
+	if o.nodeIP == nil {
+		ip, err := kubelet.HostIP()
+		if err != nil {
+			return err
+		}
+		o.nodeIP = ip
+	}
+	if !bindAddressSet {
+		o.bindAddress = o.nodeIP.String()
+	}
+	// The API server's own loopback client, the kubelet, kube-proxy and containerd
+	// inherit this environment: never through a proxy to the node, Services or pods.
+	bypassProxy(o.bindAddress, o.nodeIP.String(), controlplane.ServiceCIDR, kubelet.PodCIDR)
+	return nil
+}
+
+// bypassProxy adds hosts to NO_PROXY (and no_proxy) when a proxy is set, before
+// anything in this process reads them.
+func bypassProxy(hosts ...string) {
+	if os.Getenv("HTTPS_PROXY")+os.Getenv("https_proxy")+os.Getenv("HTTP_PROXY")+os.Getenv("http_proxy") == "" {
+		return
+	}
+	for _, key := range []string{"NO_PROXY", "no_proxy"} {
+		list := hosts
+		if old := os.Getenv(key); old != "" {
+			list = append([]string{old}, hosts...)
+		}
+		os.Setenv(key, strings.Join(list, ","))
+	}
 }
 
 // kubeletBinaries are the kubelet, kube-proxy and pause beside this binary, where

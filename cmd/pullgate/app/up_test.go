@@ -106,3 +106,22 @@ func TestWriteCredentialProvider(t *testing.T) {
 		}
 	}
 }
+
+func TestBypassProxyOnlyWhenAProxyIsSet(t *testing.T) {
+	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"} {
+		t.Setenv(k, "")
+	}
+	bypassProxy("192.0.2.2")
+	if got := os.Getenv("NO_PROXY"); got != "" {
+		t.Errorf("no proxy set, NO_PROXY=%q", got)
+	}
+	t.Setenv("HTTPS_PROXY", "http://proxy:3128")
+	t.Setenv("no_proxy", "example.com")
+	bypassProxy("192.0.2.2", "10.96.0.0/12")
+	if got := os.Getenv("NO_PROXY"); got != "192.0.2.2,10.96.0.0/12" {
+		t.Errorf("NO_PROXY=%q", got)
+	}
+	if got := os.Getenv("no_proxy"); got != "example.com,192.0.2.2,10.96.0.0/12" {
+		t.Errorf("no_proxy=%q", got)
+	}
+}

@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
 )
 
 // Files are where a node keeps what it writes, all under its directory but for the
@@ -100,13 +103,14 @@ func hostsTOML(host, scheme, caFile string) string {
 }
 
 // cniConfig is a bridge network with host-local addresses from PodCIDR; the bridge
-// is the pods' gateway and masquerades their traffic off the pod network.
+// is the pods' default gateway (Services' cluster IPs are routed through the host,
+// where kube-proxy translates them), and a pod reaches itself through its Service.
 func cniConfig(f Files) string {
 	return fmt.Sprintf(`{
   "cniVersion": "0.4.0",
   "name": "pullgate",
   "plugins": [
-    {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
+    {"type": "bridge", "bridge": %q, "isGateway": true, "isDefaultGateway": true, "hairpinMode": true, "ipMasq": false,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
@@ -196,6 +200,18 @@ conntrack:
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
 `, f.ProxyKubeconfig(), o.NodeName, PodCIDR, o.HealthzPort, o.MetricsPort)
+}
+
+// TrustRegistry makes the containerd of the node kept in nodeDir (up's
+// DIR/nodes/local) reach host (host[:port]) over TLS trusting caFile, as a node's
+// administrator does for a registry with a private CA: containerd reads certs.d at
+// every pull, so no restart is needed.
+func TrustRegistry(nodeDir, host, caFile string) error {
+	f := FilesFor(nodeDir)
+	if err := os.MkdirAll(registryDir(f, host), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Replace(filepath.Join(registryDir(f, host), "hosts.toml"), []byte(hostsTOML(host, "https", caFile)), 0o644)
 }
 
 // registryDir is certs.d's folder for host: containerd names it host[:port], with

@@ -3,6 +3,7 @@ package kubelet
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -108,5 +109,19 @@ func TestPauseImage(t *testing.T) {
 	}
 	if cfg.OS != "linux" || cfg.Architecture == "" || len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/pause" {
 		t.Errorf("config %+v", cfg)
+	}
+}
+
+func TestTrustRegistryWritesHostsTOMLWithTheCA(t *testing.T) {
+	dir := t.TempDir()
+	if err := TrustRegistry(dir, "r.example.com:5443", "/ca.crt"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "certs.d", "r.example.com:5443", "hosts.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), `server = "https://r.example.com:5443"`) || !strings.Contains(string(got), `ca = "/ca.crt"`) {
+		t.Errorf("hosts.toml:\n%s", got)
 	}
 }

@@ -154,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("--node kubelet: another kubelet runs on this host (%s exists); only one can: stop it, or use --node agent", roots[0])
 	}
 	if cfg.IP == nil {
-		ip, err := hostIP()
+		ip, err := HostIP()
 		if err != nil {
 			return nil, err
 		}
@@ -378,8 +378,8 @@ func (n *Node) terminate(name string) {
 	delete(n.state.PIDs, name)
 }
 
-// hostIP is the host's first global unicast IPv4 address.
-func hostIP() (net.IP, error) {
+// HostIP is the host's first global unicast IPv4 address.
+func HostIP() (net.IP, error) {
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		return nil, err

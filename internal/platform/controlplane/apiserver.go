@@ -16,7 +16,7 @@ import (
 // apiServerArgs are the kube-apiserver flags pullgate runs with. They are real flags
 // of the real binary, so `kube-apiserver --help` documents each one.
 func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serviceCIDR string, verbosity int) []string {
-	return []string{
+	return append([]string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=" + bindAddress,
 		"--secure-port=" + strconv.Itoa(port),
@@ -29,7 +29,6 @@ func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serv
 		"--service-account-key-file=" + p.saPub,
 		"--service-account-signing-key-file=" + p.saKey,
 		"--service-cluster-ip-range=" + serviceCIDR,
-		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
 		"--profiling=false",
 		// The aggregation layer, for pullgate's OpenShift APIs (APIServices backed by
@@ -49,7 +48,17 @@ func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serv
 		"--kubelet-client-key=" + p.kubeletClient.KeyFile,
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--v=" + strconv.Itoa(verbosity),
+	}, advertiseArgs(bindAddress)...)
+}
+
+// advertiseArgs publish the API server as Service kubernetes's endpoint when it
+// listens on one address off loopback, so pods reach it (in-cluster config) through
+// kube-proxy; on loopback or every address, Service kubernetes has no endpoint.
+func advertiseArgs(bindAddress string) []string {
+	if ip := net.ParseIP(bindAddress); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
+		return []string{"--advertise-address=" + bindAddress, "--endpoint-reconciler-type=lease"}
 	}
+	return []string{"--endpoint-reconciler-type=none"}
 }
 
 // parseAPIServerArgs reads args with the real kube-apiserver's flags.

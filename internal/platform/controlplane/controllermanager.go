@@ -13,9 +13,10 @@ import (
 
 // DefaultControllers are the kube-controller-manager controllers `pullgate up` runs:
 // what namespaces, service accounts, owner references, RBAC aggregation and the
-// workload APIs need, and node lifecycle, which lifts the not-ready taint from a node
-// agent that reports Ready and taints one whose heartbeats stop. Volume and cloud
-// controllers are left out: pullgate's node agent pulls images and runs no containers.
+// workload APIs need, node lifecycle, which lifts the not-ready taint from a node
+// that reports Ready and taints one whose heartbeats stop, and EndpointSlices, by
+// which kube-proxy (up --node kubelet) routes a Service to its ready pods. Volume and
+// cloud controllers are left out.
 var DefaultControllers = []string{
 	"serviceaccount-controller",
 	"serviceaccount-token-controller",
@@ -32,6 +33,7 @@ var DefaultControllers = []string{
 	"ttl-after-finished-controller",
 	"pod-garbage-collector-controller",
 	"node-lifecycle-controller",
+	"endpointslice-controller",
 }
 
 // controllerManagerArgs serves the controller manager's /healthz on a loopback port:

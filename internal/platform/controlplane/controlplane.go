@@ -33,7 +33,7 @@ type Config struct {
 }
 
 const (
-	serviceCIDR      = "10.96.0.0/12"
+	serviceCIDR      = ServiceCIDR
 	kubernetesSvcIP  = "10.96.0.1"
 	readyTimeout     = 2 * time.Minute
 	componentStopMax = 7 * time.Second
@@ -210,6 +210,9 @@ func clientHost(bindAddress string) string {
 // FrontProxyClientName is the aggregation layer's client certificate's common name,
 // the one --requestheader-allowed-names allows.
 const FrontProxyClientName = "front-proxy-client"
+
+// ServiceCIDR is the range of Services' cluster IPs.
+const ServiceCIDR = "10.96.0.0/12"
 
 // KubeletClientUser is the user the API server presents to kubelets (logs, exec,
 // port-forward); a node lets it in with system:kubelet-api-admin, as kubeadm does.

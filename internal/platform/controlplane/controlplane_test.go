@@ -244,3 +244,28 @@ func port(t *testing.T, rawURL string) int {
 	}
 	return p
 }
+
+// Bound to one address off loopback, the API server is Service kubernetes's endpoint
+// (pods reach it); on loopback or every address, Service kubernetes has none.
+func TestAPIServerAdvertisesOnlyAReachableAddress(t *testing.T) {
+	p, err := preparePKI(t.TempDir(), "192.0.2.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for bind, want := range map[string]string{
+		"192.0.2.2": "lease",
+		"127.0.0.1": "none",
+		"0.0.0.0":   "none",
+	} {
+		api, err := parseAPIServerArgs(p.apiServerArgs("http://127.0.0.1:2379", 6443, bind, "10.96.0.0/12", 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if api.EndpointReconcilerType != want {
+			t.Errorf("bound to %s: endpoint reconciler %q, want %q", bind, api.EndpointReconcilerType, want)
+		}
+		if want == "lease" && api.GenericServerRunOptions.AdvertiseAddress.String() != bind {
+			t.Errorf("bound to %s: advertises %v", bind, api.GenericServerRunOptions.AdvertiseAddress)
+		}
+	}
+}
