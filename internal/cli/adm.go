@@ -23,8 +23,8 @@ import (
 
 // NewAdmCommand is `pullgate adm`.
 func NewAdmCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, extra ...Command) *cobra.Command {
-	cmd := &cobra.Command{Use: "adm", Short: "Administrative commands"}
-	cmd.AddCommand(newCreateKubeconfigCommand(f, streams), newSetPullSecretCommand(f, streams), newRotateRegistryKeyCommand(f, streams))
+	cmd := &cobra.Command{Use: "adm", Short: "Administrative commands", Run: cmdutil.DefaultSubCommandRun(streams.ErrOut)}
+	cmd.AddCommand(newCreateKubeconfigCommand(f, streams), newSetPullSecretCommand(f, streams), newRotateRegistryKeyCommand(f, streams), newAdmPolicyCommand(f, streams))
 	for _, c := range extra {
 		cmd.AddCommand(c(f, streams))
 	}

@@ -18,7 +18,7 @@ import (
 // NewCreateCommand is `pullgate create secret …`: kubectl's own commands (the Secret
 // is the one kubectl and oc make), with credential files checked first.
 func NewCreateCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	cmd := &cobra.Command{Use: "create", Short: "Create a resource (secret)"}
+	cmd := &cobra.Command{Use: "create", Short: "Create a resource (secret)", Run: cmdutil.DefaultSubCommandRun(streams.ErrOut)}
 	secret := create.NewCmdCreateSecret(f, streams)
 	for _, sub := range secret.Commands() {
 		if strings.HasPrefix(sub.Use, "generic") {

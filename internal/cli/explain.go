@@ -60,7 +60,7 @@ type ExplainPullOptions struct {
 
 // NewExplainCommand is `pullgate explain`, whose one subject is pull.
 func NewExplainCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	cmd := &cobra.Command{Use: "explain", Short: "Explain why something happens"}
+	cmd := &cobra.Command{Use: "explain", Short: "Explain why something happens", Run: cmdutil.DefaultSubCommandRun(streams.ErrOut)}
 	cmd.AddCommand(newExplainPullCommand(f, streams))
 	return cmd
 }

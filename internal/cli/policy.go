@@ -25,10 +25,18 @@ import (
 
 // NewPolicyCommand is `pullgate policy`, oc's policy commands.
 func NewPolicyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "policy",
-		Short: "Manage authorization policy (as oc policy)",
-	}
+	return policyCommand(f, streams, "Manage authorization policy (as oc policy)")
+}
+
+// newAdmPolicyCommand is `pullgate adm policy`: as `oc adm policy`, the same
+// project commands (oc's are the same code); its cluster-role commands are not here.
+func newAdmPolicyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	return policyCommand(f, streams, "Manage authorization policy (as oc adm policy, for the current project)")
+}
+
+// policyCommand groups oc's role-binding commands for the current project.
+func policyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, short string) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: short, Run: cmdutil.DefaultSubCommandRun(streams.ErrOut)}
 	cmd.AddCommand(
 		newRoleCommand(f, streams, "add-role-to-user ROLE (USER | -z SERVICEACCOUNT) [USER ...]", "Add a role to users or service accounts for the current project", true, false),
 		newRoleCommand(f, streams, "add-role-to-group ROLE GROUP [GROUP ...]", "Add a role to groups for the current project", true, true),

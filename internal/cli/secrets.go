@@ -19,7 +19,7 @@ import (
 
 // NewSecretsCommand is `pullgate secrets link|unlink`, as oc's.
 func NewSecretsCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	cmd := &cobra.Command{Use: "secrets", Aliases: []string{"secret"}, Short: "Link secrets to service accounts (as oc secrets)"}
+	cmd := &cobra.Command{Use: "secrets", Aliases: []string{"secret"}, Short: "Link secrets to service accounts (as oc secrets)", Run: cmdutil.DefaultSubCommandRun(streams.ErrOut)}
 	cmd.AddCommand(newLinkCommand(f, streams, true), newLinkCommand(f, streams, false))
 	return cmd
 }

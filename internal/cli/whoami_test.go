@@ -31,3 +31,28 @@ func TestWhoAmI(t *testing.T) {
 		t.Errorf("a failing review: %v", err)
 	}
 }
+
+// -t, -c and --show-server print the session's token, context and server, and -t
+// without a token says so, as oc's whoami does.
+func TestWhoAmIShowsTheSession(t *testing.T) {
+	for _, tc := range []struct {
+		o    WhoAmIOptions
+		want string
+	}{
+		{WhoAmIOptions{ShowToken: true, Token: "sha256~abc"}, "sha256~abc\n"},
+		{WhoAmIOptions{ShowContext: true, Context: "dev"}, "dev\n"},
+		{WhoAmIOptions{ShowServer: true, Server: "https://127.0.0.1:6443"}, "https://127.0.0.1:6443\n"},
+	} {
+		s, out, _ := streams()
+		tc.o.IOStreams = s
+		if err := tc.o.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.o.Run(context.Background()); err != nil || out.String() != tc.want {
+			t.Errorf("%+v: %q %v", tc.o, out, err)
+		}
+	}
+	if err := (&WhoAmIOptions{ShowToken: true}).Validate(); err == nil || err.Error() != "no token is currently in use for this session" {
+		t.Errorf("-t with a certificate: %v", err)
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/internal/openshift/apiserver"
 	"pullgate.dev/pullgate/internal/platform/kubeconfig"
+	"pullgate.dev/pullgate/internal/platform/pki"
 )
 
 var (
@@ -251,7 +252,7 @@ func TestOpenShiftAPIs(t *testing.T) {
 func TestRealOcOpenShiftCommands(t *testing.T) {
 	oc := os.Getenv("OC")
 	if oc == "" {
-		t.Skip("OC is not set: give a real oc binary (see hack/ocgolden) to run oc new-project, policy who-can and registry info against pullgate")
+		t.Skip("OC is not set: give a real oc binary (see hack/ocgolden) to run oc new-project, policy who-can, registry info, get/describe is, delete project and login against pullgate")
 	}
 	ctx := harness.Context(t, 3*time.Minute)
 	waitForOpenShiftAPIs(t, ctx)
@@ -286,6 +287,33 @@ func TestRealOcOpenShiftCommands(t *testing.T) {
 	pushImage(t, ctx, dockerConfigFor(t, ctx, project, "pusher", "admin"), env.RegistryHost+"/"+project+"/app:v1")
 	if out := run("registry", "info", "-n", project); !strings.Contains(out, env.RegistryHost) {
 		t.Errorf("oc registry info:\n%s", out)
+	}
+	if out := run("get", "is", "-n", project); !strings.HasPrefix(out, "NAME") || !strings.Contains(out, "IMAGE REPOSITORY") || !strings.Contains(out, env.RegistryHost+"/"+project+"/app") {
+		t.Errorf("oc get is (OpenShift's columns, no warning):\n%s", out)
+	}
+	if out := run("describe", "is", "app", "-n", project); !strings.Contains(out, "Image Repository:") || !strings.Contains(out, "v1") {
+		t.Errorf("oc describe is (OpenShift's view):\n%s", out)
+	}
+	if out := run("delete", "project", project); !strings.Contains(out, fmt.Sprintf("project.project.openshift.io %q deleted", project)) {
+		t.Errorf("oc delete project:\n%s", out)
+	}
+
+	// oc login as a user with no project writes its kubeconfig and says what to do.
+	home := createNamespace(t, ctx, "oclogin")
+	waitForServiceAccount(t, ctx, home, "default")
+	token, err := env.Account(ctx, home, "frank", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := env.TokenConfig(token)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	login := exec.CommandContext(ctx, oc, "login", "--token="+token, "--server="+cfg.Host, "--certificate-authority="+filepath.Join(env.DataDir, "pki", pki.CAFile))
+	login.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	if out, err := login.CombinedOutput(); err != nil || !strings.Contains(string(out), "You don't have any projects.") {
+		t.Errorf("oc login as a user with no project: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(kubeconfig); err != nil {
+		t.Errorf("oc login wrote no kubeconfig: %v", err)
 	}
 }
 
@@ -351,5 +379,139 @@ func TestNewProjectAsSelfProvisioner(t *testing.T) {
 	written, err := clientcmd.LoadFromFile(path)
 	if err != nil || written.Contexts[written.CurrentContext].Namespace != name {
 		t.Errorf("kubeconfig not switched to %s: %v", name, err)
+	}
+
+	// oc whoami -t and --show-server, as oc prints them.
+	if res := carol.run(ctx, "whoami", "-t"); res.ExitCode != 0 || res.Stdout != token+"\n" {
+		t.Errorf("whoami -t: exit %d, printed the session's token: %v", res.ExitCode, res.Stdout == token+"\n")
+	}
+	if res := carol.run(ctx, "whoami", "--show-server"); res.Stdout != cfg.Host+"\n" {
+		t.Errorf("whoami --show-server: %q, want %q", res.Stdout, cfg.Host)
+	}
+
+	// Her project's admin deletes it, as with oc delete project; her home, where she
+	// is no admin, stays.
+	carolConfig, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	projects, err := dynamic.NewForConfig(carolConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := projects.Resource(projectsGVR).Delete(ctx, home, metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("carol deleting %s, where she is no admin: %v, want forbidden", home, err)
+	}
+	if err := projects.Resource(projectsGVR).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("carol deleting her own project %s: %v", name, err)
+	}
+	if ns, err := env.Admin.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); err == nil && ns.DeletionTimestamp == nil {
+		t.Errorf("namespace %s is not being deleted", name)
+	}
+	if _, err := env.Admin.CoreV1().Namespaces().Get(ctx, home, metav1.GetOptions{}); err != nil {
+		t.Errorf("namespace %s: %v", home, err)
+	}
+}
+
+// oc login asks, for a user with no project, whether it may request one: an
+// authorization.openshift.io SubjectAccessReview about itself, which any user may
+// make; asking about another user is refused.
+func TestLoginsSubjectAccessReview(t *testing.T) {
+	ctx := harness.Context(t, 2*time.Minute)
+	waitForOpenShiftAPIs(t, ctx)
+	home := createNamespace(t, ctx, "sar")
+	waitForServiceAccount(t, ctx, home, "default")
+	token, err := env.Account(ctx, home, "dave", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dave, err := dynamic.NewForConfig(env.TokenConfig(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reviews := dave.Resource(schema.GroupVersionResource{Group: "authorization.openshift.io", Version: "v1", Resource: "subjectaccessreviews"})
+	ask := func(fields map[string]any) (bool, error) {
+		obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "authorization.openshift.io/v1", "kind": "SubjectAccessReview", "namespace": "", "verb": "create", "resource": "projectrequests"}}
+		for k, v := range fields {
+			obj.Object[k] = v
+		}
+		out, err := reviews.Create(ctx, obj, metav1.CreateOptions{})
+		if err != nil {
+			return false, err
+		}
+		allowed, _, _ := unstructured.NestedBool(out.Object, "allowed")
+		return allowed, nil
+	}
+	if allowed, err := ask(nil); err != nil || allowed {
+		t.Fatalf("dave, no self-provisioner, may request projects: %v %v", allowed, err)
+	}
+	selfProvisioner(t, ctx, "self-provisioner-"+home, home, "dave")
+	if !harness.Eventually(ctx, 20*time.Second, func(context.Context) bool {
+		allowed, err := ask(nil)
+		return err == nil && allowed
+	}) {
+		t.Fatal("dave, a self-provisioner, is not told he may request projects")
+	}
+	if _, err := ask(map[string]any{"user": "system:admin"}); !apierrors.IsForbidden(err) {
+		t.Errorf("dave asking about system:admin: %v, want forbidden", err)
+	}
+}
+
+// kubectl get is (and oc get is) is OpenShift's image streams: its columns, one
+// namespace or all, and no warning that the short name could mean another resource.
+func TestGetImageStreamsTheOpenShiftWay(t *testing.T) {
+	ctx := harness.Context(t, 2*time.Minute)
+	waitForOpenShiftAPIs(t, ctx)
+	ns := createNamespace(t, ctx, "getis")
+	token, err := env.Account(ctx, ns, "pusher", "system:image-builder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.DockerConfig(t.TempDir(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushFile(t, ctx, cfg, env.RegistryHost+"/"+ns+"/app:v1", []byte("app v1"))
+	for _, tc := range []struct {
+		args   []string
+		header []string
+		row    []string
+	}{
+		{[]string{"get", "is", "-n", ns}, []string{"NAME", "IMAGE", "REPOSITORY", "TAGS", "UPDATED"}, []string{"app", env.RegistryHost + "/" + ns + "/app", "v1"}},
+		{[]string{"get", "is", "-A"}, []string{"NAMESPACE", "NAME", "IMAGE", "REPOSITORY", "TAGS", "UPDATED"}, []string{ns, "app", env.RegistryHost + "/" + ns + "/app", "v1"}},
+	} {
+		out, err := env.Kubectl(ctx, tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if !slices.Equal(strings.Fields(lines[0]), tc.header) {
+			t.Errorf("kubectl %s: first line %q, want the header %v (a warning?)\n%s", strings.Join(tc.args, " "), lines[0], tc.header, out)
+		}
+		found := false
+		for _, l := range lines[1:] {
+			f := strings.Fields(l)
+			found = found || (len(f) > len(tc.row) && slices.Equal(f[:len(tc.row)], tc.row) && strings.HasSuffix(l, "ago"))
+		}
+		if !found {
+			t.Errorf("kubectl %s does not list %v, updated … ago:\n%s", strings.Join(tc.args, " "), tc.row, out)
+		}
+	}
+}
+
+// pullgate adm policy does what oc adm policy does for a project's role bindings:
+// the same commands as pullgate policy.
+func TestAdmPolicyAddsAndRemovesRoles(t *testing.T) {
+	ctx := harness.Context(t, time.Minute)
+	cli := newCLI(t)
+	ns := createNamespace(t, ctx, "admpolicy")
+	cli.ok(ctx, "clusterrole.rbac.authorization.k8s.io/view added: \"alice\"\n", "adm", "policy", "add-role-to-user", "view", "alice", "-n", ns)
+	b, err := env.Admin.RbacV1().RoleBindings(ns).Get(ctx, "view", metav1.GetOptions{})
+	if err != nil || len(b.Subjects) != 1 || b.Subjects[0].Name != "alice" {
+		t.Fatalf("binding view: %v %+v", err, b)
+	}
+	cli.ok(ctx, "clusterrole.rbac.authorization.k8s.io/view removed: \"alice\"\n", "adm", "policy", "remove-role-from-user", "view", "alice", "-n", ns)
+	if _, err := env.Admin.RbacV1().RoleBindings(ns).Get(ctx, "view", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("binding view after removing its only subject: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"pullgate.dev/pullgate/pkg/credentials"
@@ -104,6 +105,11 @@ var Cases = []Case{
 	{Name: "unlink", Setup: []string{setupPullSecret, setupPullLinked}, Args: []string{"secrets", "unlink", "default", "pull", "-n", "NS"}},
 	{Name: "unlink, output yaml", Setup: []string{setupPullSecret, setupPullLinked}, Args: []string{"secrets", "unlink", "default", "pull", "-o", "jsonpath={.imagePullSecrets}", "-n", "NS"}},
 	{Name: "unlink a secret not linked", Setup: []string{setupPullSecret}, Args: []string{"secrets", "unlink", "default", "pull", "-n", "NS"}},
+	{Name: "an unknown policy subcommand", Args: []string{"policy", "no-such-command", "-n", "NS"}},
+	{Name: "an unknown secrets subcommand", Args: []string{"secrets", "no-such-command", "-n", "NS"}},
+	{Name: "adm policy add-role-to-user", Args: []string{"adm", "policy", "add-role-to-user", "view", "u1", "-n", "NS"}},
+	{Name: "whoami -t with a client certificate", Args: []string{"whoami", "-t"}},
+	{Name: "whoami --show-server", Args: []string{"whoami", "--show-server"}},
 }
 
 // Runner runs cases with one binary (oc or pullgate) against one cluster.
@@ -172,7 +178,14 @@ func (r *Runner) run(ctx context.Context, c Case, ns, config string) (Result, er
 	case err != nil:
 		return Result{}, err
 	}
-	norm := strings.NewReplacer(ns+"-a", "NS-a", ns, "NS", config, "CONFIG", r.Binary, "BINARY")
+	server := ""
+	if cfg, err := clientcmd.BuildConfigFromFlags("", r.Kubeconfig); err == nil {
+		server = cfg.Host
+	}
+	// The cluster's URL differs per run; a usage hint names the command as invoked
+	// ("See 'oc policy -h'").
+	norm := strings.NewReplacer(ns+"-a", "NS-a", ns, "NS", config, "CONFIG", r.Binary, "BINARY", server, "SERVER",
+		"See '"+filepath.Base(r.Binary)+" ", "See 'CLI ")
 	res.Stdout, res.Stderr = normaliseYAML(norm.Replace(stdout.String())), norm.Replace(stderr.String())
 	objects, err := r.objects(ctx, ns)
 	if err != nil {

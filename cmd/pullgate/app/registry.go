@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -29,6 +31,7 @@ func newRegistryCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "registry",
 		Short: "The integrated registry and its token service",
+		Run:   cmdutil.DefaultSubCommandRun(g.errOut),
 	}
 	cmd.AddCommand(newRegistryServeCommand(g))
 	cmd.AddCommand(cli.RegistryCommands(genericiooptions.IOStreams{In: os.Stdin, Out: g.out, ErrOut: g.errOut})...)

@@ -2,14 +2,17 @@
 // behind the Kubernetes API server's aggregation layer (APIServices backed by
 // pullgate, as openshift-apiserver is), so that the real `oc` works unmodified:
 //
-//   - project.openshift.io/v1: projects (the namespaces the user may get) and
+//   - project.openshift.io/v1: projects (the namespaces the user may get; deleted
+//     by those who may delete the project or its namespace) and
 //     projectrequests (`oc new-project`: a namespace and an admin binding for the
 //     requester);
 //   - authorization.openshift.io/v1: localresourceaccessreviews and
-//     resourceaccessreviews (`oc policy who-can`), answered by the same RBAC
-//     evaluator as `pullgate policy who-can`;
+//     resourceaccessreviews (`oc policy who-can`), and (local)subjectaccessreviews
+//     (`oc login` asks whether the user may request projects), answered by the same
+//     RBAC evaluator as `pullgate policy who-can`;
 //   - image.openshift.io/v1: imagestreams, read-only, from pullgate's ImageStreams
-//     (`oc registry info` reads their repositories).
+//     (`oc registry info` reads their repositories; `oc get is` prints OpenShift's
+//     columns, in one namespace or all).
 //
 // The API server authenticates and authorizes every request (RBAC sees these
 // resources like any other) and passes the user in headers that only its client
@@ -90,6 +93,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /apis/project.openshift.io/v1/projectrequests", s.requestProject)
 	mux.HandleFunc("POST /apis/authorization.openshift.io/v1/namespaces/{ns}/localresourceaccessreviews", s.accessReview)
 	mux.HandleFunc("POST /apis/authorization.openshift.io/v1/resourceaccessreviews", s.accessReview)
+	mux.HandleFunc("POST /apis/authorization.openshift.io/v1/subjectaccessreviews", s.subjectAccessReview)
+	mux.HandleFunc("POST /apis/authorization.openshift.io/v1/namespaces/{ns}/localsubjectaccessreviews", s.subjectAccessReview)
+	mux.HandleFunc("DELETE /apis/project.openshift.io/v1/projects/{name}", s.deleteProject)
+	mux.HandleFunc("GET /apis/image.openshift.io/v1/imagestreams", s.listImageStreams)
 	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams", s.listImageStreams)
 	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}", s.getImageStream)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -166,13 +173,15 @@ func resources(g string) metav1.APIResourceList {
 	switch g {
 	case "project.openshift.io":
 		list.APIResources = []metav1.APIResource{
-			{Name: "projects", SingularName: "project", Kind: "Project", Verbs: []string{"get", "list"}},
+			{Name: "projects", SingularName: "project", Kind: "Project", Verbs: []string{"delete", "get", "list"}},
 			{Name: "projectrequests", SingularName: "projectrequest", Kind: "ProjectRequest", Verbs: []string{"create", "list"}},
 		}
 	case "authorization.openshift.io":
 		list.APIResources = []metav1.APIResource{
 			{Name: "localresourceaccessreviews", SingularName: "localresourceaccessreview", Namespaced: true, Kind: "LocalResourceAccessReview", Verbs: []string{"create"}},
 			{Name: "resourceaccessreviews", SingularName: "resourceaccessreview", Kind: "ResourceAccessReview", Verbs: []string{"create"}},
+			{Name: "localsubjectaccessreviews", SingularName: "localsubjectaccessreview", Namespaced: true, Kind: "LocalSubjectAccessReview", Verbs: []string{"create"}},
+			{Name: "subjectaccessreviews", SingularName: "subjectaccessreview", Kind: "SubjectAccessReview", Verbs: []string{"create"}},
 		}
 	case "image.openshift.io":
 		list.APIResources = []metav1.APIResource{

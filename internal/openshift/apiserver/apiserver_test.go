@@ -128,3 +128,51 @@ func TestGroupHeaderIsReadAsTheAPIServerReadsIt(t *testing.T) {
 		t.Errorf("requester = %+v, want mallory in [devs,system:masters system:authenticated]", u)
 	}
 }
+
+// alice may delete her own project (the fake authorizer allows what names "mine"),
+// not another's; nothing of another's is deleted.
+func TestDeleteProjectOnlyWhereAllowed(t *testing.T) {
+	s, client := server()
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, request("DELETE", "/apis/project.openshift.io/v1/projects/theirs", "", "alice", true))
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "pullgate policy add-role-to-user admin alice -n theirs") {
+		t.Errorf("deleting theirs: %d %s", w.Code, w.Body)
+	}
+	if _, err := client.CoreV1().Namespaces().Get(t.Context(), "theirs", metav1.GetOptions{}); err != nil {
+		t.Errorf("theirs is gone: %v", err)
+	}
+	w = httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, request("DELETE", "/apis/project.openshift.io/v1/projects/mine", "", "alice", true))
+	if w.Code != http.StatusOK {
+		t.Errorf("deleting mine: %d %s", w.Code, w.Body)
+	}
+	if _, err := client.CoreV1().Namespaces().Get(t.Context(), "mine", metav1.GetOptions{}); err == nil {
+		t.Error("mine is still there")
+	}
+}
+
+// A review about oneself is answered for the asker; one about another user is
+// refused to an asker without Kubernetes' right to ask about others.
+func TestSubjectAccessReview(t *testing.T) {
+	s, _ := server()
+	for _, tc := range []struct {
+		asker, body string
+		code        int
+		allowed     bool
+	}{
+		{"alice", `{"verb":"get","resource":"namespaces","resourceName":"mine"}`, http.StatusCreated, true},
+		{"bob", `{"verb":"get","resource":"namespaces","resourceName":"mine"}`, http.StatusCreated, false},
+		{"bob", `{"verb":"get","resource":"namespaces","resourceName":"mine","user":"alice"}`, http.StatusForbidden, false},
+	} {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, request("POST", "/apis/authorization.openshift.io/v1/subjectaccessreviews", tc.body, tc.asker, true))
+		var resp struct {
+			Kind    string `json:"kind"`
+			Allowed bool   `json:"allowed"`
+		}
+		_ = json.Unmarshal(w.Body.Bytes(), &resp)
+		if w.Code != tc.code || (tc.code == http.StatusCreated && (resp.Kind != "SubjectAccessReviewResponse" || resp.Allowed != tc.allowed)) {
+			t.Errorf("%s asks %s: %d %s", tc.asker, tc.body, w.Code, w.Body)
+		}
+	}
+}

@@ -88,8 +88,18 @@ func clusterRoles() []*rbacv1.ClusterRole {
 	}
 	return []*rbacv1.ClusterRole{
 		{ObjectMeta: metav1.ObjectMeta{Name: "pullgate:openshift-basic-user"}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"project.openshift.io"}, Resources: []string{"projects"}, Verbs: []string{"get", "list"}},
+			// The API server passes these on; pullgate decides per project (a
+			// project's own RBAC), as OpenShift's project API does.
+			{APIGroups: []string{"project.openshift.io"}, Resources: []string{"projects"}, Verbs: []string{"get", "list", "delete"}},
 			{APIGroups: []string{"project.openshift.io"}, Resources: []string{"projectrequests"}, Verbs: []string{"list"}},
+			// Reviews about oneself; about others, pullgate asks for more.
+			{APIGroups: []string{"authorization.openshift.io"}, Resources: []string{"subjectaccessreviews", "localsubjectaccessreviews"}, Verbs: []string{"create"}},
+		}},
+		// A project's admin may delete it, as OpenShift's admin role allows (in its
+		// legacy group too, as OpenShift's roles list it: the legacy group is what
+		// pullgate checks, which the pass-through above never grants).
+		{ObjectMeta: metav1.ObjectMeta{Name: "pullgate:openshift-project-admin", Labels: aggregate("admin")}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"", "project.openshift.io"}, Resources: []string{"projects"}, Verbs: []string{"delete"}},
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "self-provisioner"}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"project.openshift.io"}, Resources: []string{"projectrequests"}, Verbs: []string{"create"}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,15 +76,22 @@ func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns, err := s.Client.CoreV1().Namespaces().Get(r.Context(), name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		writeStatus(w, apierrors.NewNotFound(projectsResource, name))
-		return
-	}
-	if err != nil {
-		writeStatus(w, err)
+	if writeProjectError(w, name, err) {
 		return
 	}
 	writeJSON(w, http.StatusOK, toProject(ns))
+}
+
+// writeProjectError writes err, if any, as the project's: a missing namespace is a
+// missing project.
+func writeProjectError(w http.ResponseWriter, name string, err error) bool {
+	switch {
+	case apierrors.IsNotFound(err):
+		writeStatus(w, apierrors.NewNotFound(projectsResource, name))
+	case err != nil:
+		writeStatus(w, err)
+	}
+	return err != nil
 }
 
 // mayRequestProject answers oc new-project's first question: a Success status when
@@ -112,6 +120,27 @@ func (s *Server) requestProject(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, toProject(created))
 }
 
+// deleteProject is `oc delete project`: for those who may delete the project in its
+// own namespace (its admin, as on OpenShift) or delete the namespace itself. The
+// project is asked for in OpenShift's legacy group: every user holds delete on
+// projects.project.openshift.io cluster-wide, only so that the API server passes
+// the request here.
+func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	u := requester(r)
+	mayDelete := s.Authz.Decide(u, rbacauthz.Request{Verb: "delete", Namespace: name, Group: "", Resource: "projects", Name: name}).Allowed ||
+		s.Authz.Decide(u, rbacauthz.Request{Verb: "delete", Resource: "namespaces", Name: name}).Allowed
+	if !mayDelete {
+		writeStatus(w, apierrors.NewForbidden(projectsResource, name, fmt.Errorf("User %q cannot delete project %q: it needs the admin role in it (pullgate policy add-role-to-user admin %s -n %s)", u.Name, name, u.Name, name)))
+		return
+	}
+	if writeProjectError(w, name, s.Client.CoreV1().Namespaces().Delete(r.Context(), name, metav1.DeleteOptions{})) {
+		return
+	}
+	writeJSON(w, http.StatusOK, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess,
+		Details: &metav1.StatusDetails{Name: name, Group: projectsResource.Group, Kind: "projects"}})
+}
+
 // accessReview is oc policy who-can: every user and group RBAC lets do the action,
 // in a namespace (local) or the cluster.
 func (s *Server) accessReview(w http.ResponseWriter, r *http.Request) {
@@ -128,12 +157,7 @@ func (s *Server) accessReview(w http.ResponseWriter, r *http.Request) {
 	}
 	ns := r.PathValue("ns")
 	resource, sub, _ := strings.Cut(review.Resource, "/")
-	if resource == imageapi.Resource && (review.Group == "" || review.Group == "image.openshift.io") {
-		// OpenShift's image streams (its legacy group and image.openshift.io) are
-		// pullgate's: the registry decides on image.pullgate.dev, so that is asked.
-		review.Group = imageapi.Group
-	}
-	access := projects.WhoCan(s.Authz, rbacauthz.Request{Verb: review.Verb, Namespace: ns, Group: review.Group, Resource: resource, Subresource: sub, Name: review.ResourceName})
+	access := projects.WhoCan(s.Authz, rbacauthz.Request{Verb: review.Verb, Namespace: ns, Group: openshiftGroup(review.Group, resource), Resource: resource, Subresource: sub, Name: review.ResourceName})
 	writeJSON(w, http.StatusCreated, struct {
 		metav1.TypeMeta `json:",inline"`
 		Namespace       string   `json:"namespace,omitempty"`
@@ -204,6 +228,13 @@ func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) {
 			out.Items = append(out.Items, s.toImageStream(&is))
 		}
 	}
+	if wantsTable(r) {
+		table := imageStreamTable(out.Items, time.Now())
+		table.ResourceVersion = list.GetResourceVersion()
+		writeJSON(w, http.StatusOK, table)
+		return
+	}
+	out.ResourceVersion = list.GetResourceVersion()
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -221,6 +252,10 @@ func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) {
 	var is imageapi.ImageStream
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &is); err != nil {
 		writeStatus(w, err)
+		return
+	}
+	if wantsTable(r) {
+		writeJSON(w, http.StatusOK, imageStreamTable([]imageStream{s.toImageStream(&is)}, time.Now()))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.toImageStream(&is))

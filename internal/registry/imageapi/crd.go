@@ -22,7 +22,7 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
 			Group: Group,
 			Names: apiextensionsv1.CustomResourceDefinitionNames{
-				Plural: Resource, Singular: "imagestream", Kind: Kind, ListKind: Kind + "List", ShortNames: []string{"is"},
+				Plural: Resource, Singular: "imagestream", Kind: Kind, ListKind: Kind + "List",
 			},
 			Scope: apiextensionsv1.NamespaceScoped,
 			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{

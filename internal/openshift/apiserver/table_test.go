@@ -1,0 +1,50 @@
+package apiserver
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func stream(name string, tags map[string]time.Time) imageStream {
+	is := imageStream{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "p"}}
+	is.Status.DockerImageRepository = "localhost:5000/p/" + name
+	for tag, created := range tags {
+		is.Status.Tags = append(is.Status.Tags, namedTag{Tag: tag, Items: []tagEvent{{Created: metav1.NewTime(created)}}})
+	}
+	return is
+}
+
+// A row is OpenShift's: name, the public repository when there is one, tags newest
+// first, the newest tag's age.
+func TestImageStreamTable(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	app := stream("app", map[string]time.Time{"v1": now.Add(-3 * time.Hour), "v2": now.Add(-5 * time.Minute)})
+	app.Status.PublicDockerImageRepository = "registry.example.com/p/app"
+	table := imageStreamTable([]imageStream{app, stream("empty", nil)}, now)
+	if len(table.ColumnDefinitions) != 4 || table.ColumnDefinitions[1].Name != "Image Repository" {
+		t.Fatalf("columns %+v", table.ColumnDefinitions)
+	}
+	want := [][]any{{"app", "registry.example.com/p/app", "v2,v1", "5 minutes ago"}, {"empty", "localhost:5000/p/empty", "", ""}}
+	for i, row := range table.Rows {
+		if fmt.Sprint(row.Cells) != fmt.Sprint(want[i]) {
+			t.Errorf("row %d: %v, want %v", i, row.Cells, want[i])
+		}
+	}
+}
+
+// Tags past the width are counted, not listed.
+func TestTagsUpToWidth(t *testing.T) {
+	now := time.Now()
+	tags := map[string]time.Time{}
+	for i := range 12 {
+		tags[fmt.Sprintf("release-%02d", i)] = now.Add(-time.Duration(i) * time.Minute)
+	}
+	got := tagsUpToWidth(stream("app", tags).Status.Tags, 40)
+	if !strings.HasPrefix(got, "release-00,release-01,release-02") || !strings.HasSuffix(got, "more...") {
+		t.Errorf("%q", got)
+	}
+}
