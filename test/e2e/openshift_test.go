@@ -294,6 +294,9 @@ func TestRealOcOpenShiftCommands(t *testing.T) {
 	if out := run("describe", "is", "app", "-n", project); !strings.Contains(out, "Image Repository:") || !strings.Contains(out, "v1") {
 		t.Errorf("oc describe is (OpenShift's view):\n%s", out)
 	}
+	if out := run("get", "istag", "app:v1", "-n", project); !strings.Contains(out, "IMAGE REFERENCE") || !strings.Contains(out, env.RegistryHost+"/"+project+"/app@sha256:") {
+		t.Errorf("oc get istag:\n%s", out)
+	}
 	if out := run("delete", "project", project); !strings.Contains(out, fmt.Sprintf("project.project.openshift.io %q deleted", project)) {
 		t.Errorf("oc delete project:\n%s", out)
 	}
@@ -457,8 +460,9 @@ func TestLoginsSubjectAccessReview(t *testing.T) {
 	}
 }
 
-// kubectl get is (and oc get is) is OpenShift's image streams: its columns, one
-// namespace or all, and no warning that the short name could mean another resource.
+// kubectl get is and get istag (and oc's) are OpenShift's image streams and tags:
+// their columns, one namespace or all, and no warning that the short name could mean
+// another resource.
 func TestGetImageStreamsTheOpenShiftWay(t *testing.T) {
 	ctx := harness.Context(t, 2*time.Minute)
 	waitForOpenShiftAPIs(t, ctx)
@@ -471,7 +475,7 @@ func TestGetImageStreamsTheOpenShiftWay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushFile(t, ctx, cfg, env.RegistryHost+"/"+ns+"/app:v1", []byte("app v1"))
+	digest := pushFile(t, ctx, cfg, env.RegistryHost+"/"+ns+"/app:v1", []byte("app v1"))
 	for _, tc := range []struct {
 		args   []string
 		header []string
@@ -479,6 +483,8 @@ func TestGetImageStreamsTheOpenShiftWay(t *testing.T) {
 	}{
 		{[]string{"get", "is", "-n", ns}, []string{"NAME", "IMAGE", "REPOSITORY", "TAGS", "UPDATED"}, []string{"app", env.RegistryHost + "/" + ns + "/app", "v1"}},
 		{[]string{"get", "is", "-A"}, []string{"NAMESPACE", "NAME", "IMAGE", "REPOSITORY", "TAGS", "UPDATED"}, []string{ns, "app", env.RegistryHost + "/" + ns + "/app", "v1"}},
+		{[]string{"get", "istag", "-n", ns}, []string{"NAME", "IMAGE", "REFERENCE", "UPDATED"}, []string{"app:v1", env.RegistryHost + "/" + ns + "/app@" + digest}},
+		{[]string{"get", "istag", "app:v1", "-n", ns, "-o", "wide"}, []string{"NAME", "IMAGE", "REFERENCE", "UPDATED", "IMAGE", "NAME"}, []string{"app:v1", env.RegistryHost + "/" + ns + "/app@" + digest}},
 	} {
 		out, err := env.Kubectl(ctx, tc.args...)
 		if err != nil {
@@ -491,7 +497,7 @@ func TestGetImageStreamsTheOpenShiftWay(t *testing.T) {
 		found := false
 		for _, l := range lines[1:] {
 			f := strings.Fields(l)
-			found = found || (len(f) > len(tc.row) && slices.Equal(f[:len(tc.row)], tc.row) && strings.HasSuffix(l, "ago"))
+			found = found || (len(f) > len(tc.row) && slices.Equal(f[:len(tc.row)], tc.row) && strings.Contains(l, " ago"))
 		}
 		if !found {
 			t.Errorf("kubectl %s does not list %v, updated … ago:\n%s", strings.Join(tc.args, " "), tc.row, out)

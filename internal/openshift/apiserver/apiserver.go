@@ -10,9 +10,9 @@
 //     resourceaccessreviews (`oc policy who-can`), and (local)subjectaccessreviews
 //     (`oc login` asks whether the user may request projects), answered by the same
 //     RBAC evaluator as `pullgate policy who-can`;
-//   - image.openshift.io/v1: imagestreams, read-only, from pullgate's ImageStreams
-//     (`oc registry info` reads their repositories; `oc get is` prints OpenShift's
-//     columns, in one namespace or all).
+//   - image.openshift.io/v1: imagestreams and imagestreamtags, read-only, from
+//     pullgate's ImageStreams (`oc registry info` reads their repositories; `oc get
+//     is` and `oc get istag` print OpenShift's columns, in one namespace or all).
 //
 // The API server authenticates and authorizes every request (RBAC sees these
 // resources like any other) and passes the user in headers that only its client
@@ -97,6 +97,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /apis/authorization.openshift.io/v1/namespaces/{ns}/localsubjectaccessreviews", s.subjectAccessReview)
 	mux.HandleFunc("DELETE /apis/project.openshift.io/v1/projects/{name}", s.deleteProject)
 	mux.HandleFunc("GET /apis/image.openshift.io/v1/imagestreams", s.listImageStreams)
+	mux.HandleFunc("GET /apis/image.openshift.io/v1/imagestreamtags", s.listImageStreamTags)
+	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags", s.listImageStreamTags)
+	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags/{name}", s.getImageStreamTag)
 	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams", s.listImageStreams)
 	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}", s.getImageStream)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -186,6 +189,7 @@ func resources(g string) metav1.APIResourceList {
 	case "image.openshift.io":
 		list.APIResources = []metav1.APIResource{
 			{Name: "imagestreams", SingularName: "imagestream", Namespaced: true, Kind: "ImageStream", ShortNames: []string{"is"}, Verbs: []string{"get", "list"}},
+			{Name: "imagestreamtags", SingularName: "imagestreamtag", Namespaced: true, Kind: "ImageStreamTag", ShortNames: []string{"istag"}, Verbs: []string{"get", "list"}},
 		}
 	}
 	return list

@@ -105,7 +105,7 @@ func clusterRoles() []*rbacv1.ClusterRole {
 			{APIGroups: []string{"project.openshift.io"}, Resources: []string{"projectrequests"}, Verbs: []string{"create"}},
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "pullgate:openshift-image-view", Labels: aggregate("view")}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"image.openshift.io"}, Resources: []string{"imagestreams"}, Verbs: []string{"get", "list"}},
+			{APIGroups: []string{"image.openshift.io"}, Resources: []string{"imagestreams", "imagestreamtags"}, Verbs: []string{"get", "list"}},
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "pullgate:openshift-access-review", Labels: aggregate("admin")}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"authorization.openshift.io"}, Resources: []string{"localresourceaccessreviews"}, Verbs: []string{"create"}},

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -211,8 +212,42 @@ func (s *Server) toImageStream(is *imageapi.ImageStream) imageStream {
 	return out
 }
 
+// storedStreams are pullgate's ImageStreams in ns (every namespace when ns is ""),
+// and the list's resource version.
+func (s *Server) storedStreams(ctx context.Context, ns string) ([]imageapi.ImageStream, string, error) {
+	list, err := s.Dynamic.Resource(imageapi.GVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]imageapi.ImageStream, 0, len(list.Items))
+	for i := range list.Items {
+		var is imageapi.ImageStream
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, &is) == nil {
+			out = append(out, is)
+		}
+	}
+	return out, list.GetResourceVersion(), nil
+}
+
+// storedStream is pullgate's ImageStream ns/name; a missing one is a NotFound of
+// resource (what the client asked for) named asked.
+func (s *Server) storedStream(ctx context.Context, ns, name string, resource schema.GroupResource, asked string) (*imageapi.ImageStream, error) {
+	u, err := s.Dynamic.Resource(imageapi.GVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, apierrors.NewNotFound(resource, asked)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var is imageapi.ImageStream
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &is); err != nil {
+		return nil, err
+	}
+	return &is, nil
+}
+
 func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) {
-	list, err := s.Dynamic.Resource(imageapi.GVR).Namespace(r.PathValue("ns")).List(r.Context(), metav1.ListOptions{})
+	stored, rv, err := s.storedStreams(r.Context(), r.PathValue("ns"))
 	if err != nil {
 		writeStatus(w, err)
 		return
@@ -221,42 +256,29 @@ func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) {
 		metav1.TypeMeta `json:",inline"`
 		metav1.ListMeta `json:"metadata"`
 		Items           []imageStream `json:"items"`
-	}{TypeMeta: metav1.TypeMeta{Kind: "ImageStreamList", APIVersion: "image.openshift.io/v1"}, Items: []imageStream{}}
-	for i := range list.Items {
-		var is imageapi.ImageStream
-		if runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, &is) == nil {
-			out.Items = append(out.Items, s.toImageStream(&is))
-		}
+	}{TypeMeta: metav1.TypeMeta{Kind: "ImageStreamList", APIVersion: "image.openshift.io/v1"}, ListMeta: metav1.ListMeta{ResourceVersion: rv}, Items: []imageStream{}}
+	for i := range stored {
+		out.Items = append(out.Items, s.toImageStream(&stored[i]))
 	}
 	if wantsTable(r) {
 		table := imageStreamTable(out.Items, time.Now())
-		table.ResourceVersion = list.GetResourceVersion()
+		table.ResourceVersion = rv
 		writeJSON(w, http.StatusOK, table)
 		return
 	}
-	out.ResourceVersion = list.GetResourceVersion()
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	u, err := s.Dynamic.Resource(imageapi.GVR).Namespace(ns).Get(r.Context(), name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		writeStatus(w, apierrors.NewNotFound(imageStreamsResource, name))
-		return
-	}
+	name := r.PathValue("name")
+	is, err := s.storedStream(r.Context(), r.PathValue("ns"), name, imageStreamsResource, name)
 	if err != nil {
 		writeStatus(w, err)
 		return
 	}
-	var is imageapi.ImageStream
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &is); err != nil {
-		writeStatus(w, err)
-		return
-	}
 	if wantsTable(r) {
-		writeJSON(w, http.StatusOK, imageStreamTable([]imageStream{s.toImageStream(&is)}, time.Now()))
+		writeJSON(w, http.StatusOK, imageStreamTable([]imageStream{s.toImageStream(is)}, time.Now()))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toImageStream(&is))
+	writeJSON(w, http.StatusOK, s.toImageStream(is))
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 func stream(name string, tags map[string]time.Time) imageStream {
@@ -46,5 +47,24 @@ func TestTagsUpToWidth(t *testing.T) {
 	got := tagsUpToWidth(stream("app", tags).Status.Tags, 40)
 	if !strings.HasPrefix(got, "release-00,release-01,release-02") || !strings.HasSuffix(got, "more...") {
 		t.Errorf("%q", got)
+	}
+}
+
+// A stream's tags as ImageStreamTags: named stream:tag, at the newest image, and
+// printed with OpenShift's columns.
+func TestImageStreamTags(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	stored := &imageapi.ImageStream{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "p"}}
+	stored.Status.Tags = []imageapi.NamedTagEventList{{Tag: "v1", Items: []imageapi.TagEvent{
+		{Created: metav1.NewTime(now.Add(-time.Hour)), Digest: "sha256:new", MediaType: "application/vnd.oci.image.manifest.v1+json"},
+		{Created: metav1.NewTime(now.Add(-2 * time.Hour)), Digest: "sha256:old"}}}}
+	s := &Server{RegistryHost: "localhost:5000"}
+	tags := imageStreamTags(s.toImageStream(stored), stored)
+	if len(tags) != 1 || tags[0].Name != "app:v1" || tags[0].Image.Name != "sha256:new" || tags[0].Image.DockerImageReference != "localhost:5000/p/app@sha256:new" {
+		t.Fatalf("%+v", tags)
+	}
+	row := imageStreamTagTable(tags, now).Rows[0].Cells
+	if fmt.Sprint(row) != fmt.Sprint([]any{"app:v1", "localhost:5000/p/app@sha256:new", "About an hour ago", "sha256:new"}) {
+		t.Errorf("row %v", row)
 	}
 }
