@@ -20,7 +20,7 @@ func Binary() (string, error) {
 	if bin := os.Getenv("PULLGATE_BIN"); bin != "" {
 		return bin, nil
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -43,14 +43,15 @@ func KubectlBinary() (string, error) {
 	if _, err := Binary(); err != nil {
 		return "", err
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(root, "bin", "kubectl"), nil
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot is the pullgate module's directory (go env GOMOD's).
+func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)

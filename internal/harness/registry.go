@@ -20,7 +20,7 @@ func Tool(name string) (string, error) {
 	if p := os.Getenv(strings.ToUpper(name)); p != "" {
 		return p, nil
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}

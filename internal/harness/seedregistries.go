@@ -135,15 +135,24 @@ func WriteHtpasswd(file string, users map[string]string) error {
 	return os.WriteFile(file, []byte(b.String()), 0o600)
 }
 
-// BasicDockerConfig writes a docker config.json into a new directory under dir with
-// key → (user, password), and returns the directory (for DOCKER_CONFIG).
-func BasicDockerConfig(dir string, entries map[string][2]string) (string, error) {
+// DockerConfigJSON is a docker config.json with key → (user, password).
+func DockerConfigJSON(entries map[string][2]string) ([]byte, error) {
 	var data []byte
 	var err error
 	for key, up := range entries {
 		if data, err = credentials.SetAuth(data, key, credentials.Credential{Username: up[0], Password: up[1]}, credentials.Docker); err != nil {
-			return "", err
+			return nil, err
 		}
+	}
+	return data, nil
+}
+
+// BasicDockerConfig writes DockerConfigJSON(entries) into a new directory under dir,
+// and returns the directory (for DOCKER_CONFIG).
+func BasicDockerConfig(dir string, entries map[string][2]string) (string, error) {
+	data, err := DockerConfigJSON(entries)
+	if err != nil {
+		return "", err
 	}
 	out, err := os.MkdirTemp(dir, "docker-config-")
 	if err != nil {

@@ -52,21 +52,15 @@ func appTar(t *testing.T) string {
 // secret to be linked, as a user who waits for `oc new-project` would.
 func newProject(t *testing.T, ctx context.Context, e *harness.Env, prefix string) string {
 	t.Helper()
-	ns, err := e.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = e.Admin.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
-	})
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		sa, err := e.Admin.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
+	ns := e.Namespace(t, ctx, prefix)
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		sa, err := e.Admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil && len(sa.ImagePullSecrets) > 0, nil
 	})
 	if err != nil {
-		t.Fatalf("namespace %s: default service account without its pull secret: %v", ns.Name, err)
+		t.Fatalf("namespace %s: default service account without its pull secret: %v", ns, err)
 	}
-	return ns.Name
+	return ns
 }
 
 // pushApp pushes a runnable image to ns/app:v1 of the integrated registry as a

@@ -3,8 +3,6 @@ package realnode
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -93,11 +91,7 @@ func delegated(t *testing.T, ctx context.Context, e *harness.Env, registryPasswo
 // entries under key.
 func secret(t *testing.T, ctx context.Context, e *harness.Env, ns string, typ corev1.SecretType, key string, entries map[string][2]string) {
 	t.Helper()
-	cfg, err := harness.BasicDockerConfig(t.TempDir(), entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(cfg, "config.json"))
+	data, err := harness.DockerConfigJSON(entries)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package scaleout
 
 import (
 	"archive/tar"
-	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -161,9 +160,9 @@ func extract(t *testing.T, tarFile, name string) string {
 
 func moduleRoot(t *testing.T) string {
 	t.Helper()
-	out, err := exec.CommandContext(context.Background(), "go", "env", "GOMOD").Output()
+	root, err := harness.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
+	return root
 }

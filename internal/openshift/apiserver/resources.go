@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -145,20 +144,13 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) {
 // accessReview is oc policy who-can: every user and group RBAC lets do the action,
 // in a namespace (local) or the cluster.
 func (s *Server) accessReview(w http.ResponseWriter, r *http.Request) {
-	var review struct {
-		Namespace    string `json:"namespace"`
-		Verb         string `json:"verb"`
-		Group        string `json:"resourceAPIGroup"`
-		Resource     string `json:"resource"`
-		ResourceName string `json:"resourceName"`
-	}
+	var review action
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&review); err != nil {
 		writeStatus(w, apierrors.NewBadRequest("reading the review: "+err.Error()))
 		return
 	}
 	ns := r.PathValue("ns")
-	resource, sub, _ := strings.Cut(review.Resource, "/")
-	access := projects.WhoCan(s.Authz, rbacauthz.Request{Verb: review.Verb, Namespace: ns, Group: openshiftGroup(review.Group, resource), Resource: resource, Subresource: sub, Name: review.ResourceName})
+	access := projects.WhoCan(s.Authz, review.request(ns))
 	writeJSON(w, http.StatusCreated, struct {
 		metav1.TypeMeta `json:",inline"`
 		Namespace       string   `json:"namespace,omitempty"`

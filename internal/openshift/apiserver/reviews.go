@@ -18,17 +18,29 @@ import (
 
 var subjectAccessReviewsResource = schema.GroupResource{Group: "authorization.openshift.io", Resource: "subjectaccessreviews"}
 
+// action is authorization.openshift.io/v1's Action, inline in every review.
+type action struct {
+	Namespace    string `json:"namespace"`
+	Verb         string `json:"verb"`
+	Group        string `json:"resourceAPIGroup"`
+	Resource     string `json:"resource"`
+	ResourceName string `json:"resourceName"`
+}
+
+// request is the action in RBAC's terms, in namespace ns: a resource/subresource
+// split, and OpenShift's legacy group mapped to the one RBAC decides in.
+func (a action) request(ns string) rbacauthz.Request {
+	resource, sub, _ := strings.Cut(a.Resource, "/")
+	return rbacauthz.Request{Verb: a.Verb, Namespace: ns, Group: openshiftGroup(a.Group, resource), Resource: resource, Subresource: sub, Name: a.ResourceName}
+}
+
 // subjectAccessReview is authorization.openshift.io/v1 (Local)SubjectAccessReview:
-// an action (inline, as OpenShift's API has it) and whom it is asked about; no user
-// and no groups ask about the requester.
+// an action and whom it is asked about; no user and no groups ask about the
+// requester.
 type subjectAccessReview struct {
-	Namespace    string   `json:"namespace"`
-	Verb         string   `json:"verb"`
-	Group        string   `json:"resourceAPIGroup"`
-	Resource     string   `json:"resource"`
-	ResourceName string   `json:"resourceName"`
-	User         string   `json:"user"`
-	Groups       []string `json:"groups"`
+	action
+	User   string   `json:"user"`
+	Groups []string `json:"groups"`
 }
 
 // subjectAccessReview answers `oc login`'s question (may I list and create
@@ -58,9 +70,7 @@ func (s *Server) subjectAccessReview(w http.ResponseWriter, r *http.Request) {
 			subject.Groups = append(subject.Groups, user.AllAuthenticated)
 		}
 	}
-	resource, sub, _ := strings.Cut(review.Resource, "/")
-	decision := s.Authz.Decide(subject, rbacauthz.Request{Verb: review.Verb, Namespace: ns, Group: openshiftGroup(review.Group, resource),
-		Resource: resource, Subresource: sub, Name: review.ResourceName})
+	decision := s.Authz.Decide(subject, review.request(ns))
 	reason := ""
 	if decision.Allowed {
 		reason = fmt.Sprintf("RBAC: allowed by %s %q of %s %q to %s %q", bindingKind(decision), decision.BindingName, decision.Role.Kind, decision.Role.Name, decision.Subject.Kind, decision.Subject.Name)

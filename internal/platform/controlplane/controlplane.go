@@ -33,7 +33,6 @@ type Config struct {
 }
 
 const (
-	serviceCIDR      = ServiceCIDR
 	kubernetesSvcIP  = "10.96.0.1"
 	readyTimeout     = 2 * time.Minute
 	componentStopMax = 7 * time.Second
@@ -133,14 +132,14 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 	log.Info("etcd ready", "dir", filepath.Join(dir.Path, "etcd"), "took", time.Since(started).Round(time.Millisecond))
 
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	apiArgs := p.apiServerArgs(etcdURL, cfg.APIPort, cfg.BindAddress, serviceCIDR, cfg.Verbosity)
+	apiArgs := p.apiServerArgs(etcdURL, cfg.APIPort, cfg.BindAddress, ServiceCIDR, cfg.Verbosity)
 	api := goRun("kube-apiserver", func() error { return runAPIServer(runCtx, apiArgs, listener) })
 
 	controllers := cfg.Controllers
 	if len(controllers) == 0 {
 		controllers = DefaultControllers
 	}
-	kcmArgs := p.controllerManagerArgs(controllers, serviceCIDR, ports[2], cfg.Verbosity)
+	kcmArgs := p.controllerManagerArgs(controllers, ServiceCIDR, ports[2], cfg.Verbosity)
 	schedulerArgs := p.schedulerArgs(ports[3], cfg.Verbosity)
 	var kcm, scheduler *component
 
