@@ -43,7 +43,10 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(dir)
-	runner := &ocdiff.Runner{Binary: *oc, Kubeconfig: env.Kubeconfig, Admin: env.Admin, Prefix: "ocgolden", Dir: dir}
+	runner, err := ocdiff.NewRunner(env, *oc, "ocgolden", dir)
+	if err != nil {
+		fail(err)
+	}
 	results, err := runner.Run(context.Background())
 	if err != nil {
 		fail(err)

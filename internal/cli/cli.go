@@ -33,6 +33,8 @@ func Commands(streams genericiooptions.IOStreams, admExtra ...Command) []*cobra.
 		NewSecretsCommand(f, streams),
 		NewNewProjectCommand(f, kube, streams),
 		NewWhoAmICommand(f, streams),
+		NewTagCommand(f, streams),
+		NewImportImageCommand(f, streams),
 		NewAdmCommand(f, streams, admExtra...),
 		NewExplainCommand(f, streams),
 	}

@@ -112,14 +112,24 @@ func (r *SeedRegistries) Stop() {
 // PulledBy is the user the private registry's log names for a successful GET or
 // HEAD of repo's manifest ref (a tag or digest), or "" if there is none.
 func (r *SeedRegistries) PulledBy(repo, ref string) string {
+	if users := r.Pullers(repo, ref); len(users) > 0 {
+		return users[0]
+	}
+	return ""
+}
+
+// Pullers are the users the private registry's log names for every successful GET
+// or HEAD of repo's manifest ref, in order.
+func (r *SeedRegistries) Pullers(repo, ref string) []string {
 	want := "path=/v2/" + repo + "/manifests/" + ref + " status=200 user="
+	var out []string
 	for _, line := range strings.Split(r.PrivateProcess.Output(), "\n") {
 		if _, user, ok := strings.Cut(line, want); ok {
 			user, _, _ = strings.Cut(user, " ")
-			return user
+			out = append(out, user)
 		}
 	}
-	return ""
+	return out
 }
 
 // WriteHtpasswd writes an htpasswd file (bcrypt) with user → password.

@@ -27,7 +27,9 @@ func TestMain(m *testing.M) {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
 	}
-	code := harness.Main(m, &env, harness.Options{})
+	// Scheduled imports every 2 s rather than OpenShift's 15 min, so that a test sees
+	// a scheduled tag follow its source.
+	code := harness.Main(m, &env, harness.Options{ExtraArgs: []string{"--image-import-interval=2s"}})
 	proxy.Close()
 	os.Exit(code)
 }

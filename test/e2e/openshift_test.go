@@ -23,11 +23,9 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/internal/openshift/apiserver"
-	"pullgate.dev/pullgate/internal/platform/kubeconfig"
 	"pullgate.dev/pullgate/internal/platform/pki"
 )
 
@@ -252,7 +250,7 @@ func TestOpenShiftAPIs(t *testing.T) {
 func TestRealOcOpenShiftCommands(t *testing.T) {
 	oc := os.Getenv("OC")
 	if oc == "" {
-		t.Skip("OC is not set: give a real oc binary (see hack/ocgolden) to run oc new-project, policy who-can, registry info, get/describe is, delete project and login against pullgate")
+		t.Skip("OC is not set: give a real oc binary (see hack/ocgolden) to run oc new-project, policy who-can, registry info, get/describe is and istag, tag, import-image, new-app, adm prune images, delete project and login against pullgate")
 	}
 	ctx := harness.Context(t, 3*time.Minute)
 	waitForOpenShiftAPIs(t, ctx)
@@ -297,6 +295,51 @@ func TestRealOcOpenShiftCommands(t *testing.T) {
 	if out := run("get", "istag", "app:v1", "-n", project); !strings.Contains(out, "IMAGE REFERENCE") || !strings.Contains(out, env.RegistryHost+"/"+project+"/app@sha256:") {
 		t.Errorf("oc get istag:\n%s", out)
 	}
+	// The image-stream workflow.
+	if out := run("tag", "app:v1", "app:prod", "-n", project); !strings.HasPrefix(out, "Tag app:prod set to app@sha256:") {
+		t.Errorf("oc tag:\n%s", out)
+	}
+	if out := run("describe", "istag", "app:prod", "-n", project); !strings.Contains(out, "Image Size:") || strings.Contains(out, "unable to read image metadata") {
+		t.Errorf("oc describe istag (the image's metadata):\n%s", out)
+	}
+	if out := run("get", "isimage", "-n", project, "app@"+strings.TrimSpace(run("get", "istag", "app:prod", "-n", project, "-o", "jsonpath={.image.metadata.name}"))); !strings.Contains(out, "sha256:") {
+		t.Errorf("oc get isimage:\n%s", out)
+	}
+	if out := run("import-image", "imp:v1", "--from="+env.RegistryHost+"/"+project+"/app:v1", "--confirm", "--scheduled", "-n", project); !strings.Contains(out, "imported") || !strings.Contains(out, "updates automatically from registry") {
+		t.Errorf("oc import-image --scheduled:\n%s", out)
+	}
+	if out := run("create", "imagestream", "made", "-n", project); !strings.Contains(out, "imagestream.image.openshift.io/made created") {
+		t.Errorf("oc create imagestream:\n%s", out)
+	}
+	if out := run("new-app", project+"/app:prod", "--name=web", "-n", project); !strings.Contains(out, `deployment.apps "web" created`) {
+		t.Errorf("oc new-app from an image stream tag:\n%s", out)
+	}
+	if out := run("tag", "-d", "app:prod", "-n", project); !strings.Contains(out, "Deleted tag "+project+"/app:prod.") {
+		t.Errorf("oc tag -d:\n%s", out)
+	}
+	lonely := createNamespace(t, ctx, "lonely")
+	if out := run("registry", "info", "--public", "-n", lonely); !strings.Contains(out, env.RegistryHost) {
+		t.Errorf("oc registry info --public in a project without streams:\n%s", out)
+	}
+	pruner, err := env.Account(ctx, lonely, "pruner", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfBinding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "pruner-" + lonely}, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: lonely, Name: "pruner"}}}
+	if _, err := env.Admin.RbacV1().ClusterRoleBindings().Create(ctx, selfBinding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), selfBinding.Name, metav1.DeleteOptions{}) })
+	prune := exec.CommandContext(ctx, oc, "adm", "prune", "images", "--confirm", "--keep-younger-than=0s", "--keep-tag-revisions=0")
+	prune.Env = append(os.Environ(), "KUBECONFIG="+tokenCLI(t, "pruner", pruner).kubeconfig)
+	if out, err := prune.CombinedOutput(); err == nil || !strings.Contains(string(out), "pullgate adm prune --confirm") {
+		t.Errorf("oc adm prune images: %v\n%s", err, out)
+	}
+	if out := run("get", "istag", "app:v1", "-n", project); !strings.Contains(out, "app:v1") {
+		t.Errorf("oc adm prune images took app:v1:\n%s", out)
+	}
+
 	if out := run("delete", "project", project); !strings.Contains(out, fmt.Sprintf("project.project.openshift.io %q deleted", project)) {
 		t.Errorf("oc delete project:\n%s", out)
 	}
@@ -333,18 +376,7 @@ func TestNewProjectAsSelfProvisioner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	cfg := env.TokenConfig(token)
-	caData := cfg.CAData
-	if len(caData) == 0 && cfg.CAFile != "" {
-		if caData, err = os.ReadFile(cfg.CAFile); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := kubeconfig.Write(path, kubeconfig.New("carol", cfg.Host, caData, &clientcmdapi.AuthInfo{Token: token})); err != nil {
-		t.Fatal(err)
-	}
-	carol := &cliEnv{t: t, kubeconfig: path}
+	carol := tokenCLI(t, "carol", token)
 	name := "np-" + rand.String(5)
 	t.Cleanup(func() { _ = env.Admin.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	args := []string{"new-project", name, "--display-name=Team C", "--description=carol's project"}
@@ -365,7 +397,7 @@ func TestNewProjectAsSelfProvisioner(t *testing.T) {
 	}) {
 		t.Fatalf("new-project as a self-provisioner: exit %d\n%s%s", res.ExitCode, res.Stdout, res.Stderr)
 	}
-	if want := fmt.Sprintf("Now using project %q on server %q.\n", name, cfg.Host); res.Stdout != want {
+	if want := fmt.Sprintf("Now using project %q on server %q.\n", name, env.TokenConfig(token).Host); res.Stdout != want {
 		t.Errorf("new-project printed %q, want %q", res.Stdout, want)
 	}
 	ns, err := env.Admin.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
@@ -379,7 +411,7 @@ func TestNewProjectAsSelfProvisioner(t *testing.T) {
 	if err != nil || len(admin.Subjects) != 1 || admin.Subjects[0].Kind != rbacv1.ServiceAccountKind || admin.Subjects[0].Name != "carol" {
 		t.Errorf("admin binding: %v %+v", err, admin)
 	}
-	written, err := clientcmd.LoadFromFile(path)
+	written, err := clientcmd.LoadFromFile(carol.kubeconfig)
 	if err != nil || written.Contexts[written.CurrentContext].Namespace != name {
 		t.Errorf("kubeconfig not switched to %s: %v", name, err)
 	}
@@ -388,13 +420,13 @@ func TestNewProjectAsSelfProvisioner(t *testing.T) {
 	if res := carol.run(ctx, "whoami", "-t"); res.ExitCode != 0 || res.Stdout != token+"\n" {
 		t.Errorf("whoami -t: exit %d, printed the session's token: %v", res.ExitCode, res.Stdout == token+"\n")
 	}
-	if res := carol.run(ctx, "whoami", "--show-server"); res.Stdout != cfg.Host+"\n" {
-		t.Errorf("whoami --show-server: %q, want %q", res.Stdout, cfg.Host)
+	if res := carol.run(ctx, "whoami", "--show-server"); res.Stdout != env.TokenConfig(token).Host+"\n" {
+		t.Errorf("whoami --show-server: %q, want %q", res.Stdout, env.TokenConfig(token).Host)
 	}
 
 	// Her project's admin deletes it, as with oc delete project; her home, where she
 	// is no admin, stays.
-	carolConfig, err := clientcmd.BuildConfigFromFlags("", path)
+	carolConfig, err := clientcmd.BuildConfigFromFlags("", carol.kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}

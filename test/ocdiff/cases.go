@@ -12,16 +12,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
+	"time"
 
+	imagev1 "github.com/openshift/api/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/pkg/credentials"
 )
 
@@ -62,6 +70,8 @@ const (
 	setupPullerBindings   = "rolebindings of system:image-puller: -0 holding u1, -1 holding u2"
 	setupPullSecret       = "secret pull (kubernetes.io/dockerconfigjson)"
 	setupPullLinked       = "secret pull linked for pull"
+	setupPushedApp        = "image NS-a/app:v1 pushed"
+	setupTaggedProd       = "NS/app:prod tagged from NS-a/app:v1"
 )
 
 // Cases are the seed's commands and the variants where pullgate once differed from oc.
@@ -110,6 +120,11 @@ var Cases = []Case{
 	{Name: "adm policy add-role-to-user", Args: []string{"adm", "policy", "add-role-to-user", "view", "u1", "-n", "NS"}},
 	{Name: "whoami -t with a client certificate", Args: []string{"whoami", "-t"}},
 	{Name: "whoami --show-server", Args: []string{"whoami", "--show-server"}},
+	{Name: "tag an image of another project", Setup: []string{setupPushedApp}, Args: []string{"tag", "NS-a/app:v1", "app:prod", "-n", "NS"}},
+	{Name: "tag from a tag with no image", Setup: []string{setupPushedApp}, Args: []string{"tag", "NS-a/app:v9", "app:prod", "-n", "NS"}},
+	{Name: "delete a tag", Setup: []string{setupPushedApp, setupTaggedProd}, Args: []string{"tag", "-d", "app:prod", "-n", "NS"}},
+	{Name: "delete a tag that is not there", Args: []string{"tag", "-d", "app:nope", "-n", "NS"}},
+	{Name: "import-image of a missing stream without --confirm", Args: []string{"import-image", "imp:v1", "--from=quay.io/org/app:v1", "-n", "NS"}},
 }
 
 // Runner runs cases with one binary (oc or pullgate) against one cluster.
@@ -117,6 +132,9 @@ type Runner struct {
 	Binary     string
 	Kubeconfig string
 	Admin      kubernetes.Interface
+	Dynamic    dynamic.Interface
+	// Push pushes a one-layer image to the integrated registry (ns/name:tag).
+	Push func(ctx context.Context, image string) error
 	// Prefix makes this run's namespace names unique.
 	Prefix string
 	// Dir holds the files the cases read (CONFIG).
@@ -187,6 +205,7 @@ func (r *Runner) run(ctx context.Context, c Case, ns, config string) (Result, er
 	norm := strings.NewReplacer(ns+"-a", "NS-a", ns, "NS", config, "CONFIG", r.Binary, "BINARY", server, "SERVER",
 		"See '"+filepath.Base(r.Binary)+" ", "See 'CLI ")
 	res.Stdout, res.Stderr = normaliseYAML(norm.Replace(stdout.String())), norm.Replace(stderr.String())
+	res.Stdout, res.Stderr = digests.ReplaceAllString(res.Stdout, "sha256:DIGEST"), digests.ReplaceAllString(res.Stderr, "sha256:DIGEST")
 	objects, err := r.objects(ctx, ns)
 	if err != nil {
 		return Result{}, err
@@ -244,6 +263,13 @@ func (r *Runner) setup(ctx context.Context, step, ns string) error {
 		_, err = r.Admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pull"}, Type: corev1.SecretTypeDockerConfigJson,
 			Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{})
 		return err
+	case setupPushedApp:
+		return r.Push(ctx, ns+"-a/app:v1")
+	case setupTaggedProd:
+		ist := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag", "metadata": map[string]any{"name": "app:prod"},
+			"tag": map[string]any{"name": "prod", "from": map[string]any{"kind": "ImageStreamTag", "namespace": ns + "-a", "name": "app:v1"}}}}
+		_, err := r.Dynamic.Resource(imageStreamTags).Namespace(ns).Create(ctx, ist, metav1.CreateOptions{})
+		return err
 	case setupPullLinked:
 		sa, err := r.Admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		if err != nil {
@@ -275,6 +301,7 @@ func (r *Runner) objects(ctx context.Context, ns string) (string, error) {
 		ImagePullSecrets []string  `json:"imagePullSecrets"`
 		MountSecrets     []string  `json:"mountSecrets"`
 		Secrets          []secret  `json:"secrets"`
+		ImageStreams     []stream  `json:"imageStreams,omitempty"`
 	}
 	rbs, err := r.Admin.RbacV1().RoleBindings(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -315,8 +342,60 @@ func (r *Runner) objects(ctx context.Context, ns string) (string, error) {
 		sort.Strings(keys)
 		state.Secrets = append(state.Secrets, secret{s.Name, s.Type, keys})
 	}
+	if state.ImageStreams, err = r.imageStreams(ctx, ns); err != nil {
+		return "", err
+	}
 	out, err := yaml.Marshal(state)
-	return string(out), err
+	return digests.ReplaceAllString(string(out), "sha256:DIGEST"), err
+}
+
+// stream is an image stream as a case may change it: its spec tags' sources and
+// the images its tags point at.
+type stream struct {
+	Name     string            `json:"name"`
+	SpecTags map[string]string `json:"specTags,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
+}
+
+var imageStreams = schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}
+var imageStreamTags = schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreamtags"}
+
+// digests are image digests, which differ between runs.
+var digests = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
+
+func (r *Runner) imageStreams(ctx context.Context, ns string) ([]stream, error) {
+	list, err := r.Dynamic.Resource(imageStreams).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []stream
+	for _, u := range list.Items {
+		var is imagev1.ImageStream
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &is); err != nil {
+			return nil, err
+		}
+		st := stream{Name: is.Name}
+		for _, t := range is.Spec.Tags {
+			if t.From != nil {
+				st.SpecTags = setKey(st.SpecTags, t.Name, t.From.Kind+" "+t.From.Namespace+"/"+t.From.Name)
+			}
+		}
+		for _, t := range is.Status.Tags {
+			if len(t.Items) > 0 {
+				st.Tags = setKey(st.Tags, t.Tag, t.Items[0].Image)
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func setKey(m map[string]string, k, v string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[k] = v
+	return m
 }
 
 // normaliseYAML drops the fields a server sets from YAML printed by a command.
@@ -342,4 +421,30 @@ func normaliseYAML(s string) string {
 		lines = append(lines, line)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// NewRunner is a Runner for binary against env's cluster.
+func NewRunner(env *harness.Env, binary, prefix, dir string) (*Runner, error) {
+	dyn, err := dynamic.NewForConfig(env.AdminConfig)
+	if err != nil {
+		return nil, err
+	}
+	push := func(ctx context.Context, image string) error {
+		ns, _, _ := strings.Cut(image, "/")
+		token, err := env.Account(ctx, ns, "pusher", "system:image-builder")
+		if err != nil {
+			return err
+		}
+		config, err := env.DockerConfig(dir, token)
+		if err != nil {
+			return err
+		}
+		// The registry's informers see the new binding a moment later.
+		harness.Eventually(ctx, 10*time.Second, func(ctx context.Context) bool {
+			_, err = harness.PushFile(ctx, config, env.RegistryHost+"/"+image, []byte("ocdiff"))
+			return err == nil
+		})
+		return err
+	}
+	return &Runner{Binary: binary, Kubeconfig: env.Kubeconfig, Admin: env.Admin, Dynamic: dyn, Push: push, Prefix: prefix, Dir: dir}, nil
 }

@@ -58,7 +58,10 @@ func TestPullgateDoesWhatOcDid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := &Runner{Binary: bin, Kubeconfig: env.Kubeconfig, Admin: env.Admin, Prefix: "pullgate", Dir: t.TempDir()}
+	runner, err := NewRunner(env, bin, "pullgate", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := runner.Run(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +81,10 @@ func TestRealOcAgainstPullgate(t *testing.T) {
 		t.Fatalf("OC=%s: %v", oc, err)
 	}
 	ctx := harness.Context(t, 5*time.Minute)
-	runner := &Runner{Binary: oc, Kubeconfig: env.Kubeconfig, Admin: env.Admin, Prefix: "realoc", Dir: t.TempDir()}
+	runner, err := NewRunner(env, oc, "realoc", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := runner.Run(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,8 +17,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"pullgate.dev/pullgate/internal/openshift/apiserver"
+	"pullgate.dev/pullgate/internal/openshift/images"
 	"pullgate.dev/pullgate/internal/platform/controlplane"
 	"pullgate.dev/pullgate/internal/platform/pki"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 	"pullgate.dev/pullgate/internal/services"
 )
 
@@ -26,7 +29,14 @@ import (
 // aggregation layer, so that the real oc's new-project, policy who-can and registry
 // info work against up. It acts as up's administrator once the API server has
 // authorized the user.
-func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *services.Running, log *slog.Logger) error {
+// openShiftSettings are up's flags for the OpenShift APIs.
+type openShiftSettings struct {
+	importInterval      time.Duration
+	selfProvisioners    []string
+	setSelfProvisioners bool
+}
+
+func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *services.Running, settings openShiftSettings, log *slog.Logger) error {
 	authz, ok := running.Authz.(apiserver.Authorizer)
 	if !ok {
 		return fmt.Errorf("the services' authorizer cannot list who may do what")
@@ -63,20 +73,35 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler: (&apiserver.Server{Client: client, Dynamic: dyn, Authz: authz, RegistryHost: running.RegistryHost,
-			ProxyClientName: controlplane.FrontProxyClientName, Log: log}).Handler(),
-		TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second,
+	caPEM, err := os.ReadFile(filepath.Join(ca.Path, pki.CAFile))
+	if err != nil {
+		return err
 	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	roots.AppendCertsFromPEM(caPEM)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	server := &apiserver.Server{Client: client, Dynamic: dyn, Authz: authz, RegistryHost: running.RegistryHost,
+		Images:          images.NewRegistry(running.RegistryHost, &images.AccountAuth{Client: client, Audience: tokenauth.Service}, transport),
+		ProxyClientName: controlplane.FrontProxyClientName, Log: log}
+	srv := &http.Server{Handler: server.Handler(), TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(tls.NewListener(l, tlsConfig)); err != nil && err != http.ErrServerClosed {
 			log.Error("OpenShift APIs stopped", "err", err)
 		}
 	}()
 	go func() { <-ctx.Done(); srv.Close() }()
-	caPEM, err := os.ReadFile(filepath.Join(ca.Path, pki.CAFile))
-	if err != nil {
+	go server.RunScheduledImports(ctx, settings.importInterval)
+	if err := apiserver.Register(ctx, client, dyn, "127.0.0.1", l.Addr().(*net.TCPAddr).Port, caPEM); err != nil {
 		return err
 	}
-	return apiserver.Register(ctx, client, dyn, "127.0.0.1", l.Addr().(*net.TCPAddr).Port, caPEM)
+	if settings.setSelfProvisioners {
+		if err := server.SetSelfProvisioners(ctx, settings.selfProvisioners); err != nil {
+			return err
+		}
+	}
+	return server.InstallShared(ctx)
 }

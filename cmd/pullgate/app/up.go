@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"pullgate.dev/pullgate/internal/node/clusterpullsecret"
+	"pullgate.dev/pullgate/internal/openshift/apiserver"
 	"pullgate.dev/pullgate/internal/openshift/console"
 	"pullgate.dev/pullgate/internal/platform/atomicfile"
 	"pullgate.dev/pullgate/internal/platform/controlplane"
@@ -66,6 +67,12 @@ type upOptions struct {
 	pruneKeep     time.Duration
 	// reconcileInterval is how often storage and ImageStreams are compared.
 	reconcileInterval time.Duration
+	// importInterval is how often scheduled image stream tags are imported again.
+	importInterval time.Duration
+	// selfProvisioners are the groups bound to self-provisioner, when
+	// setSelfProvisioners (the flag was given).
+	selfProvisioners    []string
+	setSelfProvisioners bool
 	// node is which node up runs: agent, kubelet or none.
 	node   string
 	nodeIP net.IP
@@ -98,6 +105,7 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 			if err := o.Complete(cmd.Flags().Changed("bind-address")); err != nil {
 				return err
 			}
+			o.setSelfProvisioners = cmd.Flags().Changed("self-provisioners")
 			return o.Run(cmd.Context())
 		},
 	}
@@ -109,6 +117,8 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().StringVar(&o.registryBind, "registry-bind-address", "127.0.0.1", "address the registry listens on; anything but loopback is served over TLS with a certificate from the pullgate CA")
 	cmd.Flags().StringVar(&o.pullSecret, "pull-secret", "", "docker config.json to store as the cluster pull secret (pullgate-system/pull-secret), used by every node after a pod's own secrets")
 	cmd.Flags().StringSliceVar(&o.registryHostnames, "registry-hostname", nil, "another host[:port] clients reach the registry by (repeatable); written into the service accounts' pull secrets")
+	cmd.Flags().StringSliceVar(&o.selfProvisioners, "self-provisioners", nil, "groups that may make their own projects (oc new-project); OpenShift's default is --self-provisioners=system:authenticated; an empty value lets only administrators; unset leaves the binding self-provisioners as it is (none on a new cluster)")
+	cmd.Flags().DurationVar(&o.importInterval, "image-import-interval", apiserver.DefaultImportInterval, "how often scheduled image stream tags (oc tag --scheduled, oc import-image --scheduled) are imported again")
 	cmd.Flags().StringVar(&o.blobTransfer, "blob-transfer", string(registry.TransferBuffered), "how blob GETs are copied from disk: buffered or sendfile")
 	cmd.Flags().StringVar(&o.storageReserve, "registry-storage-reserve", "1GiB", "free space the registry keeps on its disk (shared with etcd): a push that would leave less is refused with 507")
 	cmd.Flags().DurationVar(&o.pruneInterval, "prune-interval", 0, "prune the registry's storage this often, as pullgate adm prune --confirm does (0: never)")
@@ -230,7 +240,7 @@ func (o *upOptions) Run(ctx context.Context) error {
 		plane.Stop()
 		return err
 	}
-	if err := startOpenShiftAPI(ctx, plane, running, log.With("component", "openshift-api")); err != nil {
+	if err := startOpenShiftAPI(ctx, plane, running, openShiftSettings{importInterval: o.importInterval, selfProvisioners: o.selfProvisioners, setSelfProvisioners: o.setSelfProvisioners}, log.With("component", "openshift-api")); err != nil {
 		log.Warn("the OpenShift APIs (project.openshift.io, authorization.openshift.io, image.openshift.io) are not served", "err", err)
 	}
 	consoleURL := ""

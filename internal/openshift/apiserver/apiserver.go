@@ -10,9 +10,13 @@
 //     resourceaccessreviews (`oc policy who-can`), and (local)subjectaccessreviews
 //     (`oc login` asks whether the user may request projects), answered by the same
 //     RBAC evaluator as `pullgate policy who-can`;
-//   - image.openshift.io/v1: imagestreams and imagestreamtags, read-only, from
-//     pullgate's ImageStreams (`oc registry info` reads their repositories; `oc get
-//     is` and `oc get istag` print OpenShift's columns, in one namespace or all).
+//   - image.openshift.io/v1: imagestreams (read-write, watched), imagestreamtags
+//     (oc tag), imagestreamimports (oc import-image), imagestreamimages and images,
+//     all stored in pullgate's ImageStreams (image.pullgate.dev, one source of truth
+//     for the registry, its prune and the console) and printed with OpenShift's
+//     columns. Spec tags are followed at once: another stream's image copied into
+//     the stream's repository, an external one imported with the project's pull
+//     secrets; scheduled imports are repeated (RunScheduledImports).
 //
 // The API server authenticates and authorizes every request (RBAC sees these
 // resources like any other) and passes the user in headers that only its client
@@ -36,6 +40,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"pullgate.dev/pullgate/internal/openshift/images"
 	"pullgate.dev/pullgate/internal/rbacauthz"
 )
 
@@ -53,6 +58,9 @@ type Server struct {
 	// RegistryHost is the integrated registry's name, for image streams'
 	// dockerImageRepository.
 	RegistryHost string
+	// Images copies, imports and describes images (oc tag, oc import-image, oc
+	// describe istag).
+	Images *images.Registry
 	// ProxyClientName is the common name the front-proxy client certificate must have.
 	ProxyClientName string
 	Log             *slog.Logger
@@ -96,12 +104,26 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /apis/authorization.openshift.io/v1/subjectaccessreviews", s.subjectAccessReview)
 	mux.HandleFunc("POST /apis/authorization.openshift.io/v1/namespaces/{ns}/localsubjectaccessreviews", s.subjectAccessReview)
 	mux.HandleFunc("DELETE /apis/project.openshift.io/v1/projects/{name}", s.deleteProject)
-	mux.HandleFunc("GET /apis/image.openshift.io/v1/imagestreams", s.listImageStreams)
-	mux.HandleFunc("GET /apis/image.openshift.io/v1/imagestreamtags", s.listImageStreamTags)
-	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags", s.listImageStreamTags)
-	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags/{name}", s.getImageStreamTag)
-	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams", s.listImageStreams)
-	mux.HandleFunc("GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}", s.getImageStream)
+	const image = "/apis/image.openshift.io/v1"
+	mux.HandleFunc("GET "+image+"/imagestreams", s.listImageStreams)
+	mux.HandleFunc("GET "+image+"/namespaces/{ns}/imagestreams", s.listImageStreams)
+	mux.HandleFunc("POST "+image+"/namespaces/{ns}/imagestreams", s.createImageStream)
+	mux.HandleFunc("GET "+image+"/namespaces/{ns}/imagestreams/{name}", s.getImageStream)
+	mux.HandleFunc("PUT "+image+"/namespaces/{ns}/imagestreams/{name}", s.updateImageStream)
+	mux.HandleFunc("PATCH "+image+"/namespaces/{ns}/imagestreams/{name}", s.patchImageStream)
+	mux.HandleFunc("DELETE "+image+"/namespaces/{ns}/imagestreams/{name}", s.deleteImageStream)
+	mux.HandleFunc("GET "+image+"/imagestreamtags", s.listImageStreamTags)
+	mux.HandleFunc("GET "+image+"/namespaces/{ns}/imagestreamtags", s.listImageStreamTags)
+	mux.HandleFunc("POST "+image+"/namespaces/{ns}/imagestreamtags", s.putImageStreamTag)
+	mux.HandleFunc("GET "+image+"/namespaces/{ns}/imagestreamtags/{name}", s.getImageStreamTag)
+	mux.HandleFunc("PUT "+image+"/namespaces/{ns}/imagestreamtags/{name}", s.putImageStreamTag)
+	mux.HandleFunc("DELETE "+image+"/namespaces/{ns}/imagestreamtags/{name}", s.deleteImageStreamTag)
+	mux.HandleFunc("POST "+image+"/namespaces/{ns}/imagestreamimports", s.createImageStreamImport)
+	mux.HandleFunc("GET "+image+"/namespaces/{ns}/imagestreamimages/{name}", s.getImageStreamImage)
+	mux.HandleFunc("GET "+image+"/images", s.listImages)
+	mux.HandleFunc("GET "+image+"/images/{name}", s.getImage)
+	mux.HandleFunc("DELETE "+image+"/images/{name}", s.refusePrune)
+	mux.HandleFunc("PUT "+image+"/namespaces/{ns}/imagestreams/{name}/status", s.refusePrune)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" && !s.fromAggregator(r) {
@@ -188,8 +210,11 @@ func resources(g string) metav1.APIResourceList {
 		}
 	case "image.openshift.io":
 		list.APIResources = []metav1.APIResource{
-			{Name: "imagestreams", SingularName: "imagestream", Namespaced: true, Kind: "ImageStream", ShortNames: []string{"is"}, Verbs: []string{"get", "list"}},
-			{Name: "imagestreamtags", SingularName: "imagestreamtag", Namespaced: true, Kind: "ImageStreamTag", ShortNames: []string{"istag"}, Verbs: []string{"get", "list"}},
+			{Name: "imagestreams", SingularName: "imagestream", Namespaced: true, Kind: "ImageStream", ShortNames: []string{"is"}, Verbs: []string{"create", "delete", "get", "list", "patch", "update", "watch"}},
+			{Name: "imagestreamtags", SingularName: "imagestreamtag", Namespaced: true, Kind: "ImageStreamTag", ShortNames: []string{"istag"}, Verbs: []string{"create", "delete", "get", "list", "update"}},
+			{Name: "imagestreamimports", SingularName: "imagestreamimport", Namespaced: true, Kind: "ImageStreamImport", Verbs: []string{"create"}},
+			{Name: "imagestreamimages", SingularName: "imagestreamimage", Namespaced: true, Kind: "ImageStreamImage", ShortNames: []string{"isimage"}, Verbs: []string{"get"}},
+			{Name: "images", SingularName: "image", Kind: "Image", Verbs: []string{"get", "list"}},
 		}
 	}
 	return list

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"pullgate.dev/pullgate/internal/openshift/images"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 // ServiceNamespace and ServiceName are the Service the APIServices name; the
@@ -73,6 +75,16 @@ func Register(ctx context.Context, client kubernetes.Interface, dyn dynamic.Inte
 			return fmt.Errorf("clusterrole %s: %w", role.Name, err)
 		}
 	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: images.AccountNamespace, Name: images.AccountName}}
+	if _, err := client.CoreV1().ServiceAccounts(sa.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("serviceaccount %s/%s: %w", sa.Namespace, sa.Name, err)
+	}
+	account := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: images.AccountRole},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: images.AccountRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: sa.Namespace, Name: sa.Name}}}
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, account, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("clusterrolebinding %s: %w", account.Name, err)
+	}
 	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "pullgate:openshift-basic-users"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pullgate:openshift-basic-user"},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:authenticated"}}}
@@ -105,7 +117,19 @@ func clusterRoles() []*rbacv1.ClusterRole {
 			{APIGroups: []string{"project.openshift.io"}, Resources: []string{"projectrequests"}, Verbs: []string{"create"}},
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "pullgate:openshift-image-view", Labels: aggregate("view")}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"image.openshift.io"}, Resources: []string{"imagestreams", "imagestreamtags"}, Verbs: []string{"get", "list"}},
+			{APIGroups: []string{"image.openshift.io"}, Resources: []string{"imagestreams", "imagestreamtags", "imagestreamimages"}, Verbs: []string{"get", "list", "watch"}},
+		}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "pullgate:openshift-image-edit", Labels: aggregate("edit")}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"image.openshift.io"}, Resources: []string{"imagestreams"}, Verbs: []string{"create", "update", "patch", "delete"}},
+			{APIGroups: []string{"image.openshift.io"}, Resources: []string{"imagestreamtags"}, Verbs: []string{"create", "update", "delete"}},
+			{APIGroups: []string{"image.openshift.io"}, Resources: []string{"imagestreamimports"}, Verbs: []string{"create"}},
+		}},
+		// The image API's own account, at the registry only: pull any stream to copy
+		// from it, push and delete tags of any stream to copy into it (oc tag). Its
+		// tokens are bound to the registry's audience: the API server refuses them.
+		{ObjectMeta: metav1.ObjectMeta{Name: images.AccountRole}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource + "/" + imageapi.LayersSubresource}, Verbs: []string{"get", "update"}},
+			{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource}, Verbs: []string{"delete"}},
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "pullgate:openshift-access-review", Labels: aggregate("admin")}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"authorization.openshift.io"}, Resources: []string{"localresourceaccessreviews"}, Verbs: []string{"create"}},

@@ -1,26 +1,21 @@
 package apiserver
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	projects "pullgate.dev/pullgate/internal/openshift/project"
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 var (
-	projectsResource     = schema.GroupResource{Group: "project.openshift.io", Resource: "projects"}
-	imageStreamsResource = schema.GroupResource{Group: "image.openshift.io", Resource: "imagestreams"}
+	projectsResource = schema.GroupResource{Group: "project.openshift.io", Resource: "projects"}
 )
 
 // project is project.openshift.io/v1 Project: a namespace.
@@ -158,119 +153,4 @@ func (s *Server) accessReview(w http.ResponseWriter, r *http.Request) {
 		Groups          []string `json:"groups"`
 		EvaluationError string   `json:"evalutionError"` // sic, as OpenShift's API spells it
 	}{TypeMeta: metav1.TypeMeta{Kind: "ResourceAccessReviewResponse", APIVersion: "authorization.openshift.io/v1"}, Namespace: ns, Users: access.Users, Groups: access.Groups})
-}
-
-// imageStream is image.openshift.io/v1 ImageStream, as much as oc reads of it.
-type imageStream struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              struct{}          `json:"spec"`
-	Status            imageStreamStatus `json:"status"`
-}
-
-type imageStreamStatus struct {
-	DockerImageRepository       string     `json:"dockerImageRepository"`
-	PublicDockerImageRepository string     `json:"publicDockerImageRepository,omitempty"`
-	Tags                        []namedTag `json:"tags,omitempty"`
-}
-
-type namedTag struct {
-	Tag   string     `json:"tag"`
-	Items []tagEvent `json:"items"`
-}
-
-type tagEvent struct {
-	Created              metav1.Time `json:"created"`
-	DockerImageReference string      `json:"dockerImageReference"`
-	Image                string      `json:"image"`
-	Generation           int64       `json:"generation"`
-}
-
-func (s *Server) toImageStream(is *imageapi.ImageStream) imageStream {
-	out := imageStream{TypeMeta: metav1.TypeMeta{Kind: "ImageStream", APIVersion: "image.openshift.io/v1"}, ObjectMeta: is.ObjectMeta}
-	out.ManagedFields = nil
-	repo := is.Status.DockerImageRepository
-	if repo == "" {
-		repo = s.RegistryHost + "/" + is.Namespace + "/" + is.Name
-	}
-	out.Status.DockerImageRepository = repo
-	for _, t := range is.Status.Tags {
-		tag := namedTag{Tag: t.Tag}
-		for _, ev := range t.Items {
-			tag.Items = append(tag.Items, tagEvent{Created: ev.Created, DockerImageReference: repo + "@" + ev.Digest, Image: ev.Digest})
-		}
-		out.Status.Tags = append(out.Status.Tags, tag)
-	}
-	return out
-}
-
-// storedStreams are pullgate's ImageStreams in ns (every namespace when ns is ""),
-// and the list's resource version.
-func (s *Server) storedStreams(ctx context.Context, ns string) ([]imageapi.ImageStream, string, error) {
-	list, err := s.Dynamic.Resource(imageapi.GVR).Namespace(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, "", err
-	}
-	out := make([]imageapi.ImageStream, 0, len(list.Items))
-	for i := range list.Items {
-		var is imageapi.ImageStream
-		if runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, &is) == nil {
-			out = append(out, is)
-		}
-	}
-	return out, list.GetResourceVersion(), nil
-}
-
-// storedStream is pullgate's ImageStream ns/name; a missing one is a NotFound of
-// resource (what the client asked for) named asked.
-func (s *Server) storedStream(ctx context.Context, ns, name string, resource schema.GroupResource, asked string) (*imageapi.ImageStream, error) {
-	u, err := s.Dynamic.Resource(imageapi.GVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, apierrors.NewNotFound(resource, asked)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var is imageapi.ImageStream
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &is); err != nil {
-		return nil, err
-	}
-	return &is, nil
-}
-
-func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) {
-	stored, rv, err := s.storedStreams(r.Context(), r.PathValue("ns"))
-	if err != nil {
-		writeStatus(w, err)
-		return
-	}
-	out := struct {
-		metav1.TypeMeta `json:",inline"`
-		metav1.ListMeta `json:"metadata"`
-		Items           []imageStream `json:"items"`
-	}{TypeMeta: metav1.TypeMeta{Kind: "ImageStreamList", APIVersion: "image.openshift.io/v1"}, ListMeta: metav1.ListMeta{ResourceVersion: rv}, Items: []imageStream{}}
-	for i := range stored {
-		out.Items = append(out.Items, s.toImageStream(&stored[i]))
-	}
-	if wantsTable(r) {
-		table := imageStreamTable(out.Items, time.Now())
-		table.ResourceVersion = rv
-		writeJSON(w, http.StatusOK, table)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	is, err := s.storedStream(r.Context(), r.PathValue("ns"), name, imageStreamsResource, name)
-	if err != nil {
-		writeStatus(w, err)
-		return
-	}
-	if wantsTable(r) {
-		writeJSON(w, http.StatusOK, imageStreamTable([]imageStream{s.toImageStream(is)}, time.Now()))
-		return
-	}
-	writeJSON(w, http.StatusOK, s.toImageStream(is))
 }

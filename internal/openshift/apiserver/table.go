@@ -8,6 +8,7 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
+	imagev1 "github.com/openshift/api/image/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -28,7 +29,7 @@ var imageStreamColumns = []metav1.TableColumnDefinition{
 }
 
 // imageStreamTable is streams as openshift-apiserver prints them, at now.
-func imageStreamTable(streams []imageStream, now time.Time) metav1.Table {
+func imageStreamTable(streams []imagev1.ImageStream, now time.Time) metav1.Table {
 	t := metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"}, ColumnDefinitions: imageStreamColumns, Rows: []metav1.TableRow{}}
 	for i := range streams {
 		is := &streams[i]
@@ -57,7 +58,7 @@ func imageStreamTable(streams []imageStream, now time.Time) metav1.Table {
 
 // tagsUpToWidth lists tags newest first in about width characters, and how many
 // more there are, as openshift-apiserver's printer does.
-func tagsUpToWidth(tags []namedTag, width int) string {
+func tagsUpToWidth(tags []imagev1.NamedTagEventList, width int) string {
 	type named struct {
 		name    string
 		created time.Time

@@ -1,20 +1,22 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	imagev1 "github.com/openshift/api/image/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
-func stream(name string, tags map[string]time.Time) imageStream {
-	is := imageStream{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "p"}}
+func stream(name string, tags map[string]time.Time) imagev1.ImageStream {
+	is := imagev1.ImageStream{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "p"}}
 	is.Status.DockerImageRepository = "localhost:5000/p/" + name
 	for tag, created := range tags {
-		is.Status.Tags = append(is.Status.Tags, namedTag{Tag: tag, Items: []tagEvent{{Created: metav1.NewTime(created)}}})
+		is.Status.Tags = append(is.Status.Tags, imagev1.NamedTagEventList{Tag: tag, Items: []imagev1.TagEvent{{Created: metav1.NewTime(created)}}})
 	}
 	return is
 }
@@ -25,7 +27,7 @@ func TestImageStreamTable(t *testing.T) {
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	app := stream("app", map[string]time.Time{"v1": now.Add(-3 * time.Hour), "v2": now.Add(-5 * time.Minute)})
 	app.Status.PublicDockerImageRepository = "registry.example.com/p/app"
-	table := imageStreamTable([]imageStream{app, stream("empty", nil)}, now)
+	table := imageStreamTable([]imagev1.ImageStream{app, stream("empty", nil)}, now)
 	if len(table.ColumnDefinitions) != 4 || table.ColumnDefinitions[1].Name != "Image Repository" {
 		t.Fatalf("columns %+v", table.ColumnDefinitions)
 	}
@@ -59,7 +61,7 @@ func TestImageStreamTags(t *testing.T) {
 		{Created: metav1.NewTime(now.Add(-time.Hour)), Digest: "sha256:new", MediaType: "application/vnd.oci.image.manifest.v1+json"},
 		{Created: metav1.NewTime(now.Add(-2 * time.Hour)), Digest: "sha256:old"}}}}
 	s := &Server{RegistryHost: "localhost:5000"}
-	tags := imageStreamTags(s.toImageStream(stored), stored)
+	tags := s.imageStreamTags(context.Background(), stored, false)
 	if len(tags) != 1 || tags[0].Name != "app:v1" || tags[0].Image.Name != "sha256:new" || tags[0].Image.DockerImageReference != "localhost:5000/p/app@sha256:new" {
 		t.Fatalf("%+v", tags)
 	}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	imagev1 "github.com/openshift/api/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
@@ -150,5 +153,32 @@ func TestGraph(t *testing.T) {
 	svg := string(drawGraph([]edge{{From: "a", To: "b", Binding: "b/pullers", Subject: "system:serviceaccounts:a"}, {From: "<x>", To: "b"}}))
 	if strings.Count(svg, "<line") != 2 || strings.Contains(svg, "<x>") || !strings.Contains(svg, "&lt;x&gt;") {
 		t.Errorf("svg:\n%s", svg)
+	}
+}
+
+// The stream page shows what oc tag and oc import-image made: each tag's source,
+// whether it is imported again, its last import and why an import failed.
+func TestStreamPageShowsTagSources(t *testing.T) {
+	s, _ := testServer(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "p"}})
+	is := &imageapi.ImageStream{TypeMeta: metav1.TypeMeta{APIVersion: imageapi.Group + "/v1", Kind: "ImageStream"}, ObjectMeta: metav1.ObjectMeta{Name: "tools", Namespace: "p"}}
+	is.Spec.Tags = []imagev1.TagReference{
+		{Name: "v1", From: &corev1.ObjectReference{Kind: "DockerImage", Name: "quay.io/org/tool:v1"}, ImportPolicy: imagev1.TagImportPolicy{Scheduled: true}},
+		{Name: "v2", From: &corev1.ObjectReference{Kind: "DockerImage", Name: "quay.io/org/tool:v2"}},
+	}
+	is.Status.Tags = []imageapi.NamedTagEventList{
+		{Tag: "v1", Items: []imageapi.TagEvent{{Digest: "sha256:aaaa", Created: metav1.Now(), DockerImageReference: "quay.io/org/tool@sha256:aaaa"}}},
+		{Tag: "v2", Items: []imageapi.TagEvent{}, Conditions: []imagev1.TagEventCondition{{Type: imagev1.ImportSuccess, Status: corev1.ConditionFalse, Message: "quay.io refused every credential"}}},
+	}
+	m, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(is)
+	if _, err := s.dynamic.Resource(imageapi.GVR).Namespace("p").Create(context.Background(), &unstructured.Unstructured{Object: m}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w := request(s.Handler(), "GET", "/projects/p/imagestreams/tools", nil, nil, login(t, s))
+	body := w.Body.String()
+	for _, want := range []string{"from DockerImage quay.io/org/tool:v1, imported again periodically; last import", "podman pull quay.io/org/tool@sha256:aaaa",
+		"from DockerImage quay.io/org/tool:v2", `role="alert">import failed: quay.io refused every credential`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the stream page lacks %q:\n%s", want, body)
+		}
 	}
 }

@@ -166,6 +166,12 @@ type tagRow struct {
 	Size                                       int64
 	// Referrers are the manifests whose subject is this tag's (signatures, SBOMs).
 	Referrers []imageapi.Referrer
+	// Source is what the tag's spec follows (oc tag, oc import-image), e.g.
+	// "DockerImage quay.io/org/tool:1.2"; empty for a pushed tag.
+	Source    string
+	Scheduled bool
+	// Error is why the tag could not follow its source (its failed import).
+	Error string
 }
 
 type saRow struct {
@@ -241,12 +247,25 @@ func (s *Server) streamRow(ns string, is *imageapi.ImageStream) streamRow {
 	// What the registry serves this stream as, never a tenant's annotation alone.
 	repo := imageapi.RepositoryOf(ns, is.Name, is.Annotations)
 	for _, t := range is.Status.Tags {
+		tag := tagRow{Tag: t.Tag}
+		if spec, ok := is.Spec.SpecTag(t.Tag); ok && spec.From != nil {
+			tag.Source, tag.Scheduled = specSource(spec.From), spec.ImportPolicy.Scheduled
+		}
+		for _, c := range t.Conditions {
+			if c.Status == corev1.ConditionFalse {
+				tag.Error = c.Message
+			}
+		}
 		if len(t.Items) == 0 {
+			row.Tags = append(row.Tags, tag)
 			continue
 		}
 		ev := t.Items[0]
-		tag := tagRow{Tag: t.Tag, Digest: ev.Digest, MediaType: ev.MediaType, ArtifactType: ev.ArtifactType, Created: ev.Created, Size: ev.Size,
-			Pull: fmt.Sprintf("podman pull %s/%s:%s", s.RegistryHost, repo, t.Tag)}
+		tag.Digest, tag.MediaType, tag.ArtifactType, tag.Created, tag.Size = ev.Digest, ev.MediaType, ev.ArtifactType, ev.Created, ev.Size
+		tag.Pull = fmt.Sprintf("podman pull %s/%s:%s", s.RegistryHost, repo, t.Tag)
+		if ev.External() {
+			tag.Pull = "podman pull " + ev.DockerImageReference
+		}
 		for _, ref := range is.Status.Referrers {
 			if ref.Subject == ev.Digest {
 				tag.Referrers = append(tag.Referrers, ref)
@@ -255,6 +274,14 @@ func (s *Server) streamRow(ns string, is *imageapi.ImageStream) streamRow {
 		row.Tags = append(row.Tags, tag)
 	}
 	return row
+}
+
+// specSource says what a spec tag follows, in OpenShift's words.
+func specSource(from *corev1.ObjectReference) string {
+	if from.Namespace != "" {
+		return from.Kind + " " + from.Namespace + "/" + from.Name
+	}
+	return from.Kind + " " + from.Name
 }
 
 // serviceAccounts are the project's accounts with their pull secrets (hosts, never

@@ -38,8 +38,9 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 					Properties: map[string]apiextensionsv1.JSONSchemaProps{
 						"spec": {Type: "object", XPreserveUnknownFields: &preserve},
 						"status": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-							"dockerImageRepository": str,
-							"tagNames":              str,
+							"dockerImageRepository":       str,
+							"publicDockerImageRepository": str,
+							"tagNames":                    str,
 							"tags": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
 								Type: "object", Required: []string{"tag", "items"},
 								Properties: map[string]apiextensionsv1.JSONSchemaProps{
@@ -52,7 +53,14 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 											"mediaType":    str,
 											"artifactType": str,
 											"size":         {Type: "integer", Format: "int64"},
+											"generation":   {Type: "integer", Format: "int64"},
+											// An import's source, outside the registry.
+											"dockerImageReference": str,
 										},
+									}}},
+									// OpenShift's TagEventConditions, as image.openshift.io serves them.
+									"conditions": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
+										Type: "object", XPreserveUnknownFields: &preserve,
 									}}},
 								},
 							}}},

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	imagev1 "github.com/openshift/api/image/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -54,6 +55,23 @@ func TestSyncKeepsTagsRecordedSinceStorageWasRead(t *testing.T) {
 	syncTags(&st, "h/ns/app", map[string]TagEvent{}, readAt)
 	if len(st.Tags) != 1 || st.Tags[0].Tag != "fresh" {
 		t.Errorf("after a sync with storage read at %v: %+v, want only fresh", readAt, st.Tags)
+	}
+}
+
+// Imports and failed imports are not storage's: a reconcile of storage keeps them;
+// following a newer spec to the same image records its generation.
+func TestSyncKeepsImports(t *testing.T) {
+	var st ImageStreamStatus
+	old := metav1.NewTime(time.Unix(1000, 0))
+	applyTag(&st, "h/ns/app", "imported", TagEvent{Created: old, Digest: "sha256:i", DockerImageReference: "quay.io/org/app@sha256:i", Generation: 1})
+	st.Tags = append(st.Tags, NamedTagEventList{Tag: "failing", Items: []TagEvent{}, Conditions: []imagev1.TagEventCondition{{Type: imagev1.ImportSuccess, Status: "False"}}})
+	syncTags(&st, "h/ns/app", map[string]TagEvent{}, time.Unix(2000, 0))
+	if len(st.Tags) != 2 {
+		t.Fatalf("a sync with storage took imports out: %+v", st.Tags)
+	}
+	if !applyTag(&st, "h/ns/app", "imported", TagEvent{Digest: "sha256:i", DockerImageReference: "quay.io/org/app@sha256:i", Generation: 3}) ||
+		st.Tags[0].Items[0].Generation != 3 || len(st.Tags[0].Items) != 1 {
+		t.Errorf("the same image followed at generation 3: %+v", st.Tags[0])
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	imagev1 "github.com/openshift/api/image/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -166,6 +167,7 @@ func (s Streams) SyncTags(ctx context.Context, namespace, name, uid, repository 
 
 // update applies change to the status of ImageStream namespace/name (of UID uid),
 // retrying on conflicts; change reports whether it changed anything.
+// Tag events recorded without a generation get the stream's.
 func (s Streams) update(ctx context.Context, namespace, name, uid string, change func(*ImageStreamStatus) bool) error {
 	res := s.Client.Resource(GVR).Namespace(namespace)
 	return retry.RetryOnConflict(updateBackoff, func() error {
@@ -183,6 +185,7 @@ func (s Streams) update(ctx context.Context, namespace, name, uid string, change
 		if !change(&is.Status) {
 			return nil
 		}
+		stampGeneration(&is.Status, is.Generation)
 		_, err = res.UpdateStatus(ctx, toUnstructured(is), metav1.UpdateOptions{})
 		return err
 	})
@@ -208,7 +211,11 @@ func applyTag(st *ImageStreamStatus, repository, tag string, ev TagEvent) bool {
 		if st.Tags[i].Tag != tag {
 			continue
 		}
-		if len(st.Tags[i].Items) > 0 && st.Tags[i].Items[0].Digest == ev.Digest {
+		if items := st.Tags[i].Items; len(items) > 0 && items[0].Digest == ev.Digest && items[0].DockerImageReference == ev.DockerImageReference {
+			if ev.Generation > items[0].Generation {
+				items[0].Generation = ev.Generation // followed again, by a newer spec
+				return true
+			}
 			return changed
 		}
 		items := append([]TagEvent{ev}, st.Tags[i].Items...)
@@ -222,6 +229,17 @@ func applyTag(st *ImageStreamStatus, repository, tag string, ev TagEvent) bool {
 	return true
 }
 
+// stampGeneration gives events recorded without a generation the stream's.
+func stampGeneration(st *ImageStreamStatus, generation int64) {
+	for i := range st.Tags {
+		for j := range st.Tags[i].Items {
+			if st.Tags[i].Items[j].Generation == 0 {
+				st.Tags[i].Items[j].Generation = generation
+			}
+		}
+	}
+}
+
 func removeTag(st *ImageStreamStatus, tag string) bool {
 	before := len(st.Tags)
 	st.Tags = slices.DeleteFunc(st.Tags, func(t NamedTagEventList) bool { return t.Tag == tag })
@@ -233,6 +251,9 @@ func syncTags(st *ImageStreamStatus, repository string, want map[string]TagEvent
 	changed := false
 	readAt = readAt.UTC().Truncate(time.Second)
 	for _, t := range slices.Clone(st.Tags) {
+		if !storedInRegistry(t) {
+			continue // an import, or a tag whose import failed: not storage's to say
+		}
 		if _, ok := want[t.Tag]; !ok && latest(t).Before(readAt) {
 			changed = removeTag(st, t.Tag) || changed
 		}
@@ -277,6 +298,12 @@ func updateTagNames(st *ImageStreamStatus) {
 	st.TagNames = strings.Join(names, ",")
 }
 
+// storedInRegistry reports whether the tag points into the registry's storage,
+// where syncTags may check it.
+func storedInRegistry(t NamedTagEventList) bool {
+	return len(t.Items) > 0 && !t.Items[0].External()
+}
+
 func latest(t NamedTagEventList) time.Time {
 	if len(t.Items) == 0 {
 		return time.Time{}
@@ -295,4 +322,77 @@ func fromUnstructured(obj *unstructured.Unstructured) (*ImageStream, error) {
 func toUnstructured(is *ImageStream) *unstructured.Unstructured {
 	m, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(is)
 	return &unstructured.Unstructured{Object: m}
+}
+
+// Create makes ImageStream namespace/meta.Name with spec, as a user asks for it
+// (not a push): its labels and annotations are the user's.
+func (s Streams) Create(ctx context.Context, namespace string, meta metav1.ObjectMeta, spec ImageStreamSpec) (*ImageStream, error) {
+	is := &ImageStream{
+		TypeMeta:   metav1.TypeMeta{APIVersion: Group + "/" + Version, Kind: Kind},
+		ObjectMeta: metav1.ObjectMeta{Name: meta.Name, GenerateName: meta.GenerateName, Namespace: namespace, Labels: meta.Labels, Annotations: meta.Annotations},
+		Spec:       spec,
+	}
+	obj, err := s.Client.Resource(GVR).Namespace(namespace).Create(ctx, toUnstructured(is), metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return fromUnstructured(obj)
+}
+
+// UpdateSpec writes spec, labels and annotations over old (at meta's resource
+// version when it has one: a conflict is the caller's to resolve), keeping the
+// annotation that names the repository.
+func (s Streams) UpdateSpec(ctx context.Context, old *ImageStream, meta metav1.ObjectMeta, spec ImageStreamSpec) (*ImageStream, error) {
+	is, err := fromUnstructured(toUnstructured(old))
+	if err != nil {
+		return nil, err
+	}
+	if meta.ResourceVersion != "" {
+		is.ResourceVersion = meta.ResourceVersion
+	}
+	repo, named := old.Annotations[AnnotationRepository]
+	is.Labels, is.Annotations, is.Spec = meta.Labels, meta.Annotations, spec
+	if named {
+		if is.Annotations == nil {
+			is.Annotations = map[string]string{}
+		}
+		is.Annotations[AnnotationRepository] = repo
+	}
+	obj, err := s.Client.Resource(GVR).Namespace(old.Namespace).Update(ctx, toUnstructured(is), metav1.UpdateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return fromUnstructured(obj)
+}
+
+// Read is ImageStream namespace/name.
+func (s Streams) Read(ctx context.Context, namespace, name string) (*ImageStream, error) {
+	obj, err := s.Client.Resource(GVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return fromUnstructured(obj)
+}
+
+// SetTagCondition records why tag could not follow its spec (nil: it does now).
+func (s Streams) SetTagCondition(ctx context.Context, namespace, name, uid, tag string, cond *imagev1.TagEventCondition) error {
+	return s.update(ctx, namespace, name, uid, func(st *ImageStreamStatus) bool {
+		for i := range st.Tags {
+			if st.Tags[i].Tag != tag {
+				continue
+			}
+			if cond == nil {
+				changed := len(st.Tags[i].Conditions) > 0
+				st.Tags[i].Conditions = nil
+				return changed
+			}
+			st.Tags[i].Conditions = []imagev1.TagEventCondition{*cond}
+			return true
+		}
+		if cond == nil {
+			return false
+		}
+		st.Tags = append(st.Tags, NamedTagEventList{Tag: tag, Items: []TagEvent{}, Conditions: []imagev1.TagEventCondition{*cond}})
+		return true
+	})
 }

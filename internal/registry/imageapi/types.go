@@ -4,6 +4,7 @@
 package imageapi
 
 import (
+	imagev1 "github.com/openshift/api/image/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -35,8 +36,24 @@ type ImageStream struct {
 	Status            ImageStreamStatus `json:"status,omitempty"`
 }
 
-// ImageStreamSpec is empty for now: streams are made by pushes.
-type ImageStreamSpec struct{}
+// ImageStreamSpec is what users ask of a stream, in OpenShift's words
+// (image.openshift.io/v1): tags that point elsewhere (oc tag, oc import-image) and
+// whether pods may name the stream's tags (oc set image-lookup). Streams made by
+// pushes have none.
+type ImageStreamSpec struct {
+	LookupPolicy imagev1.ImageLookupPolicy `json:"lookupPolicy,omitempty"`
+	Tags         []imagev1.TagReference    `json:"tags,omitempty"`
+}
+
+// SpecTag is the spec tag named tag, if any.
+func (s ImageStreamSpec) SpecTag(tag string) (imagev1.TagReference, bool) {
+	for _, t := range s.Tags {
+		if t.Name == tag {
+			return t, true
+		}
+	}
+	return imagev1.TagReference{}, false
+}
 
 // ImageStreamStatus records what the registry holds.
 type ImageStreamStatus struct {
@@ -69,6 +86,9 @@ const MaxReferrers = 100
 type NamedTagEventList struct {
 	Tag   string     `json:"tag"`
 	Items []TagEvent `json:"items"`
+	// Conditions say why the tag's spec could not be followed (an import that
+	// failed), as OpenShift's ImportSuccess condition.
+	Conditions []imagev1.TagEventCondition `json:"conditions,omitempty"`
 }
 
 // TagEvent is one digest a tag pointed at.
@@ -82,7 +102,18 @@ type TagEvent struct {
 	// Size is the manifest's and everything it names': config and layers for an
 	// image, the manifest alone for an index.
 	Size int64 `json:"size,omitempty"`
+	// Generation is the stream's metadata.generation when the tag moved: which
+	// version of the spec the event follows.
+	Generation int64 `json:"generation,omitempty"`
+	// DockerImageReference is where an imported image is, <registry>/<repo>@<digest>,
+	// for a tag that points outside the integrated registry; empty for the
+	// registry's own images (<dockerImageRepository>@<digest>).
+	DockerImageReference string `json:"dockerImageReference,omitempty"`
 }
+
+// External reports whether the event points outside the integrated registry: an
+// import the registry's storage does not hold.
+func (e TagEvent) External() bool { return e.DockerImageReference != "" }
 
 // MaxTagHistory bounds each tag's history.
 const MaxTagHistory = 10
