@@ -29,19 +29,30 @@ func NewPolicyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *co
 }
 
 // newAdmPolicyCommand is `pullgate adm policy`: as `oc adm policy`, the same
-// project commands (oc's are the same code); its cluster-role commands are not here.
+// project commands (oc's are the same code) and the cluster-role ones, which change
+// cluster role bindings with the same algorithm.
 func newAdmPolicyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	return policyCommand(f, streams, "Manage authorization policy (as oc adm policy, for the current project)")
+	cmd := policyCommand(f, streams, "Manage authorization policy (as oc adm policy)")
+	cmd.AddCommand(
+		newRoleCommand(f, streams, "add-cluster-role-to-user ROLE (USER | -z SERVICEACCOUNT) [USER ...]", "Add a role to users for all projects in the cluster", roleCommand{add: true, cluster: true}),
+		newRoleCommand(f, streams, "add-cluster-role-to-group ROLE GROUP [GROUP ...]", "Add a role to groups for all projects in the cluster", roleCommand{add: true, groups: true, cluster: true}),
+		newRoleCommand(f, streams, "remove-cluster-role-from-user ROLE (USER | -z SERVICEACCOUNT) [USER ...]", "Remove a role from users for all projects in the cluster", roleCommand{cluster: true}),
+		newRoleCommand(f, streams, "remove-cluster-role-from-group ROLE GROUP [GROUP ...]", "Remove a role from groups for all projects in the cluster", roleCommand{groups: true, cluster: true}),
+	)
+	return cmd
 }
+
+// roleCommand says which of the role commands one is.
+type roleCommand struct{ add, groups, cluster bool }
 
 // policyCommand groups oc's role-binding commands for the current project.
 func policyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, short string) *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: short, Run: cmdutil.DefaultSubCommandRun(streams.ErrOut)}
 	cmd.AddCommand(
-		newRoleCommand(f, streams, "add-role-to-user ROLE (USER | -z SERVICEACCOUNT) [USER ...]", "Add a role to users or service accounts for the current project", true, false),
-		newRoleCommand(f, streams, "add-role-to-group ROLE GROUP [GROUP ...]", "Add a role to groups for the current project", true, true),
-		newRoleCommand(f, streams, "remove-role-from-user ROLE (USER | -z SERVICEACCOUNT) [USER ...]", "Remove a role from users or service accounts for the current project", false, false),
-		newRoleCommand(f, streams, "remove-role-from-group ROLE GROUP [GROUP ...]", "Remove a role from groups for the current project", false, true),
+		newRoleCommand(f, streams, "add-role-to-user ROLE (USER | -z SERVICEACCOUNT) [USER ...]", "Add a role to users or service accounts for the current project", roleCommand{add: true}),
+		newRoleCommand(f, streams, "add-role-to-group ROLE GROUP [GROUP ...]", "Add a role to groups for the current project", roleCommand{add: true, groups: true}),
+		newRoleCommand(f, streams, "remove-role-from-user ROLE (USER | -z SERVICEACCOUNT) [USER ...]", "Remove a role from users or service accounts for the current project", roleCommand{}),
+		newRoleCommand(f, streams, "remove-role-from-group ROLE GROUP [GROUP ...]", "Remove a role from groups for the current project", roleCommand{groups: true}),
 		newWhoCanCommand(f, streams),
 	)
 	return cmd
@@ -53,8 +64,10 @@ func policyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, short 
 // test/ocdiff, holds pullgate to it).
 type RoleOptions struct {
 	genericiooptions.IOStreams
-	PrintFlags      *genericclioptions.PrintFlags
-	Add, Groups     bool
+	PrintFlags  *genericclioptions.PrintFlags
+	Add, Groups bool
+	// Cluster changes cluster role bindings (the cluster-role commands).
+	Cluster         bool
 	RoleName        string
 	RoleNamespace   string
 	RoleBindingName string
@@ -67,8 +80,10 @@ type RoleOptions struct {
 	Client    kubernetes.Interface
 }
 
-func newRoleCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, use, short string, add, groups bool) *cobra.Command {
+func newRoleCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, use, short string, kind roleCommand) *cobra.Command {
+	add, groups := kind.add, kind.groups
 	o := newRoleOptions(streams, add, groups)
+	o.Cluster = kind.cluster
 	cmd := &cobra.Command{
 		Use:                   use,
 		Short:                 short,
@@ -84,7 +99,9 @@ func newRoleCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, use, 
 		bindingHelp = "Name of the rolebinding to modify. If left empty it will operate on all rolebindings"
 	}
 	cmd.Flags().StringVar(&o.RoleBindingName, "rolebinding-name", "", bindingHelp)
-	cmd.Flags().StringVar(&o.RoleNamespace, "role-namespace", "", "namespace where the role is located: empty means a role defined in cluster policy")
+	if !kind.cluster {
+		cmd.Flags().StringVar(&o.RoleNamespace, "role-namespace", "", "namespace where the role is located: empty means a role defined in cluster policy")
+	}
 	if !groups {
 		cmd.Flags().StringSliceVarP(&o.ServiceAccounts, "serviceaccount", "z", nil, "service account in the current namespace to use as a user")
 	}
@@ -140,7 +157,7 @@ func (o *RoleOptions) Validate() error { return o.change().Validate() }
 // change is the run as project reads it: names as oc reads them, then the -z names
 // as accounts of the namespace.
 func (o *RoleOptions) change() project.RoleChange {
-	c := project.RoleChange{Namespace: o.Namespace, Role: o.RoleName, RoleNamespace: o.RoleNamespace,
+	c := project.RoleChange{Namespace: o.Namespace, Cluster: o.Cluster, Role: o.RoleName, RoleNamespace: o.RoleNamespace,
 		Binding: o.RoleBindingName, Subjects: project.Subjects(o.Names, o.Groups)}
 	for _, sa := range o.ServiceAccounts {
 		c.Subjects = append(c.Subjects, project.ServiceAccount(o.Namespace, sa))
@@ -175,7 +192,7 @@ func (o *RoleOptions) add(ctx context.Context) error {
 	// oc prints the binding when it was there already and -o asks for it, or in a
 	// client dry run; otherwise the role.
 	if (res.Unchanged && o.outputSet()) || (!res.Unchanged && o.DryRun == cmdutil.DryRunClient) {
-		return p.PrintObj(bindingObject(&res.Bindings[0]), o.Out)
+		return p.PrintObj(bindingObject(&res.Bindings[0], o.Cluster), o.Out)
 	}
 	return p.PrintObj(o.roleToPrint(), o.Out)
 }
@@ -250,8 +267,15 @@ func (o *RoleOptions) roleToPrint() runtime.Object {
 	return &rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: o.change().RoleKind()}, ObjectMeta: metav1.ObjectMeta{Name: o.RoleName}}
 }
 
-// bindingObject is binding with its kind set, for printing.
-func bindingObject(b *rbacv1.RoleBinding) *rbacv1.RoleBinding {
+// bindingObject is binding (a cluster role binding when cluster) with its kind
+// set, for printing.
+func bindingObject(b *rbacv1.RoleBinding, cluster bool) runtime.Object {
+	if cluster {
+		meta := *b.ObjectMeta.DeepCopy()
+		meta.Namespace = ""
+		return &rbacv1.ClusterRoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
+			ObjectMeta: meta, Subjects: b.Subjects, RoleRef: b.RoleRef}
+	}
 	c := b.DeepCopy()
 	c.TypeMeta = metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"}
 	return c

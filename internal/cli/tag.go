@@ -131,12 +131,25 @@ func (o *TagOptions) completeSource(ctx context.Context, src string) error {
 	if ref.Digest == "" && ref.Tag == "" {
 		ref.Tag = "latest"
 	}
+	// Said back and recorded as oc does: with the namespace only when SOURCE named
+	// one (Run adds it for a destination in another project).
+	named := strings.Contains(src, "/")
+	said := func(r streamRef) string {
+		if named {
+			return r.String()
+		}
+		return strings.TrimPrefix(r.String(), r.Namespace+"/")
+	}
+	fromNS := ""
+	if named {
+		fromNS = ref.Namespace
+	}
 	if ref.Digest != "" || kind == "ImageStreamImage" {
-		o.From, o.FromText = &corev1.ObjectReference{Kind: "ImageStreamImage", Namespace: ref.Namespace, Name: ref.Stream + "@" + ref.Digest}, ref.String()
+		o.From, o.FromText = &corev1.ObjectReference{Kind: "ImageStreamImage", Namespace: fromNS, Name: ref.Stream + "@" + ref.Digest}, said(ref)
 		return nil
 	}
 	if o.Alias {
-		o.From, o.FromText = &corev1.ObjectReference{Kind: "ImageStreamTag", Namespace: ref.Namespace, Name: ref.Stream + ":" + ref.Tag}, ref.String()
+		o.From, o.FromText = &corev1.ObjectReference{Kind: "ImageStreamTag", Namespace: fromNS, Name: ref.Stream + ":" + ref.Tag}, said(ref)
 		return nil
 	}
 	is, err := o.api.stream(ctx, ref.Namespace, ref.Stream)
@@ -148,7 +161,7 @@ func (o *TagOptions) completeSource(ctx context.Context, src string) error {
 		return fmt.Errorf("%q is not currently pointing to an image, cannot use it as the source of a tag", src)
 	}
 	ref.Digest = ev.Image
-	o.From, o.FromText = &corev1.ObjectReference{Kind: "ImageStreamImage", Namespace: ref.Namespace, Name: ref.Stream + "@" + ev.Image}, ref.String()
+	o.From, o.FromText = &corev1.ObjectReference{Kind: "ImageStreamImage", Namespace: fromNS, Name: ref.Stream + "@" + ev.Image}, said(ref)
 	return nil
 }
 
@@ -170,8 +183,10 @@ func (o *TagOptions) Validate() error {
 		if o.From == nil || o.From.Kind != "ImageStreamTag" {
 			return errors.New("--alias needs a source image stream tag")
 		}
+		// oc's check: the destination in the current project, of the source's stream
+		// name (the source's project is not compared, as in oc).
 		for _, d := range o.Dests {
-			if d.Namespace != o.From.Namespace || !strings.HasPrefix(o.From.Name, d.Stream+":") {
+			if d.Namespace != o.Namespace || !strings.HasPrefix(o.From.Name, d.Stream+":") {
 				return errors.New("cannot set alias across different Image Streams")
 			}
 		}
@@ -193,9 +208,13 @@ func (o *TagOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(o.Out, "Deleted tag %s/%s:%s.\n", d.Namespace, d.Stream, d.Tag)
 			continue
 		}
+		from := *o.From
+		if from.Kind != "DockerImage" && from.Namespace == "" && d.Namespace != o.Namespace {
+			from.Namespace = o.Namespace
+		}
 		ist := imagev1.ImageStreamTag{TypeMeta: metav1.TypeMeta{Kind: "ImageStreamTag", APIVersion: "image.openshift.io/v1"},
 			ObjectMeta: metav1.ObjectMeta{Name: d.Stream + ":" + d.Tag, Namespace: d.Namespace},
-			Tag: &imagev1.TagReference{Name: d.Tag, From: o.From, ReferencePolicy: o.policy,
+			Tag: &imagev1.TagReference{Name: d.Tag, From: &from, ReferencePolicy: o.policy,
 				ImportPolicy: imagev1.TagImportPolicy{Scheduled: o.Scheduled, Insecure: o.Insecure, ImportMode: o.mode}}}
 		var out imagev1.ImageStreamTag
 		if err := o.api.create(ctx, "imagestreamtags", d.Namespace, &ist, &out); err != nil {

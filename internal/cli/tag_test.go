@@ -39,7 +39,7 @@ func TestLooksExternal(t *testing.T) {
 }
 
 func TestTagValidate(t *testing.T) {
-	alias := &TagOptions{Alias: true, From: &corev1.ObjectReference{Kind: "ImageStreamTag", Namespace: "p", Name: "app:v1"}}
+	alias := &TagOptions{Alias: true, Namespace: "p", From: &corev1.ObjectReference{Kind: "ImageStreamTag", Namespace: "p", Name: "app:v1"}}
 	alias.Dests = []streamRef{{Namespace: "p", Stream: "app", Tag: "latest"}}
 	if err := alias.Validate(); err != nil {
 		t.Errorf("alias within a stream: %v", err)

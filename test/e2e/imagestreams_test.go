@@ -140,6 +140,16 @@ func TestTagBetweenProjects(t *testing.T) {
 		t.Errorf("imagestream app status: %+v (generation %d)", stream.Status, stream.Generation)
 	}
 
+	// An alias follows its source tag: a push to app:v1 moves app:latest.
+	cli.ok(ctx, "Tag app:latest set up to track app:v1.\n", "-n", src, "tag", "--alias", "app:v1", "app:latest")
+	moved := pushFile(t, ctx, dockerConfigFor(t, ctx, src, "pusher", "system:image-builder"), env.RegistryHost+"/"+src+"/app:v1", []byte("tag me again"))
+	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {
+		out, err := env.Kubectl(ctx, "get", "istag", "app:latest", "-n", src, "-o", "jsonpath={.image.metadata.name}")
+		return err == nil && out == moved
+	}) {
+		t.Errorf("the alias app:latest did not follow app:v1 to %s", moved)
+	}
+
 	dev.ok(ctx, fmt.Sprintf("Deleted tag %s/app:prod.\n", dst), "-n", dst, "tag", "-d", "app:prod")
 	if out, err := harness.Crane(ctx, puller, "digest", env.RegistryHost+"/"+dst+"/app:prod"); err == nil {
 		t.Errorf("the deleted tag still pulls: %s", out)

@@ -330,7 +330,9 @@ func TestRealOcOpenShiftCommands(t *testing.T) {
 	if _, err := env.Admin.RbacV1().ClusterRoleBindings().Create(ctx, selfBinding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), selfBinding.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = env.Admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), selfBinding.Name, metav1.DeleteOptions{})
+	})
 	prune := exec.CommandContext(ctx, oc, "adm", "prune", "images", "--confirm", "--keep-younger-than=0s", "--keep-tag-revisions=0")
 	prune.Env = append(os.Environ(), "KUBECONFIG="+tokenCLI(t, "pruner", pruner).kubeconfig)
 	if out, err := prune.CombinedOutput(); err == nil || !strings.Contains(string(out), "pullgate adm prune --confirm") {

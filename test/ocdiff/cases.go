@@ -71,7 +71,9 @@ const (
 	setupPullSecret       = "secret pull (kubernetes.io/dockerconfigjson)"
 	setupPullLinked       = "secret pull linked for pull"
 	setupPushedApp        = "image NS-a/app:v1 pushed"
+	setupPushedHere       = "image NS/app:v1 pushed"
 	setupTaggedProd       = "NS/app:prod tagged from NS-a/app:v1"
+	setupClusterView      = "clusterrolebinding NS-view: ClusterRole view, user NS-user"
 )
 
 // Cases are the seed's commands and the variants where pullgate once differed from oc.
@@ -121,9 +123,16 @@ var Cases = []Case{
 	{Name: "whoami -t with a client certificate", Args: []string{"whoami", "-t"}},
 	{Name: "whoami --show-server", Args: []string{"whoami", "--show-server"}},
 	{Name: "tag an image of another project", Setup: []string{setupPushedApp}, Args: []string{"tag", "NS-a/app:v1", "app:prod", "-n", "NS"}},
+	{Name: "tag within the project", Setup: []string{setupPushedHere}, Args: []string{"tag", "app:v1", "app:prod", "-n", "NS"}},
+	{Name: "tag --alias within a stream", Setup: []string{setupPushedHere}, Args: []string{"tag", "--alias", "app:v1", "app:latest", "-n", "NS"}},
+	{Name: "tag --alias across projects", Setup: []string{setupPushedApp}, Args: []string{"tag", "--alias", "NS-a/app:v1", "app:prod", "-n", "NS"}},
 	{Name: "tag from a tag with no image", Setup: []string{setupPushedApp}, Args: []string{"tag", "NS-a/app:v9", "app:prod", "-n", "NS"}},
 	{Name: "delete a tag", Setup: []string{setupPushedApp, setupTaggedProd}, Args: []string{"tag", "-d", "app:prod", "-n", "NS"}},
 	{Name: "delete a tag that is not there", Args: []string{"tag", "-d", "app:nope", "-n", "NS"}},
+	{Name: "adm policy add-cluster-role-to-user", Args: []string{"adm", "policy", "add-cluster-role-to-user", "view", "NS-user"}},
+	{Name: "adm policy add-cluster-role-to-group", Args: []string{"adm", "policy", "add-cluster-role-to-group", "view", "NS-group"}},
+	{Name: "adm policy remove-cluster-role-from-user", Setup: []string{setupClusterView}, Args: []string{"adm", "policy", "remove-cluster-role-from-user", "view", "NS-user"}},
+	{Name: "adm policy remove-cluster-role-from-user not bound", Args: []string{"adm", "policy", "remove-cluster-role-from-user", "view", "NS-user"}},
 	{Name: "import-image of a missing stream without --confirm", Args: []string{"import-image", "imp:v1", "--from=quay.io/org/app:v1", "-n", "NS"}},
 }
 
@@ -263,8 +272,14 @@ func (r *Runner) setup(ctx context.Context, step, ns string) error {
 		_, err = r.Admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pull"}, Type: corev1.SecretTypeDockerConfigJson,
 			Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{})
 		return err
+	case setupClusterView:
+		_, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns + "-view"},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"}, Subjects: []rbacv1.Subject{user(ns + "-user")}}, metav1.CreateOptions{})
+		return err
 	case setupPushedApp:
 		return r.Push(ctx, ns+"-a/app:v1")
+	case setupPushedHere:
+		return r.Push(ctx, ns+"/app:v1")
 	case setupTaggedProd:
 		ist := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag", "metadata": map[string]any{"name": "app:prod"},
 			"tag": map[string]any{"name": "prod", "from": map[string]any{"kind": "ImageStreamTag", "namespace": ns + "-a", "name": "app:v1"}}}}
@@ -302,6 +317,10 @@ func (r *Runner) objects(ctx context.Context, ns string) (string, error) {
 		MountSecrets     []string  `json:"mountSecrets"`
 		Secrets          []secret  `json:"secrets"`
 		ImageStreams     []stream  `json:"imageStreams,omitempty"`
+		// ClusterRoles are the cluster roles bound to this case's users and groups
+		// (named after its namespace), by kind and name: binding names depend on what
+		// earlier runs left in the cluster.
+		ClusterRoles []string `json:"clusterRoles,omitempty"`
 	}
 	rbs, err := r.Admin.RbacV1().RoleBindings(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -345,6 +364,18 @@ func (r *Runner) objects(ctx context.Context, ns string) (string, error) {
 	if state.ImageStreams, err = r.imageStreams(ctx, ns); err != nil {
 		return "", err
 	}
+	crbs, err := r.Admin.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	for _, b := range crbs.Items {
+		for _, sub := range b.Subjects {
+			if strings.HasPrefix(sub.Name, ns+"-") {
+				state.ClusterRoles = append(state.ClusterRoles, b.RoleRef.Name+" "+sub.Kind+" "+sub.Name)
+			}
+		}
+	}
+	sort.Strings(state.ClusterRoles)
 	out, err := yaml.Marshal(state)
 	return digests.ReplaceAllString(string(out), "sha256:DIGEST"), err
 }

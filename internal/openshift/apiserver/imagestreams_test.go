@@ -189,3 +189,31 @@ func TestChangedTags(t *testing.T) {
 		t.Errorf("changed %v", got)
 	}
 }
+
+// An alias moves after its source tag in the same project; one that follows
+// another project's tag is left to the write path, where the writer was checked.
+func TestAliasMoved(t *testing.T) {
+	stream := func(ns, name string, tagDigests ...string) *imageapi.ImageStream {
+		is := &imageapi.ImageStream{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		for i := 0; i < len(tagDigests); i += 2 {
+			is.Status.Tags = append(is.Status.Tags, imageapi.NamedTagEventList{Tag: tagDigests[i], Items: []imageapi.TagEvent{{Digest: tagDigests[i+1]}}})
+		}
+		return is
+	}
+	app := stream("p", "app", "v1", "sha256:new", "latest", "sha256:old")
+	other := stream("q", "app", "v1", "sha256:new")
+	streams := map[string]*imageapi.ImageStream{"p/app": app, "q/app": other}
+	alias := imagev1.TagReference{Name: "latest", From: &corev1.ObjectReference{Kind: "ImageStreamTag", Name: "app:v1"}}
+	if !aliasMoved(app, alias, streams) {
+		t.Error("an alias whose source moved is not followed")
+	}
+	app.Status.Tags[1].Items[0].Digest = "sha256:new"
+	if aliasMoved(app, alias, streams) {
+		t.Error("an alias at its source's image is followed again")
+	}
+	app.Status.Tags[1].Items[0].Digest = "sha256:old"
+	alias.From.Namespace = "q"
+	if aliasMoved(app, alias, streams) {
+		t.Error("a tag following another project's tag is followed without its writer's check")
+	}
+}

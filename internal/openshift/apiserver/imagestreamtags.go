@@ -306,12 +306,8 @@ func slicesDeleteTag(tags []imagev1.TagReference, tag string) []imagev1.TagRefer
 }
 
 func hasStatusTag(is *imageapi.ImageStream, tag string) bool {
-	for _, t := range is.Status.Tags {
-		if t.Tag == tag && len(t.Items) > 0 {
-			return true
-		}
-	}
-	return false
+	_, ok := currentImage(is, tag)
+	return ok
 }
 
 // deleteImageStreamTag is oc tag -d: the spec tag and the tag itself gone, from

@@ -2,10 +2,13 @@ package apiserver
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
+	imagev1 "github.com/openshift/api/image/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 // DefaultImportInterval is how often a scheduled tag is imported again:
@@ -15,7 +18,9 @@ const DefaultImportInterval = 15 * time.Minute
 // RunScheduledImports imports every scheduled spec tag (oc tag --scheduled, oc
 // import-image --scheduled) again once interval has passed since its last import,
 // until ctx ends: the tag moves when its source did, and a failure is the tag's
-// condition until an import succeeds. Every tag is due when this starts.
+// condition until an import succeeds. Every tag is due when this starts. Aliases
+// (oc tag --alias) are moved after their source at each pass, every interval/10
+// (between a second and a minute).
 func (s *Server) RunScheduledImports(ctx context.Context, interval time.Duration) {
 	last := &sync.Map{}
 	period := min(max(interval/10, time.Second), time.Minute)
@@ -29,9 +34,19 @@ func (s *Server) importDue(ctx context.Context, interval time.Duration, last *sy
 		return
 	}
 	now := time.Now()
+	byName := map[string]*imageapi.ImageStream{}
+	for i := range stored {
+		byName[stored[i].Namespace+"/"+stored[i].Name] = &stored[i]
+	}
 	for i := range stored {
 		is := &stored[i]
 		for _, t := range is.Spec.Tags {
+			if aliasMoved(is, t, byName) {
+				if err := s.followSpecTag(ctx, is, t); err != nil {
+					s.Log.Info("following an aliased tag failed", "imagestream", is.Namespace+"/"+is.Name, "tag", t.Name, "err", err)
+				}
+				continue
+			}
 			if !t.ImportPolicy.Scheduled || t.From == nil || t.From.Kind != "DockerImage" {
 				continue
 			}
@@ -45,4 +60,35 @@ func (s *Server) importDue(ctx context.Context, interval time.Duration, last *sy
 			}
 		}
 	}
+}
+
+// aliasMoved reports whether t follows another tag of a stream in its own namespace
+// (oc tag --alias) that now points elsewhere than t. Tags that follow another
+// project's tag are followed when written only, where the writer's right to pull it
+// is checked: a spec written straight to the stored stream is never.
+func aliasMoved(is *imageapi.ImageStream, t imagev1.TagReference, streams map[string]*imageapi.ImageStream) bool {
+	if t.From == nil || t.From.Kind != "ImageStreamTag" || t.Reference || (t.From.Namespace != "" && t.From.Namespace != is.Namespace) {
+		return false
+	}
+	name, tag, _ := strings.Cut(t.From.Name, ":")
+	src, ok := streams[is.Namespace+"/"+name]
+	if !ok {
+		return false
+	}
+	want, ok := currentImage(src, tag)
+	if !ok {
+		return false
+	}
+	have, _ := currentImage(is, t.Name)
+	return have != want
+}
+
+// currentImage is the digest tag of is points at now.
+func currentImage(is *imageapi.ImageStream, tag string) (string, bool) {
+	for _, st := range is.Status.Tags {
+		if st.Tag == tag && len(st.Items) > 0 {
+			return st.Items[0].Digest, true
+		}
+	}
+	return "", false
 }

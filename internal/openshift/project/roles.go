@@ -34,7 +34,11 @@ func (d DryRun) options() []string {
 // pkg/cli/admin/policy/modify_roles.go is the reference).
 type RoleChange struct {
 	Namespace string
-	Role      string
+	// Cluster makes the change in cluster role bindings (oc adm policy
+	// add-cluster-role-to-user …): Role is a ClusterRole, Namespace only names the
+	// -z service accounts' namespace.
+	Cluster bool
+	Role    string
 	// RoleNamespace, when set, makes Role a Role of that namespace (it must be
 	// Namespace); empty, a ClusterRole.
 	RoleNamespace string
@@ -66,15 +70,23 @@ var ErrNotBound = errors.New("no binding of the role holds the subjects")
 
 // RoleKind is "Role" for a namespaced role, else "ClusterRole".
 func (c RoleChange) RoleKind() string {
-	if c.RoleNamespace != "" {
+	if c.RoleNamespace != "" && !c.Cluster {
 		return "Role"
 	}
 	return "ClusterRole"
 }
 
+// bindingKind is the kind of binding changed, as oc's messages name it.
+func (c RoleChange) bindingKind() string {
+	if c.Cluster {
+		return "ClusterRoleBinding"
+	}
+	return "RoleBinding"
+}
+
 // Validate checks what can be checked without the API.
 func (c RoleChange) Validate() error {
-	if c.RoleNamespace != "" && c.RoleNamespace != c.Namespace {
+	if c.RoleNamespace != "" && !c.Cluster && c.RoleNamespace != c.Namespace {
 		return fmt.Errorf("role binding in namespace %q can't reference role in different namespace %q", c.Namespace, c.RoleNamespace)
 	}
 	if c.Role == "" {
@@ -90,12 +102,12 @@ func Grant(ctx context.Context, client kubernetes.Interface, c RoleChange) (Role
 	if err := c.Validate(); err != nil {
 		return RoleResult{}, err
 	}
-	bindings := client.RbacV1().RoleBindings(c.Namespace)
+	bindings := c.store(client)
 	var binding *rbacv1.RoleBinding
 	update := false
 	name := c.Binding
 	if c.Binding != "" {
-		existing, err := bindings.Get(ctx, c.Binding, metav1.GetOptions{})
+		existing, err := bindings.Get(ctx, c.Binding)
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
@@ -110,7 +122,7 @@ func Grant(ctx context.Context, client kubernetes.Interface, c RoleChange) (Role
 	} else {
 		// One list answers both questions: is the role already bound to them all, and
 		// which name is free.
-		of, all, err := c.bindingsOfRole(ctx, client)
+		of, all, err := c.bindingsOfRole(ctx, bindings)
 		if err != nil {
 			return RoleResult{}, err
 		}
@@ -124,7 +136,11 @@ func Grant(ctx context.Context, client kubernetes.Interface, c RoleChange) (Role
 		}
 	}
 	if binding == nil {
-		binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.Namespace},
+		ns := c.Namespace
+		if c.Cluster {
+			ns = ""
+		}
+		binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: c.RoleKind(), Name: c.Role}}
 	}
 	res := RoleResult{Warnings: c.missing(ctx, client, binding)}
@@ -135,9 +151,9 @@ func Grant(ctx context.Context, client kubernetes.Interface, c RoleChange) (Role
 	}
 	var err error
 	if update {
-		_, err = bindings.Update(ctx, binding, metav1.UpdateOptions{DryRun: c.DryRun.options()})
+		err = bindings.Update(ctx, binding, c.DryRun.options())
 	} else {
-		_, err = bindings.Create(ctx, binding, metav1.CreateOptions{DryRun: c.DryRun.options()})
+		err = bindings.Create(ctx, binding, c.DryRun.options())
 		if apierrors.IsAlreadyExists(err) {
 			return Grant(ctx, client, c) // made meanwhile: run again, as oc does
 		}
@@ -179,10 +195,10 @@ func Revoke(ctx context.Context, client kubernetes.Interface, c RoleChange) (Rol
 	if err := c.Validate(); err != nil {
 		return RoleResult{}, err
 	}
-	bindings := client.RbacV1().RoleBindings(c.Namespace)
+	bindings := c.store(client)
 	var of []rbacv1.RoleBinding
 	if c.Binding != "" {
-		existing, err := bindings.Get(ctx, c.Binding, metav1.GetOptions{})
+		existing, err := bindings.Get(ctx, c.Binding)
 		if err != nil {
 			return RoleResult{}, err
 		}
@@ -195,11 +211,11 @@ func Revoke(ctx context.Context, client kubernetes.Interface, c RoleChange) (Rol
 		of = []rbacv1.RoleBinding{*existing}
 	} else {
 		var err error
-		if of, _, err = c.bindingsOfRole(ctx, client); err != nil {
+		if of, _, err = c.bindingsOfRole(ctx, bindings); err != nil {
 			return RoleResult{}, err
 		}
 		if len(of) == 0 {
-			return RoleResult{}, fmt.Errorf("unable to locate any RoleBinding for %s %q", c.RoleKind(), c.Role)
+			return RoleResult{}, fmt.Errorf("unable to locate any %s for %s %q", c.bindingKind(), c.RoleKind(), c.Role)
 		}
 	}
 	var res RoleResult
@@ -220,37 +236,41 @@ func Revoke(ctx context.Context, client kubernetes.Interface, c RoleChange) (Rol
 		b := &res.Bindings[i]
 		var err error
 		if len(b.Subjects) > 0 || b.Annotations[rbacv1.AutoUpdateAnnotationKey] == "false" {
-			_, err = bindings.Update(ctx, b, metav1.UpdateOptions{DryRun: c.DryRun.options()})
+			err = bindings.Update(ctx, b, c.DryRun.options())
 		} else {
-			err = bindings.Delete(ctx, b.Name, metav1.DeleteOptions{DryRun: c.DryRun.options()})
+			err = bindings.Delete(ctx, b.Name, c.DryRun.options())
 			res.Deleted = append(res.Deleted, b.Name)
 		}
 		if err != nil {
 			return res, err
 		}
 		if b.Annotations[rbacv1.AutoUpdateAnnotationKey] == "true" {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("Your changes may get lost whenever a master is restarted, unless you prevent reconciliation of this rolebinding using the following command: oc annotate rolebinding.rbac %s '%s=false' --overwrite", b.Name, rbacv1.AutoUpdateAnnotationKey))
+			kind := "rolebinding"
+			if c.Cluster {
+				kind = "clusterrolebinding"
+			}
+			res.Warnings = append(res.Warnings, fmt.Sprintf("Your changes may get lost whenever a master is restarted, unless you prevent reconciliation of this rolebinding using the following command: oc annotate %s.rbac %s '%s=false' --overwrite", kind, b.Name, rbacv1.AutoUpdateAnnotationKey))
 		}
 	}
 	return res, nil
 }
 
-// bindingsOfRole are the namespace's bindings of the role, and all its bindings, in
-// the API's order.
-func (c RoleChange) bindingsOfRole(ctx context.Context, client kubernetes.Interface) (of, all []rbacv1.RoleBinding, err error) {
-	list, err := client.RbacV1().RoleBindings(c.Namespace).List(ctx, metav1.ListOptions{})
+// bindingsOfRole are the bindings of the role, and all the bindings, in the API's
+// order.
+func (c RoleChange) bindingsOfRole(ctx context.Context, bindings bindingStore) (of, all []rbacv1.RoleBinding, err error) {
+	all, err = bindings.List(ctx)
 	if apierrors.IsNotFound(err) {
 		return nil, nil, nil
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, b := range list.Items {
+	for _, b := range all {
 		if b.RoleRef.Name == c.Role && b.RoleRef.Kind == c.RoleKind() {
 			of = append(of, b)
 		}
 	}
-	return of, list.Items, nil
+	return of, all, nil
 }
 
 // addSubjects is have with the subjects of want it lacks appended, in want's order.

@@ -120,3 +120,30 @@ func TestRevoke(t *testing.T) {
 		t.Errorf("a role nobody holds: %v", err)
 	}
 }
+
+// The cluster-role commands: the same algorithm over cluster role bindings.
+func TestClusterRoles(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	c := RoleChange{Namespace: "p", Cluster: true, Role: "view", Subjects: []rbacv1.Subject{Subject("u1", false)}}
+	if _, err := Grant(ctx, client, c); err != nil {
+		t.Fatal(err)
+	}
+	b, err := client.RbacV1().ClusterRoleBindings().Get(ctx, "view", metav1.GetOptions{})
+	if err != nil || b.RoleRef.Kind != "ClusterRole" || len(b.Subjects) != 1 || b.Subjects[0].Name != "u1" {
+		t.Fatalf("cluster role binding: %+v %v", b, err)
+	}
+	if res, err := Grant(ctx, client, c); err != nil || !res.Unchanged {
+		t.Errorf("granted twice: %+v %v", res, err)
+	}
+	if _, err := client.RbacV1().RoleBindings("p").Get(ctx, "view", metav1.GetOptions{}); err == nil {
+		t.Error("a cluster role grant made a role binding")
+	}
+	res, err := Revoke(ctx, client, c)
+	if err != nil || len(res.Deleted) != 1 {
+		t.Fatalf("revoke: %+v %v", res, err)
+	}
+	if _, err := Revoke(ctx, client, c); err == nil || err.Error() != `unable to locate any ClusterRoleBinding for ClusterRole "view"` {
+		t.Errorf("revoke of a role bound to nobody: %v", err)
+	}
+}
