@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"pullgate.dev/pullgate/internal/openshift/apiserver"
+	"pullgate.dev/pullgate/internal/openshift/imagelookup"
 	"pullgate.dev/pullgate/internal/openshift/images"
 	"pullgate.dev/pullgate/internal/platform/controlplane"
 	"pullgate.dev/pullgate/internal/platform/pki"
@@ -95,6 +96,9 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 	}()
 	go func() { <-ctx.Done(); srv.Close() }()
 	go server.RunScheduledImports(ctx, settings.importInterval)
+	if err := startImageLookup(ctx, client, running, cert, caPEM, log); err != nil {
+		return err
+	}
 	if err := apiserver.Register(ctx, client, dyn, "127.0.0.1", l.Addr().(*net.TCPAddr).Port, caPEM); err != nil {
 		return err
 	}
@@ -104,4 +108,24 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 		}
 	}
 	return server.InstallShared(ctx)
+}
+
+// startImageLookup serves the image lookup webhook (a stream's lookupPolicy.local,
+// oc set image-lookup) on loopback over TLS and registers it with the API server.
+func startImageLookup(ctx context.Context, client kubernetes.Interface, running *services.Running, cert tls.Certificate, caPEM []byte, log *slog.Logger) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /resolve", &imagelookup.Webhook{Resolver: imagelookup.Resolver{Streams: running.Streams, RegistryHost: running.RegistryHost}, Log: log})
+	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	srv := &http.Server{Handler: mux, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(tls.NewListener(l, tlsConfig)); err != nil && err != http.ErrServerClosed {
+			log.Error("image lookup webhook stopped", "err", err)
+		}
+	}()
+	go func() { <-ctx.Done(); srv.Close() }()
+	return imagelookup.Register(ctx, client, "https://"+l.Addr().String()+"/resolve", caPEM)
 }

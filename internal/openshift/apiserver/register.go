@@ -32,8 +32,9 @@ var apiServices = schema.GroupVersionResource{Group: "apiregistration.k8s.io", V
 // certificate), and the cluster roles that let users reach the resources: every
 // authenticated user may list and get projects and ask whether it may request one
 // (OpenShift's basic-user); view, edit and admin read image streams and admin runs
-// access reviews; self-provisioner creates projects and is bound to nobody (bind it
-// to let users run oc new-project).
+// access reviews; view, edit and admin read, edit and import image streams; the
+// image API's account; self-provisioner creates projects (bound by up
+// --self-provisioners).
 func Register(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, host string, port int, caBundle []byte) error {
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ServiceNamespace, Name: ServiceName},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: host, Ports: []corev1.ServicePort{{Name: "https", Port: int32(port)}}}}
@@ -50,7 +51,7 @@ func Register(ctx context.Context, client kubernetes.Interface, dyn dynamic.Inte
 			"metadata": map[string]any{"name": name, "labels": map[string]any{"app.kubernetes.io/part-of": "pullgate"}},
 			"spec": map[string]any{
 				"group": gv.Group, "version": gv.Version, "caBundle": caBundle,
-				"groupPriorityMinimum": int64(100), "versionPriority": int64(15),
+				"groupPriorityMinimum": groupPriority, "versionPriority": int64(15),
 				"service": map[string]any{"namespace": ServiceNamespace, "name": ServiceName, "port": int64(port)},
 			},
 		}}
@@ -93,6 +94,11 @@ func Register(ctx context.Context, client kubernetes.Interface, dyn dynamic.Inte
 	}
 	return nil
 }
+
+// groupPriority is OpenShift's for its API groups: above a CRD's (1000), so that
+// `kubectl get imagestreams` and `oc set image-lookup app` mean image.openshift.io,
+// as on OpenShift, where pullgate's own group serves the same resource name.
+const groupPriority = int64(9900)
 
 func clusterRoles() []*rbacv1.ClusterRole {
 	aggregate := func(to string) map[string]string {

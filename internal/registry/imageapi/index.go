@@ -80,3 +80,13 @@ func (x *Index) OnDelete(deleted func(repository, uid string)) error {
 	})
 	return err
 }
+
+// Stream is ImageStream namespace/name, from the informer.
+func (x *Index) Stream(namespace, name string) (*ImageStream, bool) {
+	obj, exists, err := x.informer.GetIndexer().GetByKey(namespace + "/" + name)
+	if err != nil || !exists {
+		return nil, false
+	}
+	is, err := fromUnstructured(obj.(*unstructured.Unstructured))
+	return is, err == nil
+}
