@@ -86,6 +86,7 @@ bench: tools build
 	$(GO) run ./hack/benchplugin -bin $(BIN)
 	$(GO) run ./hack/benchexplain
 	$(GO) run ./hack/benchconsole
+	$(GO) run ./hack/benchimages
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 ## gallery: the README's explain gallery, from a real run of the explain e2e test.

@@ -1,0 +1,172 @@
+// Command benchimages measures, against a real `pullgate up`, what the
+// image.openshift.io work costs: `oc tag` of a 50 MiB image from one project's
+// stream into another's (imagestreamtags, the blobs mounted in the registry) beside
+// `crane copy` of the same image between the same repositories (anchor: the
+// registry's own cross-repository mount, driven by a client); and a pod create
+// naming `app:v1` with the image lookup webhook resolving it, beside the same
+// create with the webhook not registered.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/internal/openshift/imagelookup"
+)
+
+func main() {
+	runs := flag.Int("runs", 10, "tags and copies measured")
+	creates := flag.Int("creates", 50, "pod creates measured each way")
+	flag.Parse()
+	ctx := context.Background()
+	env, err := harness.Start(harness.Options{})
+	check(err)
+	defer env.Close()
+	dyn, err := dynamic.NewForConfig(env.AdminConfig)
+	check(err)
+	for _, ns := range []string{"src", "dst"} {
+		_, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		check(err)
+	}
+	token, err := env.Account(ctx, "src", "pusher", "admin")
+	check(err)
+	_, err = env.Admin.RbacV1().RoleBindings("dst").Create(ctx, pusherAdmin(), metav1.CreateOptions{})
+	check(err)
+	cfg, err := env.DockerConfig(os.TempDir(), token)
+	check(err)
+	defer os.RemoveAll(cfg)
+	content := make([]byte, 50<<20)
+	_, _ = rand.Read(content)
+	src := env.RegistryHost + "/src/app:v1"
+	var digest string
+	until(30*time.Second, func() bool {
+		digest, err = harness.PushFile(ctx, cfg, src, content)
+		return err == nil
+	})
+	check(err)
+	waitForAPI(ctx, dyn)
+
+	istags := dyn.Resource(schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreamtags"}).Namespace("dst")
+	var tag, copyTook []time.Duration
+	for i := range *runs {
+		ist := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag",
+			"metadata": map[string]any{"name": fmt.Sprintf("app:t%d", i)},
+			"tag":      map[string]any{"name": fmt.Sprintf("t%d", i), "from": map[string]any{"kind": "ImageStreamImage", "namespace": "src", "name": "app@" + digest}}}}
+		begin := time.Now()
+		_, err := istags.Create(ctx, ist, metav1.CreateOptions{})
+		check(err)
+		tag = append(tag, time.Since(begin))
+		begin = time.Now()
+		_, err = harness.Crane(ctx, cfg, "copy", src, fmt.Sprintf("%s/dst/copy:c%d", env.RegistryHost, i))
+		check(err)
+		copyTook = append(copyTook, time.Since(begin))
+	}
+
+	// Pod creates, with and without the webhook.
+	_, err = dyn.Resource(schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}).Namespace("src").
+		Patch(ctx, "app", "application/merge-patch+json", []byte(`{"spec":{"lookupPolicy":{"local":true}}}`), metav1.PatchOptions{})
+	check(err)
+	until(10*time.Second, func() bool {
+		p, err := env.Admin.CoreV1().Pods("src").Create(ctx, pod("probe"), metav1.CreateOptions{})
+		return err == nil && p.Spec.Containers[0].Image != "app:v1"
+	})
+	with := createPods(ctx, env, "w", *creates)
+	hooks := env.Admin.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	saved, err := hooks.Get(ctx, imagelookup.WebhookName, metav1.GetOptions{})
+	check(err)
+	check(hooks.Delete(ctx, imagelookup.WebhookName, metav1.DeleteOptions{}))
+	until(10*time.Second, func() bool {
+		p, err := env.Admin.CoreV1().Pods("src").Create(ctx, pod(fmt.Sprintf("probe-%d", time.Now().UnixNano())), metav1.CreateOptions{})
+		return err == nil && p.Spec.Containers[0].Image == "app:v1"
+	})
+	without := createPods(ctx, env, "n", *creates)
+	saved.ResourceVersion = ""
+	_, err = hooks.Create(ctx, saved, metav1.CreateOptions{})
+	check(err)
+
+	fmt.Printf("%-58s %10s %10s %s\n", "image streams (same machine, same run)", "p50", "p99", "anchor")
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("oc tag src/app@… dst/app:tN, 50 MiB (%d)", len(tag)), pct(tag, 50), pct(tag, 99),
+		fmt.Sprintf("crane copy, same image and repos: p50 %s (%.2f×)", pct(copyTook, 50), ratio(tag, copyTook)))
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("pod create naming app:v1, resolved (%d)", len(with)), pct(with, 50), pct(with, 99),
+		fmt.Sprintf("without the webhook: p50 %s (+%s)", pct(without, 50), (p(with, 50)-p(without, 50)).Round(100*time.Microsecond)))
+}
+
+// pusherAdmin lets src's pusher push to dst too, for crane copy.
+func pusherAdmin() *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "pusher"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "src", Name: "pusher"}}}
+}
+
+func pod(name string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{NodeName: "elsewhere", Containers: []corev1.Container{{Name: "app", Image: "app:v1"}}}}
+}
+
+// createPods creates n pods naming app:v1 in src, one at a time, and returns how
+// long each create took.
+func createPods(ctx context.Context, env *harness.Env, prefix string, n int) []time.Duration {
+	// Unthrottled: client-go's default 5 requests per second would be the measure.
+	cfg := rest.CopyConfig(env.AdminConfig)
+	cfg.QPS, cfg.Burst = 1000, 2000
+	client, err := kubernetes.NewForConfig(cfg)
+	check(err)
+	var out []time.Duration
+	for i := range n {
+		begin := time.Now()
+		_, err := client.CoreV1().Pods("src").Create(ctx, pod(fmt.Sprintf("%s-%d", prefix, i)), metav1.CreateOptions{})
+		check(err)
+		out = append(out, time.Since(begin))
+	}
+	return out
+}
+
+// waitForAPI waits until image.openshift.io is served.
+func waitForAPI(ctx context.Context, dyn dynamic.Interface) {
+	until(time.Minute, func() bool {
+		_, err := dyn.Resource(schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}).Namespace("src").Get(ctx, "app", metav1.GetOptions{})
+		return err == nil
+	})
+}
+
+func p(d []time.Duration, q int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*q/100)]
+}
+
+func pct(d []time.Duration, q int) string { return p(d, q).Round(100 * time.Microsecond).String() }
+
+func ratio(a, b []time.Duration) float64 { return float64(p(a, 50)) / float64(p(b, 50)) }
+
+func until(limit time.Duration, cond func() bool) {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			check(fmt.Errorf("not within %s", limit))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchimages:", err)
+		os.Exit(1)
+	}
+}
