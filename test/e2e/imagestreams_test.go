@@ -12,16 +12,20 @@ import (
 	"time"
 
 	imagev1 "github.com/openshift/api/image/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"pullgate.dev/pullgate/internal/harness"
+	"pullgate.dev/pullgate/internal/openshift/images"
 	"pullgate.dev/pullgate/internal/platform/kubeconfig"
 	"pullgate.dev/pullgate/internal/registry/imageapi"
+	"pullgate.dev/pullgate/internal/registry/tokenauth"
 )
 
 func openshiftImage(resource string) schema.GroupVersionResource {
@@ -301,5 +305,36 @@ func TestImageStreamsReadWrite(t *testing.T) {
 	}
 	if _, err := adminDynamic(t).Resource(imageapi.GVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the stored stream after kubectl delete is: %v", err)
+	}
+}
+
+// The image API's own account (oc tag's copies) holds registry rights only: through
+// the API server, impersonated, it may not read secrets, run pods, write streams or
+// bindings, and its tokens (bound to the registry's audience) are refused there.
+func TestImageAPIAccountCannotEscalate(t *testing.T) {
+	ctx := harness.Context(t, time.Minute)
+	waitForOpenShiftAPIs(t, ctx)
+	as := "system:serviceaccount:" + images.AccountNamespace + ":" + images.AccountName
+	for _, try := range [][]string{
+		{"get", "secrets", "-A"}, {"create", "pods", "-n", "default"}, {"update", "imagestreams.image.pullgate.dev", "-A"},
+		{"create", "rolebindings", "-n", "default"}, {"create", "serviceaccounts/token", "-n", images.AccountNamespace},
+		{"impersonate", "users"}, {"escalate", "clusterroles"}, {"create", "imagestreamtags.image.openshift.io", "-A"},
+	} {
+		out, err := env.Kubectl(ctx, append([]string{"auth", "can-i", "--as", as}, try...)...)
+		if fields := strings.Fields(out); err == nil || len(fields) == 0 || fields[len(fields)-1] != "no" {
+			t.Errorf("%s may %v: %q", as, try, out)
+		}
+	}
+	tr, err := env.Admin.CoreV1().ServiceAccounts(images.AccountNamespace).CreateToken(ctx, images.AccountName, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{tokenauth.Service}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(env.TokenConfig(tr.Status.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); !apierrors.IsUnauthorized(err) {
+		t.Errorf("its registry-audience token at the API server: %v, want 401", err)
 	}
 }
