@@ -56,6 +56,7 @@ func (o *WhoCanOptions) Complete(f cmdutil.Factory, cmd *cobra.Command, args []s
 			}
 		}
 	}
+	gr.Group = project.DecidingGroup(gr.Group, gr.Resource)
 	o.Resource = gr
 	var err error
 	if o.Namespace, _, err = f.ToRawKubeConfigLoader().Namespace(); err != nil {

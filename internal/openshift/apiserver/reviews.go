@@ -12,8 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authentication/user"
 
+	projects "pullgate.dev/pullgate/internal/openshift/project"
 	"pullgate.dev/pullgate/internal/rbacauthz"
-	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 var subjectAccessReviewsResource = schema.GroupResource{Group: "authorization.openshift.io", Resource: "subjectaccessreviews"}
@@ -31,7 +31,7 @@ type action struct {
 // split, and OpenShift's legacy group mapped to the one RBAC decides in.
 func (a action) request(ns string) rbacauthz.Request {
 	resource, sub, _ := strings.Cut(a.Resource, "/")
-	return rbacauthz.Request{Verb: a.Verb, Namespace: ns, Group: openshiftGroup(a.Group, resource), Resource: resource, Subresource: sub, Name: a.ResourceName}
+	return rbacauthz.Request{Verb: a.Verb, Namespace: ns, Group: projects.DecidingGroup(a.Group, resource), Resource: resource, Subresource: sub, Name: a.ResourceName}
 }
 
 // subjectAccessReview is authorization.openshift.io/v1 (Local)SubjectAccessReview:
@@ -88,18 +88,4 @@ func bindingKind(d rbacauthz.Decision) string {
 		return "ClusterRoleBinding"
 	}
 	return "RoleBinding"
-}
-
-// openshiftGroup is the API group RBAC decides a review's resource in: OpenShift's
-// clients still name its own resources in the legacy "" group.
-func openshiftGroup(group, resource string) string {
-	switch {
-	case resource == imageapi.Resource && (group == "" || group == "image.openshift.io"):
-		// OpenShift's image streams are pullgate's: the registry decides on
-		// image.pullgate.dev, so that is asked.
-		return imageapi.Group
-	case group == "" && (resource == "projects" || resource == "projectrequests"):
-		return "project.openshift.io"
-	}
-	return group
 }

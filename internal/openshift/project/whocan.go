@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
 // Access is who may do something: user names (service accounts as
@@ -78,4 +79,18 @@ func ListedRBAC(ctx context.Context, client kubernetes.Interface, namespace stri
 		b.RoleBindings = append(b.RoleBindings, &rbs.Items[i])
 	}
 	return b, nil
+}
+
+// DecidingGroup is the API group RBAC decides a resource of group in. OpenShift's
+// image streams (image.openshift.io, or OpenShift's legacy "" group) are pullgate's,
+// decided by the registry on image.pullgate.dev; OpenShift's clients still name
+// projects in the legacy group.
+func DecidingGroup(group, resource string) string {
+	switch {
+	case resource == imageapi.Resource && (group == "" || group == "image.openshift.io"):
+		return imageapi.Group
+	case group == "" && (resource == "projects" || resource == "projectrequests"):
+		return "project.openshift.io"
+	}
+	return group
 }
