@@ -197,10 +197,8 @@ func (s *Server) resolveFrom(ctx context.Context, stored *imageapi.ImageStream, 
 // of the stream's history.
 func imageIn(src *imageapi.ImageStream, from *corev1.ObjectReference) (imageapi.TagEvent, error) {
 	if _, tag, ok := strings.Cut(from.Name, ":"); ok && from.Kind == "ImageStreamTag" {
-		for _, t := range src.Status.Tags {
-			if t.Tag == tag && len(t.Items) > 0 {
-				return t.Items[0], nil
-			}
+		if ev, ok := src.Status.Current(tag); ok {
+			return ev, nil
 		}
 		return imageapi.TagEvent{}, fmt.Errorf("imagestreamtag %s/%s has no image: push one, or tag one there first", src.Namespace, from.Name)
 	}

@@ -36,7 +36,7 @@ func (s *Server) heldImages(ctx context.Context) (map[string]string, string, err
 		for _, t := range stored[i].Status.Tags {
 			for _, ev := range t.Items {
 				if _, ok := out[ev.Digest]; !ok {
-					out[ev.Digest] = stored[i].Namespace + "\x00" + reference(repo, ev)
+					out[ev.Digest] = stored[i].Namespace + "\x00" + ev.Reference(repo)
 				}
 			}
 		}
@@ -148,7 +148,7 @@ func (s *Server) getImageStreamImage(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, apierrors.NewNotFound(imageStreamImagesResource, name))
 		return
 	}
-	ref := reference(s.repository(stored), ev)
+	ref := ev.Reference(s.repository(stored))
 	img, err := s.image(r.Context(), ns+"\x00"+ref)
 	if err != nil {
 		writeStatus(w, err)

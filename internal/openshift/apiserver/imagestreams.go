@@ -36,7 +36,7 @@ func (s *Server) toImageStream(is *imageapi.ImageStream) imagev1.ImageStream {
 	for _, t := range is.Status.Tags {
 		tag := imagev1.NamedTagEventList{Tag: t.Tag, Items: []imagev1.TagEvent{}, Conditions: t.Conditions}
 		for _, ev := range t.Items {
-			tag.Items = append(tag.Items, imagev1.TagEvent{Created: ev.Created, DockerImageReference: reference(repo, ev), Image: ev.Digest, Generation: ev.Generation})
+			tag.Items = append(tag.Items, imagev1.TagEvent{Created: ev.Created, DockerImageReference: ev.Reference(repo), Image: ev.Digest, Generation: ev.Generation})
 		}
 		out.Status.Tags = append(out.Status.Tags, tag)
 	}
@@ -45,25 +45,13 @@ func (s *Server) toImageStream(is *imageapi.ImageStream) imagev1.ImageStream {
 
 // repository is where the stream's images are pulled from: host/namespace/path.
 func (s *Server) repository(is *imageapi.ImageStream) string {
-	if is.Status.DockerImageRepository != "" {
-		return is.Status.DockerImageRepository
-	}
-	return s.RegistryHost + "/" + repositoryName(is)
+	return is.PullRepository(s.RegistryHost)
 }
 
 // repositoryName is the stream's repository in the registry, <namespace>/<name>,
 // or the nested path a push gave it.
 func repositoryName(is *imageapi.ImageStream) string {
 	return imageapi.RepositoryOf(is.Namespace, is.Name, is.Annotations)
-}
-
-// reference is where the image of ev is: the import's source, or the stream's own
-// repository.
-func reference(repo string, ev imageapi.TagEvent) string {
-	if ev.External() {
-		return ev.DockerImageReference
-	}
-	return repo + "@" + ev.Digest
 }
 
 func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) {

@@ -49,21 +49,12 @@ func (s *Server) imageStreamTags(ctx context.Context, stored *imageapi.ImageStre
 				s.Log.Warn("describing an image", "image", now.DockerImageReference, "err", err)
 			}
 		}
-		if ist.Image.DockerImageManifestMediaType == "" {
-			ist.Image.DockerImageManifestMediaType = mediaType(stored, t.Tag)
+		if stored, ok := stored.Status.Current(t.Tag); ok && ist.Image.DockerImageManifestMediaType == "" {
+			ist.Image.DockerImageManifestMediaType = stored.MediaType
 		}
 		out = append(out, ist)
 	}
 	return out
-}
-
-func mediaType(stored *imageapi.ImageStream, tag string) string {
-	for _, t := range stored.Status.Tags {
-		if t.Tag == tag && len(t.Items) > 0 {
-			return t.Items[0].MediaType
-		}
-	}
-	return ""
 }
 
 // describe is the image at ref (<repository>@<digest>): the integrated registry's
@@ -135,7 +126,7 @@ func (s *Server) writeImageStreamTag(w http.ResponseWriter, r *http.Request, cod
 }
 
 func hasStatusTag(is *imageapi.ImageStream, tag string) bool {
-	_, ok := currentImage(is, tag)
+	_, ok := is.Status.Current(tag)
 	return ok
 }
 

@@ -75,20 +75,10 @@ func aliasMoved(is *imageapi.ImageStream, t imagev1.TagReference, streams map[st
 	if !ok {
 		return false
 	}
-	want, ok := currentImage(src, tag)
+	want, ok := src.Status.Current(tag)
 	if !ok {
 		return false
 	}
-	have, _ := currentImage(is, t.Name)
-	return have != want
-}
-
-// currentImage is the digest tag of is points at now.
-func currentImage(is *imageapi.ImageStream, tag string) (string, bool) {
-	for _, st := range is.Status.Tags {
-		if st.Tag == tag && len(st.Items) > 0 {
-			return st.Items[0].Digest, true
-		}
-	}
-	return "", false
+	have, _ := is.Status.Current(t.Name)
+	return have.Digest != want.Digest
 }

@@ -48,19 +48,12 @@ func (r Resolver) Resolve(namespace, image string, all bool) (string, bool) {
 	if !ok || !(all || is.Spec.LookupPolicy.Local) {
 		return "", false
 	}
-	repo := is.Status.DockerImageRepository
-	if repo == "" {
-		repo = r.RegistryHost + "/" + imageapi.RepositoryOf(is.Namespace, is.Name, is.Annotations)
+	ev, found := is.Status.Current(tag)
+	if byDigest {
+		ev, found = is.Status.Image(digest)
 	}
-	for _, t := range is.Status.Tags {
-		for i, ev := range t.Items {
-			if byDigest && ev.Digest == digest || !byDigest && t.Tag == tag && i == 0 {
-				if ev.External() {
-					return ev.DockerImageReference, true
-				}
-				return repo + "@" + ev.Digest, true
-			}
-		}
+	if !found {
+		return "", false
 	}
-	return "", false
+	return ev.Reference(is.PullRepository(r.RegistryHost)), true
 }

@@ -128,3 +128,43 @@ func (s ImageStreamStatus) History() []string {
 	}
 	return out
 }
+
+// Current is the event tag points at now, if it points at an image.
+func (s ImageStreamStatus) Current(tag string) (TagEvent, bool) {
+	for _, t := range s.Tags {
+		if t.Tag == tag && len(t.Items) > 0 {
+			return t.Items[0], true
+		}
+	}
+	return TagEvent{}, false
+}
+
+// PullRepository is where the stream's own images are pulled from,
+// host/namespace/path: as recorded, else at host.
+func (is *ImageStream) PullRepository(host string) string {
+	if is.Status.DockerImageRepository != "" {
+		return is.Status.DockerImageRepository
+	}
+	return host + "/" + RepositoryOf(is.Namespace, is.Name, is.Annotations)
+}
+
+// Reference is where the image of e is: an import's source, else repo@digest (repo
+// the stream's PullRepository).
+func (e TagEvent) Reference(repo string) string {
+	if e.External() {
+		return e.DockerImageReference
+	}
+	return repo + "@" + e.Digest
+}
+
+// Image is the newest event of any tag's history naming digest, if any.
+func (s ImageStreamStatus) Image(digest string) (TagEvent, bool) {
+	for _, t := range s.Tags {
+		for _, ev := range t.Items {
+			if ev.Digest == digest {
+				return ev, true
+			}
+		}
+	}
+	return TagEvent{}, false
+}
