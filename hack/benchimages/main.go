@@ -23,10 +23,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/internal/openshift/imagelookup"
+	"pullgate.dev/pullgate/internal/services"
 )
 
 func main() {
@@ -122,9 +122,7 @@ func pod(name string) *corev1.Pod {
 // long each create took.
 func createPods(ctx context.Context, env *harness.Env, prefix string, n int) []time.Duration {
 	// Unthrottled: client-go's default 5 requests per second would be the measure.
-	cfg := rest.CopyConfig(env.AdminConfig)
-	cfg.QPS, cfg.Burst = 1000, 2000
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kubernetes.NewForConfig(services.WithRateLimits(env.AdminConfig))
 	check(err)
 	var out []time.Duration
 	for i := range n {

@@ -111,7 +111,7 @@ type ControllersConfig struct {
 // RunControllers takes part in the controllers' leader election against the cluster
 // cfg.KubeConfig reaches, and runs the controllers while it leads, until ctx ends.
 func RunControllers(ctx context.Context, cfg ControllersConfig) error {
-	client, err := kubernetes.NewForConfig(withRateLimits(cfg.KubeConfig))
+	client, err := kubernetes.NewForConfig(WithRateLimits(cfg.KubeConfig))
 	if err != nil {
 		return err
 	}

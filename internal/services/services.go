@@ -121,11 +121,11 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if err := imageapi.WaitForCRD(ctx, c.rest); err != nil {
 		return nil, err
 	}
-	reviewer, err := kubernetes.NewForConfig(withRateLimits(cmp.Or(cfg.TokenReviewConfig, cfg.KubeConfig)))
+	reviewer, err := kubernetes.NewForConfig(WithRateLimits(cmp.Or(cfg.TokenReviewConfig, cfg.KubeConfig)))
 	if err != nil {
 		return nil, err
 	}
-	controllersClient, err := kubernetes.NewForConfig(withRateLimits(cmp.Or(cfg.ControllersConfig, cfg.KubeConfig)))
+	controllersClient, err := kubernetes.NewForConfig(WithRateLimits(cmp.Or(cfg.ControllersConfig, cfg.KubeConfig)))
 	if err != nil {
 		return nil, err
 	}

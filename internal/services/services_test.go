@@ -25,10 +25,10 @@ func TestHTTPSecretSurvivesRestarts(t *testing.T) {
 }
 
 func TestRateLimitsAreRaisedOnlyWhenUnset(t *testing.T) {
-	if c := withRateLimits(&rest.Config{}); c.QPS != 1000 || c.Burst != 2000 {
+	if c := WithRateLimits(&rest.Config{}); c.QPS != 1000 || c.Burst != 2000 {
 		t.Errorf("defaults: %v/%v", c.QPS, c.Burst)
 	}
-	if c := withRateLimits(&rest.Config{QPS: 5, Burst: 10}); c.QPS != 5 {
+	if c := WithRateLimits(&rest.Config{QPS: 5, Burst: 10}); c.QPS != 5 {
 		t.Errorf("a configured QPS was changed: %v", c.QPS)
 	}
 }

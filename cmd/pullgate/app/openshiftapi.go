@@ -48,7 +48,7 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 	}
 	// Every user's request is a few API calls here: client-go's default 5 per second
 	// made the third oc tag in a row wait 380 ms on the client's own rate limiter.
-	adminConfig.QPS, adminConfig.Burst = 1000, 2000
+	adminConfig = services.WithRateLimits(adminConfig)
 	client, err := kubernetes.NewForConfig(adminConfig)
 	if err != nil {
 		return err

@@ -25,18 +25,18 @@ var (
 
 // heldImages are the images every stream holds, one per digest: where the newest
 // event that names it says it is.
-func (s *Server) heldImages(ctx context.Context) (map[string]string, string, error) {
+func (s *Server) heldImages(ctx context.Context) (map[string]heldImage, string, error) {
 	stored, rv, err := s.storedStreams(ctx, "")
 	if err != nil {
 		return nil, "", err
 	}
-	out := map[string]string{}
+	out := map[string]heldImage{}
 	for i := range stored {
 		repo := s.repository(&stored[i])
 		for _, t := range stored[i].Status.Tags {
 			for _, ev := range t.Items {
 				if _, ok := out[ev.Digest]; !ok {
-					out[ev.Digest] = stored[i].Namespace + "\x00" + ev.Reference(repo)
+					out[ev.Digest] = heldImage{namespace: stored[i].Namespace, reference: ev.Reference(repo)}
 				}
 			}
 		}
@@ -44,14 +44,16 @@ func (s *Server) heldImages(ctx context.Context) (map[string]string, string, err
 	return out, rv, nil
 }
 
-func (s *Server) image(ctx context.Context, where string) (imagev1.Image, error) {
-	ns, ref, _ := strings.Cut(where, "\x00")
-	img, err := s.describe(ctx, ns, ref)
+// heldImage is where an image is, and the project whose credentials read it.
+type heldImage struct{ namespace, reference string }
+
+func (s *Server) image(ctx context.Context, where heldImage) (imagev1.Image, error) {
+	img, err := s.describe(ctx, where.namespace, where.reference)
 	if err != nil {
 		return imagev1.Image{}, err
 	}
 	img.TypeMeta = metav1.TypeMeta{Kind: "Image", APIVersion: "image.openshift.io/v1"}
-	img.DockerImageReference = ref
+	img.DockerImageReference = where.reference
 	return img, nil
 }
 
@@ -71,8 +73,7 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
 		img, err := s.image(r.Context(), held[d])
 		if err != nil {
 			s.Log.Warn("describing an image", "image", d, "err", err)
-			_, ref, _ := strings.Cut(held[d], "\x00")
-			img = imagev1.Image{TypeMeta: metav1.TypeMeta{Kind: "Image", APIVersion: "image.openshift.io/v1"}, ObjectMeta: metav1.ObjectMeta{Name: d}, DockerImageReference: ref}
+			img = imagev1.Image{TypeMeta: metav1.TypeMeta{Kind: "Image", APIVersion: "image.openshift.io/v1"}, ObjectMeta: metav1.ObjectMeta{Name: d}, DockerImageReference: held[d].reference}
 		}
 		out.Items = append(out.Items, img)
 	}
@@ -149,7 +150,7 @@ func (s *Server) getImageStreamImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := ev.Reference(s.repository(stored))
-	img, err := s.image(r.Context(), ns+"\x00"+ref)
+	img, err := s.image(r.Context(), heldImage{namespace: ns, reference: ref})
 	if err != nil {
 		writeStatus(w, err)
 		return

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	imagev1 "github.com/openshift/api/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -163,15 +161,7 @@ func (s *Server) repositoryTags(ctx context.Context, ns string, repo *imagev1.Re
 	if err != nil {
 		return nil, err
 	}
-	auth := authn.Anonymous
-	if len(creds.List) > 0 {
-		auth = authn.FromConfig(creds.List[0].AuthConfig)
-	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
-	if s.Images.Transport != nil {
-		opts = append(opts, remote.WithTransport(s.Images.Transport))
-	}
-	tags, err := remote.List(ref.Context(), opts...)
+	tags, err := s.Images.Tags(ctx, ref.Context(), images.FirstCredential(creds))
 	if err != nil {
 		return nil, &images.ImportError{From: ref.Context().String(), Credential: "the project's first credential for it", Err: err}
 	}

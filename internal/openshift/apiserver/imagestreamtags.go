@@ -7,7 +7,6 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	imagev1 "github.com/openshift/api/image/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -71,11 +70,7 @@ func (s *Server) describe(ctx context.Context, ns, ref string) (imagev1.Image, e
 	if err != nil {
 		return imagev1.Image{}, err
 	}
-	auth := authn.Anonymous
-	if len(creds.List) > 0 {
-		auth = authn.FromConfig(creds.List[0].AuthConfig)
-	}
-	return s.Images.Describe(ctx, d, auth)
+	return s.Images.Describe(ctx, d, images.FirstCredential(creds))
 }
 
 func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) {

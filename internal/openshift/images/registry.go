@@ -254,3 +254,17 @@ func (r *Registry) Untag(ctx context.Context, tag name.Tag) error {
 	}
 	return nil
 }
+
+// FirstCredential is the first of creds, for reads that ask once; anonymous when
+// the project holds none for the image.
+func FirstCredential(creds credentials.Candidates) authn.Authenticator {
+	if len(creds.List) == 0 {
+		return authn.Anonymous
+	}
+	return authn.FromConfig(creds.List[0].AuthConfig)
+}
+
+// Tags lists repo's tags, read with auth.
+func (r *Registry) Tags(ctx context.Context, repo name.Repository, auth authn.Authenticator) ([]string, error) {
+	return remote.List(repo, r.options(ctx, auth)...)
+}
