@@ -141,6 +141,9 @@ func withTag(tags []imagev1.TagReference, t imagev1.TagReference, generation int
 // undoTag puts a tag that could not be followed back as it was (a stream made for
 // it is deleted again), so that a failed oc tag leaves nothing behind.
 func (s *Server) undoTag(ctx context.Context, ns, stream, tag string, before imagev1.TagReference, had, created bool) {
+	// A client that hung up (maybe why the copy failed) does not stop the undo.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), followTimeout)
+	defer cancel()
 	if created {
 		if err := s.Dynamic.Resource(imageapi.GVR).Namespace(ns).Delete(ctx, stream, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			s.Log.Warn("deleting a stream made for a tag that failed", "imagestream", ns+"/"+stream, "err", err)
