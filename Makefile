@@ -87,6 +87,7 @@ bench: tools build
 	$(GO) run ./hack/benchexplain
 	$(GO) run ./hack/benchconsole
 	$(GO) run ./hack/benchimages
+	$(GO) run ./hack/benchpullthrough
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 ## gallery: the README's explain gallery, from a real run of the explain e2e test.

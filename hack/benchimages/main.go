@@ -4,7 +4,9 @@
 // `crane copy` of the same image between the same repositories (anchor: the
 // registry's own cross-repository mount, driven by a client); and a pod create
 // naming `app:v1` with the image lookup webhook resolving it, beside the same
-// create with the webhook not registered.
+// create with the webhook not registered; and a push moving the tag a Deployment's
+// trigger follows until a new pod has pulled it, beside a user's image patch of a
+// Deployment without triggers until the same.
 package main
 
 import (
@@ -16,14 +18,18 @@ import (
 	"slices"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"pullgate.dev/pullgate/internal/controller/imagetrigger"
 	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/internal/openshift/imagelookup"
 	"pullgate.dev/pullgate/internal/services"
@@ -99,11 +105,88 @@ func main() {
 	_, err = hooks.Create(ctx, saved, metav1.CreateOptions{})
 	check(err)
 
+	// Image-change triggers: a push moves the tag a Deployment follows; the anchor is
+	// a Deployment without triggers patched to a new digest by its user.
+	moves := *runs * 2
+	patchedAt, triggered, patched := rollouts(ctx, env, cfg, moves)
+
 	fmt.Printf("%-58s %10s %10s %s\n", "image streams (same machine, same run)", "p50", "p99", "anchor")
 	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("oc tag src/app@… dst/app:tN, 50 MiB (%d)", len(tag)), pct(tag, 50), pct(tag, 99),
 		fmt.Sprintf("crane copy, same image and repos: p50 %s (%.2f×)", pct(copyTook, 50), ratio(tag, copyTook)))
 	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("pod create naming app:v1, resolved (%d)", len(with)), pct(with, 50), pct(with, 99),
 		fmt.Sprintf("without the webhook: p50 %s (+%s)", pct(without, 50), (p(with, 50)-p(without, 50)).Round(100*time.Microsecond)))
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("tag moved by a push → Deployment's image set (%d)", len(patchedAt)), pct(patchedAt, 50), pct(patchedAt, 99),
+		"the trigger controller alone: stream informer to patch")
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("tag moved by a push → triggered pod ImagesPulled (%d)", len(triggered)), pct(triggered, 50), pct(triggered, 99),
+		fmt.Sprintf("image patched by its user → pod ImagesPulled: p50 %s, p99 %s (%.2f×)", pct(patched, 50), pct(patched, 99), ratio(triggered, patched)))
+}
+
+// rollouts measures n tag moves of a triggered Deployment (push acknowledged → its
+// image set; → a new pod has pulled the new digest) and n image patches of one without triggers
+// (patch sent → the same).
+func rollouts(ctx context.Context, env *harness.Env, cfg string, n int) (patchedAt, triggered, patched []time.Duration) {
+	deployments := env.Admin.AppsV1().Deployments("src")
+	_, err := deployments.Create(ctx, deployment("web", map[string]string{imagetrigger.Annotation: `[{"from":{"kind":"ImageStreamTag","name":"app:trig"},"fieldPath":"spec.template.spec.containers[?(@.name==\"app\")].image"}]`}), metav1.CreateOptions{})
+	check(err)
+	_, err = deployments.Create(ctx, deployment("plain", nil), metav1.CreateOptions{})
+	check(err)
+	for i := range n {
+		digest, err := harness.PushFile(ctx, cfg, env.RegistryHost+"/src/app:trig", []byte(fmt.Sprintf("move %d", i)))
+		check(err)
+		image := env.RegistryHost + "/src/app@" + digest
+		begin := time.Now()
+		until(time.Minute, func() bool {
+			d, err := deployments.Get(ctx, "web", metav1.GetOptions{})
+			check(err)
+			return d.Spec.Template.Spec.Containers[0].Image == image
+		})
+		patchedAt = append(patchedAt, time.Since(begin))
+		waitPulled(ctx, env, "web", image)
+		triggered = append(triggered, time.Since(begin))
+
+		digest, err = harness.PushFile(ctx, cfg, env.RegistryHost+"/src/app:direct", []byte(fmt.Sprintf("direct %d", i)))
+		check(err)
+		image = env.RegistryHost + "/src/app@" + digest
+		begin = time.Now()
+		_, err = deployments.Patch(ctx, "plain", types.JSONPatchType, []byte(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"`+image+`"}]`), metav1.PatchOptions{})
+		check(err)
+		waitPulled(ctx, env, "plain", image)
+		patched = append(patched, time.Since(begin))
+	}
+	return patchedAt, triggered, patched
+}
+
+func deployment(name string, annotations map[string]string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	// The node agent pulls but runs nothing, so no pod is ever Ready: a rollout may
+	// not wait for one.
+	one := intstr.FromInt32(1)
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations}, Spec: appsv1.DeploymentSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &one, MaxSurge: &one}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: " "}}}}}}
+}
+
+// waitPulled waits until a pod of Deployment name has pulled image.
+func waitPulled(ctx context.Context, env *harness.Env, name, image string) {
+	var seen []string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		pods, err := env.Admin.CoreV1().Pods("src").List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		check(err)
+		seen = nil
+		for _, p := range pods.Items {
+			seen = append(seen, p.Spec.Containers[0].Image)
+			for _, c := range p.Status.Conditions {
+				if p.Spec.Containers[0].Image == image && c.Type == "ImagesPulled" && c.Status == corev1.ConditionTrue {
+					return
+				}
+			}
+		}
+	}
+	d, err := env.Admin.AppsV1().Deployments("src").Get(ctx, name, metav1.GetOptions{})
+	check(err)
+	check(fmt.Errorf("no pod of deploy/%s (image %s, %+v) pulled %s within a minute; its pods' images: %q; log: %s", name, d.Spec.Template.Spec.Containers[0].Image, d.Status, image, seen, env.LogTail(30)))
 }
 
 // pusherAdmin lets src's pusher push to dst too, for crane copy.
@@ -158,7 +241,7 @@ func until(limit time.Duration, cond func() bool) {
 		if time.Now().After(deadline) {
 			check(fmt.Errorf("not within %s", limit))
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"pullgate.dev/pullgate/internal/controller"
+	"pullgate.dev/pullgate/internal/controller/imagetrigger"
 	"pullgate.dev/pullgate/internal/controller/leader"
 	"pullgate.dev/pullgate/internal/registry/keys"
 	"pullgate.dev/pullgate/internal/registry/location"
@@ -27,7 +28,9 @@ const AdmissionPolicy = "pullgate-identities"
 //   - controllers: secrets of type kubernetes.io/dockercfg named <sa>-dockercfg and
 //     labelled as theirs (created, updated and deleted only so); tokens only for the
 //     registry's audience; role bindings only the registry's three, exactly as
-//     roles.RoleBindings makes them; their own Lease;
+//     roles.RoleBindings makes them; their own Lease; of Deployments, StatefulSets,
+//     DaemonSets and CronJobs carrying image.openshift.io/triggers, only the
+//     containers' images, and only to a digest;
 //   - registry: its keys Secret, the ConfigMap publishing its names, the prunes' Lease.
 func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
 	all := append(append(Registry().Usernames(), TokenService().Usernames()...), Controllers().Usernames()...)
@@ -44,6 +47,8 @@ func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.Validatin
 				rules([]string{""}, []string{"serviceaccounts/token"}, admissionv1.Create),
 				rules([]string{rbacv1.GroupName}, []string{"rolebindings"}, admissionv1.Create, admissionv1.Update),
 				rules([]string{"coordination.k8s.io"}, []string{"leases"}, admissionv1.Create),
+				rules([]string{"apps"}, []string{"deployments", "statefulsets", "daemonsets"}, admissionv1.Update),
+				rules([]string{"batch"}, []string{"cronjobs"}, admissionv1.Update),
 			}},
 			MatchConditions: []admissionv1.MatchCondition{{Name: "pullgate-identity", Expression: "request.userInfo.username in " + celList(all)}},
 			Variables: []admissionv1.Variable{
@@ -51,6 +56,8 @@ func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.Validatin
 				{Name: "registry", Expression: "request.userInfo.username in " + celList(Registry().Usernames())},
 				{Name: "resource", Expression: "request.resource.resource + (has(request.subResource) && request.subResource != '' ? '/' + request.subResource : '')"},
 				{Name: "written", Expression: "request.operation == 'DELETE' ? oldObject : object"},
+				{Name: "newPod", Expression: "request.resource.resource == 'cronjobs' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec"},
+				{Name: "oldPod", Expression: "request.resource.resource == 'cronjobs' ? oldObject.spec.jobTemplate.spec.template.spec : oldObject.spec.template.spec"},
 			},
 			Validations: forbidden([]admissionv1.Validation{
 				{
@@ -73,6 +80,11 @@ func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.Validatin
 					Message:    "pullgate creates only the registry's role bindings (" + strings.Join(bindingNames(), ", ") + "), as its controllers, with their roles and subjects",
 				},
 				{
+					Expression: "!(variables.resource in ['deployments', 'statefulsets', 'daemonsets', 'cronjobs']) || (variables.controllers && " + triggeredImagesOnly() + ")",
+					Message: "pullgate's controllers change only the container images of workloads carrying " + imagetrigger.Annotation +
+						", to images by digest: the pods' service account, volumes, security contexts, host namespaces, and every container's command, arguments, environment and mounts stay as they were",
+				},
+				{
 					Expression: fmt.Sprintf("variables.resource != 'leases' || (request.namespace == %q && ((variables.controllers && object.metadata.name == %q) || (variables.registry && object.metadata.name == %q)))",
 						keys.Namespace, leader.ControllersLease, leader.PruneLease),
 					Message: fmt.Sprintf("pullgate creates only its own Leases in %s: %s (controllers) and %s (registry)", keys.Namespace, leader.ControllersLease, leader.PruneLease),
@@ -89,6 +101,30 @@ func Admission() (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.Validatin
 		},
 	}
 	return policy, binding
+}
+
+// triggeredImagesOnly is true of a workload update that the image trigger
+// controller makes: on a workload with triggers, only containers' images change, and
+// only to a digest.
+func triggeredImagesOnly() string {
+	conds := []string{
+		fmt.Sprintf("has(oldObject.metadata.annotations) && %q in oldObject.metadata.annotations", imagetrigger.Annotation),
+		"object.metadata.?annotations == oldObject.metadata.?annotations",
+		"object.metadata.?labels == oldObject.metadata.?labels",
+	}
+	for _, f := range []string{"serviceAccountName", "serviceAccount", "automountServiceAccountToken", "volumes", "securityContext", "hostNetwork", "hostPID", "hostIPC", "nodeName", "nodeSelector", "imagePullSecrets"} {
+		conds = append(conds, fmt.Sprintf("variables.newPod.?%[1]s == variables.oldPod.?%[1]s", f))
+	}
+	same := []string{"o.name == c.name", "(o.image == c.image || c.image.contains('@sha256:'))"}
+	for _, f := range []string{"command", "args", "env", "envFrom", "volumeMounts", "volumeDevices", "securityContext", "workingDir"} {
+		same = append(same, fmt.Sprintf("o.?%[1]s == c.?%[1]s", f))
+	}
+	for _, list := range []string{"containers", "initContainers"} {
+		newList := fmt.Sprintf("variables.newPod.?%s.orValue([])", list)
+		oldList := fmt.Sprintf("variables.oldPod.?%s.orValue([])", list)
+		conds = append(conds, fmt.Sprintf("size(%[1]s) == size(%[2]s) && %[1]s.all(c, %[2]s.exists(o, %[3]s))", newList, oldList, strings.Join(same, " && ")))
+	}
+	return "(" + strings.Join(conds, " && ") + ")"
 }
 
 // forbidden makes each validation's denial a 403 Forbidden, as RBAC's is.

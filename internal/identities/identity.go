@@ -91,7 +91,9 @@ func TokenService() Identity {
 // service account's <sa>-dockercfg pull secret with a token for the registry's
 // audience. Reading secrets cluster-wide is what keeping a pull secret needs (as
 // OpenShift's pull secret controller does); what they may write is pinned by
-// Admission(). Their Lease is the only object they hold in pullgate-system.
+// Admission(). They patch the images of workloads that follow image stream tags, and
+// nothing else of them (Admission() again). Their Lease is the only object they hold
+// in pullgate-system.
 func Controllers() Identity {
 	return Identity{
 		Component: "controllers", User: "pullgate:controllers", ServiceAccount: ControllersServiceAccount,
@@ -107,6 +109,11 @@ func Controllers() Identity {
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: read},
 			rbacv1.PolicyRule{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles", "clusterroles", "clusterrolebindings"}, Verbs: read},
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			// Image triggers: the workloads that follow image stream tags, patched (only
+			// their images: Admission() pins it) when a tag moves, and the streams.
+			rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"get", "list", "watch", "patch"}},
+			rbacv1.PolicyRule{APIGroups: []string{"batch"}, Resources: []string{"cronjobs"}, Verbs: []string{"get", "list", "watch", "patch"}},
+			rbacv1.PolicyRule{APIGroups: []string{imageapi.Group}, Resources: []string{imageapi.Resource}, Verbs: read},
 			// The API server's service account keys: a pull secret's token is renewed
 			// when they change.
 			rbacv1.PolicyRule{NonResourceURLs: []string{"/openid/v1/jwks"}, Verbs: []string{"get"}},

@@ -55,6 +55,9 @@ type Config struct {
 	// Streams ties repositories to their ImageStreams: a repository is served only
 	// while its ImageStream exists, and a push makes it.
 	Streams Streams
+	// PullThrough, when set, serves the images streams imported with reference
+	// policy Local (needs Streams).
+	PullThrough PullThrough
 	// Authz re-decides every request's access from RBAC, so a removed grant bites at
 	// the next request rather than when the token expires.
 	Authz tokenauth.Authorizer
@@ -157,6 +160,10 @@ func New(ctx context.Context, cfg Config) (reg *Registry, err error) {
 		middleware = append(middleware, configuration.Middleware{Name: streamsMiddleware, Options: configuration.Parameters{
 			streamsOptionRepos: repos, streamsOptionHost: cfg.Host,
 		}})
+		// Outermost: what it stores goes through the streams' and the prunes' guards.
+		if cfg.PullThrough != nil {
+			middleware = append(middleware, configuration.Middleware{Name: pullThroughMiddleware, Options: configuration.Parameters{pullThroughOption: cfg.PullThrough}})
+		}
 	}
 	dc.Middleware = map[string][]configuration.Middleware{"repository": middleware}
 

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -20,10 +21,12 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"pullgate.dev/pullgate/internal/controller"
+	"pullgate.dev/pullgate/internal/controller/imagetrigger"
 	"pullgate.dev/pullgate/internal/controller/leader"
 	"pullgate.dev/pullgate/internal/explain"
 	"pullgate.dev/pullgate/internal/platform/healthz"
 	"pullgate.dev/pullgate/internal/rbacauthz"
+	"pullgate.dev/pullgate/internal/registry/imageapi"
 	"pullgate.dev/pullgate/internal/registry/keys"
 	"pullgate.dev/pullgate/internal/registry/location"
 	"pullgate.dev/pullgate/internal/registry/tokenauth"
@@ -36,7 +39,8 @@ import (
 // from what the cluster holds then.
 // With removePullSecrets the pull secrets controller deletes the secrets it wrote
 // instead of keeping them.
-func runControllers(term context.Context, client kubernetes.Interface, registryNames []string, removePullSecrets bool, log *slog.Logger) {
+func runControllers(term context.Context, clients controllerClients, registryNames []string, removePullSecrets bool, log *slog.Logger) {
+	client := clients.kube
 	factory := informers.NewSharedInformerFactory(client, 0)
 	labelled := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = controller.PullSecretSelector().String()
@@ -78,6 +82,21 @@ func runControllers(term context.Context, client kubernetes.Interface, registryN
 		return
 	}
 	pf.Synced = append(pf.Synced, authz.Synced()...)
+	// Image triggers: the streams from their own informer, workloads and RBAC from
+	// the factory's.
+	streams := imageapi.NewIndex(clients.dynamic)
+	triggers, err := imagetrigger.New(client, factory, imagetrigger.Resolver{Streams: streams, Authz: authz, RegistryHost: registryNames[0]}, recorder, log)
+	if err != nil {
+		log.Error("image triggers controller", "err", err)
+		return
+	}
+	if err := streams.OnChange(triggers.StreamChanged); err != nil {
+		log.Error("image triggers controller", "err", err)
+		return
+	}
+	triggers.Synced = append(triggers.Synced, authz.Synced()...)
+	go streams.Run(term)
+	triggers.Synced = append(triggers.Synced, streams.HasSynced)
 	factory.Start(term.Done())
 	labelled.Start(term.Done())
 	loops := []func() error{
@@ -85,6 +104,7 @@ func runControllers(term context.Context, client kubernetes.Interface, registryN
 		func() error { return sa.Run(term, 2) },
 		func() error { return ps.Run(term, 16) },
 		func() error { return pf.Run(term, 2) },
+		func() error { return triggers.Run(term, 2) },
 	}
 	done := make(chan struct{}, len(loops))
 	for _, run := range loops {
@@ -93,6 +113,22 @@ func runControllers(term context.Context, client kubernetes.Interface, registryN
 	for range loops {
 		<-done
 	}
+}
+
+// controllerClients are the controllers' clients, as the controllers' identity.
+type controllerClients struct {
+	kube    kubernetes.Interface
+	dynamic dynamic.Interface
+}
+
+func newControllerClients(cfg *rest.Config) (controllerClients, error) {
+	cfg = WithRateLimits(cfg)
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return controllerClients{}, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	return controllerClients{kube: kube, dynamic: dyn}, err
 }
 
 // ControllersConfig is `pullgate controllers`.
@@ -111,12 +147,12 @@ type ControllersConfig struct {
 // RunControllers takes part in the controllers' leader election against the cluster
 // cfg.KubeConfig reaches, and runs the controllers while it leads, until ctx ends.
 func RunControllers(ctx context.Context, cfg ControllersConfig) error {
-	client, err := kubernetes.NewForConfig(WithRateLimits(cfg.KubeConfig))
+	clients, err := newControllerClients(cfg.KubeConfig)
 	if err != nil {
 		return err
 	}
 	metrics := newMetrics()
-	elector := leader.New(leader.Config{Client: client, Namespace: keys.Namespace, Name: leader.ControllersLease,
+	elector := leader.New(leader.Config{Client: clients.kube, Namespace: keys.Namespace, Name: leader.ControllersLease,
 		Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
 	if cfg.Health != nil {
 		mux := http.NewServeMux()
@@ -133,7 +169,7 @@ func RunControllers(ctx context.Context, cfg ControllersConfig) error {
 	cfg.Log.Info("controllers taking part in leader election", "lease", keys.Namespace+"/"+leader.ControllersLease,
 		"identity", elector.Identity(), "registry-names", cfg.RegistryNames)
 	return elector.Run(ctx, func(term context.Context) {
-		runControllers(term, client, cfg.RegistryNames, cfg.NoPullSecrets, cfg.Log)
+		runControllers(term, clients, cfg.RegistryNames, cfg.NoPullSecrets, cfg.Log)
 	})
 }
 

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"pullgate.dev/pullgate/internal/controller/leader"
+	"pullgate.dev/pullgate/internal/openshift/images"
 	"pullgate.dev/pullgate/internal/platform/atomicfile"
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/registry/imageapi"
@@ -30,6 +31,7 @@ import (
 	"pullgate.dev/pullgate/internal/registry/location"
 	"pullgate.dev/pullgate/internal/registry/tokenauth"
 	"pullgate.dev/pullgate/internal/registry/tokenserver"
+	"pullgate.dev/pullgate/pkg/credentials"
 )
 
 // Config is what Start runs.
@@ -39,6 +41,13 @@ type Config struct {
 	// TokenReviewConfig is the token service's identity (TokenService()), and
 	// ControllersConfig the controllers' (Controllers()); unset, KubeConfig's.
 	TokenReviewConfig, ControllersConfig *rest.Config
+	// PullThroughCredentials, when set, are a project's credentials for an image
+	// another registry holds: the registry then serves the images streams imported
+	// with reference policy Local, reading them there with these (up: the project's
+	// pull secrets, read by up's administrator — the registry's own identity reads no
+	// secret). PullThroughTransport reaches those registries.
+	PullThroughCredentials func(ctx context.Context, namespace, image string) (credentials.Candidates, error)
+	PullThroughTransport   http.RoundTripper
 	// DataDir holds the registry's filesystem storage and the public keys it verifies
 	// tokens with (the keys themselves are shared by every replica in a Secret,
 	// keys).
@@ -125,7 +134,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	if err != nil {
 		return nil, err
 	}
-	controllersClient, err := kubernetes.NewForConfig(WithRateLimits(cmp.Or(cfg.ControllersConfig, cfg.KubeConfig)))
+	controllers, err := newControllerClients(cmp.Or(cfg.ControllersConfig, cfg.KubeConfig))
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +170,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	// election, and says nothing of it.
 	var elector *leader.Elector
 	if !cfg.NoControllers {
-		elector = leader.New(leader.Config{Client: controllersClient, Namespace: keys.Namespace, Name: leader.ControllersLease,
+		elector = leader.New(leader.Config{Client: controllers.kube, Namespace: keys.Namespace, Name: leader.ControllersLease,
 			Identity: cfg.Identity, Metrics: metrics, Log: cfg.Log})
 	}
 	store := cfg.storage(regDir)
@@ -172,6 +181,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 		HTTPSecret:      shared.Current().HTTPSecret,
 		TokenHandler:    newTokenService(reviewer, c.authz, shared, metrics, cfg.Log),
 		Streams:         c.streamsAPI(),
+		PullThrough:     cfg.pullThrough(c.streams),
 		Authz:           c.authz,
 		NamespaceExists: c.namespaceExists,
 		Metrics:         metrics,
@@ -193,7 +203,7 @@ func start(ctx context.Context, cfg Config, listener net.Listener) (_ *Running, 
 	})
 	if elector != nil {
 		go func() {
-			_ = elector.Run(runCtx, func(term context.Context) { runControllers(term, controllersClient, names, cfg.NoPullSecrets, cfg.Log) })
+			_ = elector.Run(runCtx, func(term context.Context) { runControllers(term, controllers, names, cfg.NoPullSecrets, cfg.Log) })
 		}()
 	}
 	if err := c.streams.OnDelete(func(repository, uid string) {
@@ -330,4 +340,13 @@ func (r *Running) Stop() {
 	_ = r.registry.Shutdown()
 	r.cancel()
 	<-r.done
+}
+
+// pullThrough is the registry's pull-through, when the configuration gives it
+// credentials.
+func (cfg Config) pullThrough(streams *imageapi.Index) registry.PullThrough {
+	if cfg.PullThroughCredentials == nil {
+		return nil
+	}
+	return &images.PullThrough{Streams: streams, Credentials: cfg.PullThroughCredentials, Transport: cfg.PullThroughTransport}
 }

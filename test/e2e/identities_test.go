@@ -2,15 +2,18 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -142,6 +145,28 @@ func TestIdentitiesCannotEscalate(t *testing.T) {
 			return err
 		}
 	}
+	// Workloads: one that follows a tag, one that does not.
+	workload := func(name string, annotations map[string]string) {
+		labels := map[string]string{"app": name}
+		if _, err := env.Admin.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
+			Spec: appsv1.DeploymentSpec{Replicas: new(int32), Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:v1", Command: []string{"/app"}}}},
+			}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	workload("plain", nil)
+	workload("triggered", map[string]string{"image.openshift.io/triggers": `[{"from":{"kind":"ImageStreamTag","name":"app:v1"},"fieldPath":"spec.template.spec.containers[?(@.name==\"app\")].image"}]`})
+	patchDeployment := func(c kubernetes.Interface, name, patch string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := c.AppsV1().Deployments(ns).Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}
+	}
+	const byDigest = "registry.example/app@sha256:2222222222222222222222222222222222222222222222222222222222222222"
 	pullersGroup := rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccounts:" + ns}
 
 	t.Run("controllers", func(t *testing.T) {
@@ -182,7 +207,35 @@ func TestIdentitiesCannotEscalate(t *testing.T) {
 			{"delete a namespace", false, func(ctx context.Context) error {
 				return c.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
 			}},
+			{"set a triggered workload's image to a digest", true, patchDeployment(c, "triggered", `[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"`+byDigest+`"}]`)},
+			{"set the image of a workload without triggers", false, patchDeployment(c, "plain", `[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"`+byDigest+`"}]`)},
+			{"set a triggered workload's image to a tag", false, patchDeployment(c, "triggered", `[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"evil.example/miner:latest"}]`)},
+			{"run a triggered workload as a cluster-admin account", false, patchDeployment(c, "triggered", `[{"op":"add","path":"/spec/template/spec/serviceAccountName","value":"powerful"}]`)},
+			{"change a triggered workload's command", false, patchDeployment(c, "triggered", `[{"op":"replace","path":"/spec/template/spec/containers/0/command","value":["/bin/sh","-c","cat /var/run/secrets/*"]}]`)},
+			{"add a container to a triggered workload", false, patchDeployment(c, "triggered", `[{"op":"add","path":"/spec/template/spec/containers/-","value":{"name":"x","image":"`+byDigest+`"}}]`)},
+			{"mount the host into a triggered workload", false, patchDeployment(c, "triggered", `[{"op":"add","path":"/spec/template/spec/volumes","value":[{"name":"host","hostPath":{"path":"/"}}]}]`)},
+			{"remove a workload's triggers", false, patchDeployment(c, "triggered", `[{"op":"remove","path":"/metadata/annotations"}]`)},
+			{"create a deployment", false, func(ctx context.Context) error {
+				_, err := c.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, dryRun)
+				return err
+			}},
+			{"delete a deployment", false, func(ctx context.Context) error {
+				return c.AppsV1().Deployments(ns).Delete(ctx, "triggered", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+			}},
+			{"patch a job", false, func(ctx context.Context) error {
+				_, err := c.BatchV1().Jobs(ns).Patch(ctx, "x", types.JSONPatchType, []byte(`[]`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+				return err
+			}},
 		})
+		// Refused by the policy's rule, not by an expression that failed to evaluate.
+		for _, patch := range []string{
+			`[{"op":"add","path":"/spec/template/spec/serviceAccountName","value":"powerful"}]`,
+			`[{"op":"replace","path":"/spec/template/spec/containers/0/command","value":["sh"]}]`,
+		} {
+			if err := patchDeployment(c, "triggered", patch)(ctx); err == nil || !strings.Contains(err.Error(), "pullgate's controllers change only the container images") {
+				t.Errorf("patch %s: want the admission policy's refusal, got %v", patch, err)
+			}
+		}
 		// A registry token it may mint for any account is worth nothing to the API server.
 		tr, err := c.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "powerful", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"pullgate-registry"}}}, metav1.CreateOptions{})
 		if err != nil {

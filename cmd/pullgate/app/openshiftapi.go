@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"pullgate.dev/pullgate/internal/controller/imagetrigger"
 	"pullgate.dev/pullgate/internal/openshift/apiserver"
 	"pullgate.dev/pullgate/internal/openshift/imagelookup"
 	"pullgate.dev/pullgate/internal/openshift/images"
@@ -114,14 +115,17 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 }
 
 // startImageLookup serves the image lookup webhook (a stream's lookupPolicy.local,
-// oc set image-lookup) on loopback over TLS and registers it with the API server.
+// oc set image-lookup, and image-change triggers at create and update) on loopback over TLS and registers it with the API server.
 func startImageLookup(ctx context.Context, client kubernetes.Interface, running *services.Running, cert tls.Certificate, caPEM []byte, log *slog.Logger) error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /resolve", &imagelookup.Webhook{Resolver: imagelookup.Resolver{Streams: running.Streams, RegistryHost: running.RegistryHost}, Log: log})
+	mux.Handle("POST /resolve", &imagelookup.Webhook{
+		Resolver: imagelookup.Resolver{Streams: running.Streams, RegistryHost: running.RegistryHost},
+		Triggers: &imagetrigger.Resolver{Streams: running.Streams, Authz: running.Authz, RegistryHost: running.RegistryHost},
+		Log:      log})
 	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	srv := &http.Server{Handler: mux, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -23,6 +23,7 @@ import (
 	"pullgate.dev/pullgate/internal/node/clusterpullsecret"
 	"pullgate.dev/pullgate/internal/openshift/apiserver"
 	"pullgate.dev/pullgate/internal/openshift/console"
+	"pullgate.dev/pullgate/internal/openshift/images"
 	"pullgate.dev/pullgate/internal/platform/atomicfile"
 	"pullgate.dev/pullgate/internal/platform/controlplane"
 
@@ -324,7 +325,16 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		}
 	}
 	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
-	running, err := services.Start(ctx, o.servicesConfig(plane.DataDir, names, configs, log), listener)
+	cfg := o.servicesConfig(plane.DataDir, names, configs, log)
+	// Pull-through of imports (--reference-policy=local): the project's pull secrets
+	// read with up's administrator, registries reached trusting up's CA too.
+	cfg.PullThroughCredentials = func(ctx context.Context, namespace, image string) (credentials.Candidates, error) {
+		return images.ProjectCredentials(ctx, admin, namespace, image)
+	}
+	if cfg.PullThroughTransport, err = imagepull.TrustingTransport([]string{filepath.Join(ca.Path, pki.CAFile)}); err != nil {
+		return nil, nil, err
+	}
+	running, err := services.Start(ctx, cfg, listener)
 	if err != nil {
 		return nil, nil, err
 	}

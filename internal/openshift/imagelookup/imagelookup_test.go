@@ -6,12 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"pullgate.dev/pullgate/internal/controller/imagetrigger"
+	"pullgate.dev/pullgate/internal/rbacauthz"
 	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
@@ -93,5 +96,51 @@ func TestWebhookPatchesTemplates(t *testing.T) {
 	pod := map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "a", "image": "nginx:1"}}}}
 	if resp := review(t, h, "Pod", "p", pod); resp.Patch != nil {
 		t.Errorf("a pod naming no stream was patched: %s", resp.Patch)
+	}
+}
+
+type allowAll struct{}
+
+func (allowAll) Allowed(rbacauthz.User, rbacauthz.Request) (bool, string) { return true, "" }
+
+type denyAll struct{}
+
+func (denyAll) Allowed(rbacauthz.User, rbacauthz.Request) (bool, string) { return false, "" }
+
+// A Job's triggers are set when it is created (its template cannot change later),
+// over a name lookup of the same container; a trigger that cannot be followed is a
+// warning to the client, and the object is admitted.
+func TestWebhookSetsTriggeredImagesAtCreation(t *testing.T) {
+	job := func() map[string]any {
+		return map[string]any{
+			"metadata": map[string]any{"annotations": map[string]any{imagetrigger.Annotation: `[{"from":{"kind":"ImageStreamTag","name":"app:v1"},"fieldPath":"spec.template.spec.containers[?(@.name==\"a\")].image"}]`}},
+			"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{"annotations": map[string]any{ResolveNamesAnnotation: "*"}},
+				"spec": map[string]any{"containers": []any{map[string]any{"name": "a", "image": "closed"}}}}}}
+	}
+	h := &Webhook{Resolver: Resolver{Streams: testStreams(), RegistryHost: "reg:5000"},
+		Triggers: &imagetrigger.Resolver{Streams: testStreams(), Authz: allowAll{}, RegistryHost: "reg:5000"},
+		Log:      slog.New(slog.DiscardHandler)}
+	resp := review(t, h, "Job", "p", job())
+	want := `[{"op":"test","path":"/spec/template/spec/containers/0/image","value":"closed"},{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"reg:5000/p/app@sha256:new"}]`
+	if string(resp.Patch) != want || len(resp.Warnings) != 0 {
+		t.Errorf("patch %s, warnings %q\nwant  %s", resp.Patch, resp.Warnings, want)
+	}
+	// An update that leaves the triggers as they were is the controller's to follow.
+	raw, _ := json.Marshal(job())
+	body, _ := json.Marshal(admissionv1.AdmissionReview{Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Kind: "Deployment"}, Namespace: "p",
+		Operation: admissionv1.Update, Object: runtime.RawExtension{Raw: raw}, OldObject: runtime.RawExtension{Raw: raw}}})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/resolve", bytes.NewReader(body)))
+	if strings.Contains(w.Body.String(), "sha256:new") {
+		t.Errorf("an update with unchanged triggers set the trigger's image: %s", w.Body)
+	}
+
+	h.Triggers.Authz = denyAll{}
+	resp = review(t, h, "Job", "p", job())
+	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "may not pull image stream p/app") {
+		t.Errorf("warnings %q", resp.Warnings)
+	}
+	if string(resp.Patch) != `[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"reg:5000/p/closed@sha256:c"}]` {
+		t.Errorf("refused trigger: patch %s, want the name lookup alone", resp.Patch)
 	}
 }

@@ -3,7 +3,9 @@
 // a stream's lookupPolicy.local (oc set image-lookup STREAM), or the annotation
 // alpha.image.policy.openshift.io/resolve-names on the object or its template (oc
 // set image-lookup deploy/x), `app:v1` becomes `<registry>/<project>/app@sha256:…`
-// once, at create or update. Names that are not a stream's are left alone.
+// once, at create or update. Names that are not a stream's are left alone. The same
+// webhook sets the images of a workload's image-change triggers when they are new
+// (imagetrigger follows them afterwards).
 package imagelookup
 
 import (
@@ -55,5 +57,5 @@ func (r Resolver) Resolve(namespace, image string, all bool) (string, bool) {
 	if !found {
 		return "", false
 	}
-	return ev.Reference(is.PullRepository(r.RegistryHost)), true
+	return is.PullSpec(ev, r.RegistryHost), true
 }

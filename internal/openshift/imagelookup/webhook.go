@@ -8,7 +8,10 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"pullgate.dev/pullgate/internal/controller/imagetrigger"
 )
 
 // podSpecPaths are where each kind holds its pod spec (and the template whose
@@ -23,17 +26,17 @@ var podSpecPaths = map[string][]string{
 	"CronJob":     {"spec", "jobTemplate", "spec", "template", "spec"},
 }
 
-// Webhook is the mutating admission webhook that resolves image names.
+// Webhook is the mutating admission webhook that resolves image names, and sets
+// the images a workload's image-change triggers name when it is created or updated
+// (a Job's can be set only then: its pod template cannot change afterwards).
 type Webhook struct {
 	Resolver Resolver
+	// Triggers, when set, resolves image.openshift.io/triggers.
+	Triggers *imagetrigger.Resolver
 	Log      *slog.Logger
 }
 
-type patchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value string `json:"value"`
-}
+type patchOp = imagetrigger.PatchOp
 
 // ServeHTTP answers an AdmissionReview: allowed always, with a JSON patch of the
 // images it resolved.
@@ -45,7 +48,8 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req := review.Request
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
-	ops, err := h.patch(req)
+	ops, warnings, err := h.patch(req)
+	resp.Warnings = warnings
 	if err != nil {
 		// Not this webhook's to refuse: the object is admitted as it is.
 		h.Log.Warn("image lookup: object not read", "kind", req.Kind.Kind, "namespace", req.Namespace, "name", req.Name, "err", err)
@@ -59,33 +63,77 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Response: resp})
 }
 
-// patch resolves every container's image of the request's object.
-func (h *Webhook) patch(req *admissionv1.AdmissionRequest) ([]patchOp, error) {
+// patch resolves every container's image of the request's object: by its
+// triggers, else by name. What a trigger cannot follow is a warning to the client.
+func (h *Webhook) patch(req *admissionv1.AdmissionRequest) ([]patchOp, []string, error) {
 	path, ok := podSpecPaths[req.Kind.Kind]
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var obj map[string]any
 	if err := json.Unmarshal(req.Object.Raw, &obj); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	all := wantsAll(obj) || len(path) > 1 && wantsAll(dig(obj, path[:len(path)-1]...))
 	spec := dig(obj, path...)
 	if spec == nil {
-		return nil, fmt.Errorf("no pod spec at %s", strings.Join(path, "."))
+		return nil, nil, fmt.Errorf("no pod spec at %s", strings.Join(path, "."))
 	}
-	var ops []patchOp
+	ops, warnings, err := h.triggered(req, obj, spec, strings.Join(path, "."))
+	if err != nil {
+		return nil, nil, err
+	}
+	triggered := map[string]bool{}
+	for _, op := range ops {
+		triggered[op.Path] = true
+	}
 	for _, field := range []string{"initContainers", "containers"} {
 		list, _ := spec[field].([]any)
 		for i, c := range list {
 			container, _ := c.(map[string]any)
 			image, _ := container["image"].(string)
-			if resolved, ok := h.Resolver.Resolve(req.Namespace, image, all); ok && resolved != image {
-				ops = append(ops, patchOp{Op: "replace", Path: fmt.Sprintf("/%s/%s/%d/image", strings.Join(path, "/"), field, i), Value: resolved})
+			pointer := fmt.Sprintf("/%s/%s/%d/image", strings.Join(path, "/"), field, i)
+			if resolved, ok := h.Resolver.Resolve(req.Namespace, image, all); ok && resolved != image && !triggered[pointer] {
+				ops = append(ops, patchOp{Op: "replace", Path: pointer, Value: resolved})
 			}
 		}
 	}
-	return ops, nil
+	return ops, warnings, nil
+}
+
+// triggered is the patch of a workload's image.openshift.io/triggers (none for a
+// bare pod), and why a trigger cannot be followed. Only when the triggers are new —
+// the workload created, or its annotation written (oc set triggers): every other
+// update is the trigger controller's to follow, and a stream informer here a moment
+// behind the controller's would otherwise set an image back.
+func (h *Webhook) triggered(req *admissionv1.AdmissionRequest, obj, spec map[string]any, specPath string) ([]patchOp, []string, error) {
+	triggers := triggersOf(obj)
+	if h.Triggers == nil || specPath == "spec" || triggers == "" {
+		return nil, nil, nil
+	}
+	if req.Operation == admissionv1.Update {
+		var old map[string]any
+		if err := json.Unmarshal(req.OldObject.Raw, &old); err == nil && triggersOf(old) == triggers {
+			return nil, nil, nil
+		}
+	}
+	annotations := map[string]string{imagetrigger.Annotation: triggers}
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	var podSpec corev1.PodSpec
+	if err := json.Unmarshal(raw, &podSpec); err != nil {
+		return nil, nil, err
+	}
+	plan := h.Triggers.Plan(req.Namespace, annotations, &podSpec, specPath)
+	return plan.Patch, plan.Problems, nil
+}
+
+// triggersOf is obj's image.openshift.io/triggers annotation.
+func triggersOf(obj map[string]any) string {
+	v, _ := dig(obj, "metadata", "annotations")[imagetrigger.Annotation].(string)
+	return v
 }
 
 // dig is the object at path in obj, or nil.

@@ -33,6 +33,9 @@ func (x *Index) WaitForSync(ctx context.Context) error {
 	return nil
 }
 
+// HasSynced reports whether the index holds every ImageStream.
+func (x *Index) HasSynced() bool { return x.informer.HasSynced() }
+
 // UID is the UID of ImageStream namespace/name, if it exists.
 func (x *Index) UID(namespace, name string) (string, bool) {
 	obj, exists, err := x.informer.GetIndexer().GetByKey(namespace + "/" + name)
@@ -78,6 +81,21 @@ func (x *Index) OnDelete(deleted func(repository, uid string)) error {
 			}
 		},
 	})
+	return err
+}
+
+// OnChange calls changed with the namespace and name of every ImageStream added,
+// updated or deleted from now on (and of every one there is, once, at the start).
+func (x *Index) OnChange(changed func(namespace, name string)) error {
+	call := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			changed(u.GetNamespace(), u.GetName())
+		}
+	}
+	_, err := x.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: call, UpdateFunc: func(_, obj any) { call(obj) }, DeleteFunc: call})
 	return err
 }
 

@@ -157,6 +157,28 @@ func (e TagEvent) Reference(repo string) string {
 	return repo + "@" + e.Digest
 }
 
+// PullSpec is where pods pull the image of ev, an event of the stream: an import
+// whose tag has reference policy Local from the integrated registry (which pulls it
+// through), any other import from its source, the registry's own images from it.
+func (is *ImageStream) PullSpec(ev TagEvent, host string) string {
+	repo := is.PullRepository(host)
+	if !ev.External() {
+		return ev.Reference(repo)
+	}
+	for _, t := range is.Status.Tags {
+		spec, ok := is.Spec.SpecTag(t.Tag)
+		if !ok || spec.ReferencePolicy.Type != imagev1.LocalTagReferencePolicy {
+			continue
+		}
+		for _, item := range t.Items {
+			if item.Digest == ev.Digest {
+				return repo + "@" + ev.Digest
+			}
+		}
+	}
+	return ev.DockerImageReference
+}
+
 // Image is the newest event of any tag's history naming digest, if any.
 func (s ImageStreamStatus) Image(digest string) (TagEvent, bool) {
 	for _, t := range s.Tags {
