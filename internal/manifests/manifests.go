@@ -1,6 +1,7 @@
 // Package manifests renders the parts of the install manifests (deploy/) that come
 // from pullgate's code: the ImageStream CRD, the registry's cluster roles, and each
-// component's identity (service account, roles, bindings, admission policy), so
+// component's identity (service account, roles, bindings, admission policy) and the
+// image lookup webhook's registration, so
 // that what is installed is exactly what pullgate up installs.
 package manifests
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"pullgate.dev/pullgate/internal/identities"
+	"pullgate.dev/pullgate/internal/openshift/imagelookup"
 	"pullgate.dev/pullgate/internal/registry/imageapi"
 	"pullgate.dev/pullgate/internal/registry/keys"
 	"pullgate.dev/pullgate/internal/registry/roles"
@@ -40,6 +42,9 @@ func Generated() ([]byte, error) {
 		})
 	}
 	objects = append(objects, identities.Access(identities.AsServiceAccount)...)
+	// The image lookup webhook the registry replicas serve (its caBundle is added at
+	// install).
+	objects = append(objects, imagelookup.DeployConfiguration())
 	var out bytes.Buffer
 	out.WriteString(Header)
 	for _, obj := range objects {

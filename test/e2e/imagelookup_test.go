@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +133,49 @@ func TestImageLookupByName(t *testing.T) {
 	down, err := env.Admin.CoreV1().Pods(ns).Create(ctx, newPod(ns, "down", "app:v1"), metav1.CreateOptions{})
 	if err != nil || down.Spec.Containers[0].Image != "app:v1" {
 		t.Errorf("with the webhook down: %v %+v, want the pod admitted unchanged", err, down)
+	}
+}
+
+// Only the API server may ask the lookup webhook what a project's names resolve to:
+// a local user reaching its loopback port without a client certificate fails the
+// handshake, one with up's administrator certificate too (another CA), and one with
+// the aggregation layer's certificate (the front-proxy CA, another name) is refused
+// 403 — while the API server's own calls resolve (TestImageLookupByName).
+func TestImageLookupWebhookAnswersOnlyTheAPIServer(t *testing.T) {
+	ctx := harness.Context(t, time.Minute)
+	hook, err := env.Admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, imagelookup.WebhookName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := *hook.Webhooks[0].ClientConfig.URL
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(hook.Webhooks[0].ClientConfig.CABundle)
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"namespace":"default","object":{"spec":{"containers":[{"name":"a","image":"app:v1"}]}}}}`
+	post := func(certs ...tls.Certificate) (int, error) {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12}}}
+		resp, err := client.Post(url, "application/json", strings.NewReader(review))
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := post(); err == nil {
+		t.Errorf("without a client certificate: answered %d", code)
+	}
+	pki := filepath.Join(env.DataDir, "pki")
+	admin, err := tls.LoadX509KeyPair(filepath.Join(pki, "admin.crt"), filepath.Join(pki, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := post(admin); err == nil {
+		t.Errorf("with up's administrator certificate: answered %d", code)
+	}
+	proxy, err := tls.LoadX509KeyPair(filepath.Join(pki, "front-proxy", "front-proxy-client.crt"), filepath.Join(pki, "front-proxy", "front-proxy-client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := post(proxy); err != nil || code != http.StatusForbidden {
+		t.Errorf("with the aggregation layer's certificate: %d %v, want 403", code, err)
 	}
 }

@@ -100,7 +100,7 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 	}()
 	go func() { <-ctx.Done(); srv.Close() }()
 	go server.RunScheduledImports(ctx, settings.importInterval)
-	if err := startImageLookup(ctx, client, running, cert, caPEM, log); err != nil {
+	if err := startImageLookup(ctx, client, running, cert, controlplane.FrontProxyCAFile(plane.DataDir), caPEM, log); err != nil {
 		return err
 	}
 	if err := apiserver.Register(ctx, client, dyn, "127.0.0.1", l.Addr().(*net.TCPAddr).Port, caPEM); err != nil {
@@ -115,24 +115,38 @@ func startOpenShiftAPI(ctx context.Context, plane *controlplane.Plane, running *
 }
 
 // startImageLookup serves the image lookup webhook (a stream's lookupPolicy.local,
-// oc set image-lookup, and image-change triggers at create and update) on loopback over TLS and registers it with the API server.
-func startImageLookup(ctx context.Context, client kubernetes.Interface, running *services.Running, cert tls.Certificate, caPEM []byte, log *slog.Logger) error {
+// oc set image-lookup, and image-change triggers at create and update) on loopback
+// over TLS and registers it with the API server. Only the API server may call it:
+// its webhook client certificate (front-proxy CA, controlplane.WebhookClientName) is
+// required.
+func startImageLookup(ctx context.Context, client kubernetes.Interface, running *services.Running, cert tls.Certificate, callerCA string, caPEM []byte, log *slog.Logger) error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
+	tlsConfig, err := apiserver.TLSConfig(cert, callerCA)
+	if err != nil {
+		return err
+	}
+	serveImageLookup(ctx, tls.NewListener(l, tlsConfig), running, controlplane.WebhookClientName, log)
+	return imagelookup.Register(ctx, client, "https://"+l.Addr().String()+imagelookup.DeployPath, caPEM)
+}
+
+// serveImageLookup serves the webhook at imagelookup.DeployPath on listener until
+// ctx ends, from the registry's stream and RBAC informers; with caller set, only a
+// client whose verified certificate has that name is answered.
+func serveImageLookup(ctx context.Context, listener net.Listener, running *services.Running, caller string, log *slog.Logger) {
 	mux := http.NewServeMux()
-	mux.Handle("POST /resolve", &imagelookup.Webhook{
+	mux.Handle("POST "+imagelookup.DeployPath, &imagelookup.Webhook{
 		Resolver: imagelookup.Resolver{Streams: running.Streams, RegistryHost: running.RegistryHost},
 		Triggers: &imagetrigger.Resolver{Streams: running.Streams, Authz: running.Authz, RegistryHost: running.RegistryHost},
+		Caller:   caller,
 		Log:      log})
-	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	srv := &http.Server{Handler: mux, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := srv.Serve(tls.NewListener(l, tlsConfig)); err != nil && err != http.ErrServerClosed {
+		if err := srv.Serve(listener); err != nil && err != http.ErrServerClosed {
 			log.Error("image lookup webhook stopped", "err", err)
 		}
 	}()
 	go func() { <-ctx.Done(); srv.Close() }()
-	return imagelookup.Register(ctx, client, "https://"+l.Addr().String()+"/resolve", caPEM)
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"pullgate.dev/pullgate/internal/cli"
+	"pullgate.dev/pullgate/internal/openshift/imagelookup"
 	"pullgate.dev/pullgate/internal/platform/datadir"
 	"pullgate.dev/pullgate/internal/platform/listen"
 	"pullgate.dev/pullgate/internal/registry"
@@ -66,6 +68,8 @@ type registryServeOptions struct {
 	pruneKeep     time.Duration
 	// reconcileInterval is how often storage and ImageStreams are compared.
 	reconcileInterval time.Duration
+	// The image lookup webhook: where, and who may call it.
+	lookupListen, lookupClientCA, lookupCaller string
 }
 
 func newRegistryServeCommand(g *globalOptions) *cobra.Command {
@@ -109,6 +113,9 @@ access by that cluster's RBAC. Blobs go to any distribution storage driver:
 	cmd.Flags().StringVar(&o.reserve, "storage-reserve", "1GiB", "filesystem storage: free space kept on the disk; a push that would leave less is refused with 507 (0: none)")
 	cmd.Flags().DurationVar(&o.pruneInterval, "prune-interval", 0, "prune the storage this often, as pullgate adm prune --confirm does (0: never; replicas take turns on a Lease)")
 	cmd.Flags().DurationVar(&o.pruneKeep, "prune-keep-younger-than", time.Hour, "what --prune-interval's prunes keep for its age, as pullgate adm prune --keep-younger-than")
+	cmd.Flags().StringVar(&o.lookupListen, "image-lookup-listen", "", "serve the image lookup webhook (oc set image-lookup, image-change triggers at admission) over TLS with --tls-cert-file on this address, at "+imagelookup.DeployPath+"; empty: not served")
+	cmd.Flags().StringVar(&o.lookupClientCA, "image-lookup-client-ca", "", "answer the webhook only to clients with a certificate of this CA named --image-lookup-caller (the client certificate your API server presents to webhooks); empty: anyone who reaches it")
+	cmd.Flags().StringVar(&o.lookupCaller, "image-lookup-caller", "", "the common name --image-lookup-client-ca's client certificate must have")
 	cmd.Flags().DurationVar(&o.reconcileInterval, "reconcile-interval", services.DefaultReconcileInterval, "how often ImageStreams are repaired to show exactly what storage holds (also at start)")
 	cmd.Flags().DurationVar(&o.drain, "drain-timeout", services.DefaultDrainTimeout, "on SIGTERM, how long transfers in flight may take to finish; a second signal exits at once")
 	cmd.Flags().DurationVar(&o.grace, "readiness-grace", 0, "on SIGTERM, how long /healthz says 503 while new requests are still served, before draining (for a load balancer to notice)")
@@ -139,6 +146,12 @@ func (o *registryServeOptions) storageConfig() (configuration.Storage, error) {
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if o.lookupListen != "" && o.tlsCert == "" {
+		return nil, errors.New("--image-lookup-listen: the API server calls webhooks over TLS only; give --tls-cert-file and --tls-key-file")
+	}
+	if (o.lookupClientCA == "") != (o.lookupCaller == "") {
+		return nil, errors.New("--image-lookup-client-ca and --image-lookup-caller go together")
 	}
 	if _, err := parseSize("--storage-reserve", o.reserve); err != nil {
 		return nil, err
@@ -180,6 +193,15 @@ func (o *registryServeOptions) Run(ctx context.Context, storage configuration.St
 	if err != nil {
 		return err
 	}
+	if o.lookupListen != "" {
+		lookup, err := o.lookupListener()
+		if err != nil {
+			running.Stop()
+			return err
+		}
+		serveImageLookup(ctx, lookup, running, o.lookupCaller, o.logger())
+		fmt.Fprintf(o.out, "image lookup webhook on %s%s\n", lookup.Addr(), imagelookup.DeployPath)
+	}
 	fmt.Fprintf(o.out, "registry is serving on %s\n", listener.Addr())
 	<-ctx.Done()
 	running.Stop()
@@ -214,6 +236,32 @@ func (o *registryServeOptions) listener() (net.Listener, error) {
 		return listener, err
 	}
 	return withTLS(listener, o.tlsCert, o.tlsKey)
+}
+
+// lookupListener binds --image-lookup-listen with TLS, requiring the caller's
+// client certificate when --image-lookup-client-ca is given.
+func (o *registryServeOptions) lookupListener() (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate %s: %w", o.tlsCert, err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if o.lookupClientCA != "" {
+		pem, err := os.ReadFile(o.lookupClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--image-lookup-client-ca: %w", err)
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--image-lookup-client-ca %s: no PEM certificate in it", o.lookupClientCA)
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	l, err := listen.TCP(o.lookupListen, "--image-lookup-listen")
+	if err != nil {
+		return nil, err
+	}
+	return tls.NewListener(l, cfg), nil
 }
 
 // serveStandalone serves a registry with no Kubernetes behind it.

@@ -144,3 +144,14 @@ func TestWebhookSetsTriggeredImagesAtCreation(t *testing.T) {
 		t.Errorf("refused trigger: patch %s, want the name lookup alone", resp.Patch)
 	}
 }
+
+// With Caller set, a request without the API server's verified client certificate
+// is refused before it is read.
+func TestWebhookAnswersOnlyItsCaller(t *testing.T) {
+	h := &Webhook{Resolver: Resolver{Streams: testStreams(), RegistryHost: "reg:5000"}, Caller: "pullgate:apiserver-webhook-client", Log: slog.New(slog.DiscardHandler)}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/resolve", strings.NewReader(`{"request":{"uid":"u","kind":{"kind":"Pod"},"namespace":"p","object":{"spec":{"containers":[{"image":"app:v1"}]}}}}`)))
+	if w.Code != 403 || strings.Contains(w.Body.String(), "sha256") {
+		t.Errorf("a caller without a certificate: %d %s", w.Code, w.Body)
+	}
+}

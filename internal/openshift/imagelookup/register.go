@@ -11,8 +11,18 @@ import (
 )
 
 // WebhookName is the MutatingWebhookConfiguration that sends pods and workloads
-// here.
-const WebhookName = "pullgate-image-lookup"
+// to up's webhook; DeployWebhookName to the registry replicas of deploy/.
+const (
+	WebhookName       = "pullgate-image-lookup"
+	DeployWebhookName = "pullgate-registry-image-lookup"
+)
+
+// DeployPort and DeployPath are where the registry replicas of deploy/ serve the
+// webhook (pullgate registry serve --image-lookup-listen).
+const (
+	DeployPort = 8443
+	DeployPath = "/image-lookup"
+)
 
 // Configuration is the webhook's registration for url, trusted through caBundle.
 // It fails open (failurePolicy Ignore): resolution is a convenience, and a pod whose
@@ -21,6 +31,21 @@ const WebhookName = "pullgate-image-lookup"
 // cluster while pullgate is down. pullgate's own namespaces and kube-system are
 // left out.
 func Configuration(url string, caBundle []byte) *admissionregistrationv1.MutatingWebhookConfiguration {
+	return configuration(WebhookName, admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle})
+}
+
+// DeployConfiguration is the registration deploy/ installs: Service
+// pullgate-system/pullgate-registry, port DeployPort; its caBundle (the CA of the
+// registry's certificate) is the installer's to add.
+func DeployConfiguration() *admissionregistrationv1.MutatingWebhookConfiguration {
+	path, port := DeployPath, int32(DeployPort)
+	c := configuration(DeployWebhookName, admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+		Namespace: "pullgate-system", Name: "pullgate-registry", Path: &path, Port: &port}})
+	c.TypeMeta = metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingWebhookConfiguration"}
+	return c
+}
+
+func configuration(name string, client admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.MutatingWebhookConfiguration {
 	ignore := admissionregistrationv1.Ignore
 	none := admissionregistrationv1.SideEffectClassNone
 	timeout := int32(5)
@@ -31,10 +56,10 @@ func Configuration(url string, caBundle []byte) *admissionregistrationv1.Mutatin
 			APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources}}
 	}
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: WebhookName, Labels: map[string]string{"app.kubernetes.io/part-of": "pullgate"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/part-of": "pullgate"}},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "image-lookup.pullgate.dev",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
+			ClientConfig:            client,
 			Rules:                   []admissionregistrationv1.RuleWithOperations{rule("", "pods"), rule("apps", "deployments", "statefulsets", "daemonsets", "replicasets"), rule("batch", "jobs", "cronjobs")},
 			FailurePolicy:           &ignore,
 			MatchPolicy:             &equivalent,

@@ -33,7 +33,11 @@ type Webhook struct {
 	Resolver Resolver
 	// Triggers, when set, resolves image.openshift.io/triggers.
 	Triggers *imagetrigger.Resolver
-	Log      *slog.Logger
+	// Caller, when set, is the common name the caller's verified TLS client
+	// certificate must have (the API server's): anyone else learning which digest a
+	// project's names resolve to would learn what RBAC may not let them read.
+	Caller string
+	Log    *slog.Logger
 }
 
 type patchOp = imagetrigger.PatchOp
@@ -41,6 +45,10 @@ type patchOp = imagetrigger.PatchOp
 // ServeHTTP answers an AdmissionReview: allowed always, with a JSON patch of the
 // images it resolved.
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.Caller != "" && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || r.TLS.VerifiedChains[0][0].Subject.CommonName != h.Caller) {
+		http.Error(w, "only the API server may call this webhook", http.StatusForbidden)
+		return
+	}
 	var review admissionv1.AdmissionReview
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<20)).Decode(&review); err != nil || review.Request == nil {
 		http.Error(w, "want an admission.k8s.io/v1 AdmissionReview", http.StatusBadRequest)

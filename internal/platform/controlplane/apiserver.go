@@ -25,6 +25,8 @@ func (p *paths) apiServerArgs(etcdURL string, port int, bindAddress string, serv
 		"--client-ca-file=" + p.caFile,
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
+		// Admission webhooks are told who calls them: a client certificate.
+		"--admission-control-config-file=" + p.admissionConfig,
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + p.saPub,
 		"--service-account-signing-key-file=" + p.saKey,

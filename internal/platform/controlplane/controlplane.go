@@ -12,8 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"pullgate.dev/pullgate/internal/platform/atomicfile"
 	"pullgate.dev/pullgate/internal/platform/datadir"
 	"pullgate.dev/pullgate/internal/platform/kubeconfig"
 	"pullgate.dev/pullgate/internal/platform/listen"
@@ -58,6 +60,9 @@ type paths struct {
 	caFile                      string
 	frontProxyCAFile            string
 	proxyClient                 pki.KeyPair
+	webhookClient               pki.KeyPair
+	webhookKubeconfig           string
+	admissionConfig             string
 	kubeletClient               pki.KeyPair
 	serving                     pki.KeyPair
 	saKey, saPub                string
@@ -210,6 +215,25 @@ func clientHost(bindAddress string) string {
 // the one --requestheader-allowed-names allows.
 const FrontProxyClientName = "front-proxy-client"
 
+// WebhookClientName is the common name of the client certificate the API server
+// presents to admission webhooks; FrontProxyCAFile signed it.
+const WebhookClientName = "pullgate:apiserver-webhook-client"
+
+// writeAdmissionConfig makes the API server present p.webhookClient to every
+// admission webhook (WebhookAdmissionConfiguration's kubeconfig, user "*").
+func writeAdmissionConfig(p *paths) error {
+	kc := fmt.Sprintf("apiVersion: v1\nkind: Config\nusers:\n- name: '*'\n  user:\n    client-certificate: %q\n    client-key: %q\n", p.webhookClient.CertFile, p.webhookClient.KeyFile)
+	if err := atomicfile.Replace(p.webhookKubeconfig, []byte(kc), 0o600); err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n")
+	for _, plugin := range []string{"MutatingAdmissionWebhook", "ValidatingAdmissionWebhook"} {
+		fmt.Fprintf(&b, "- name: %s\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n    kubeConfigFile: %q\n", plugin, p.webhookKubeconfig)
+	}
+	return atomicfile.Replace(p.admissionConfig, []byte(b.String()), 0o600)
+}
+
 // ServiceCIDR is the range of Services' cluster IPs.
 const ServiceCIDR = "10.96.0.0/12"
 
@@ -267,6 +291,13 @@ func preparePKI(dataDir, bindAddress string) (*paths, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What the API server presents to admission webhooks (pullgate's image lookup):
+	// of the front-proxy CA with another name than the one the API server allows, so
+	// it proves the caller to a webhook and is worth nothing to the API server.
+	webhookClient, err := frontProxy.ClientCert("apiserver-webhook-client", WebhookClientName)
+	if err != nil {
+		return nil, err
+	}
 	kubeletClient, err := ca.ClientCert("apiserver-kubelet-client", KubeletClientUser)
 	if err != nil {
 		return nil, err
@@ -275,6 +306,9 @@ func preparePKI(dataDir, bindAddress string) (*paths, error) {
 		kubeletClient:               kubeletClient,
 		frontProxyCAFile:            filepath.Join(frontProxy.Path, pki.CAFile),
 		proxyClient:                 proxyClient,
+		webhookClient:               webhookClient,
+		webhookKubeconfig:           filepath.Join(dataDir, "webhook-client.kubeconfig"),
+		admissionConfig:             filepath.Join(dataDir, "admission.yaml"),
 		caFile:                      filepath.Join(ca.Path, pki.CAFile),
 		serving:                     serving,
 		saKey:                       saKey,
@@ -292,6 +326,9 @@ func writeKubeconfigs(server string, p *paths, adminPath string) error {
 		return err
 	}
 	if err := kubeconfig.WriteClientCert(p.controllerManagerKubeconfig, "pullgate", server, p.caFile, p.controllerManager); err != nil {
+		return err
+	}
+	if err := writeAdmissionConfig(p); err != nil {
 		return err
 	}
 	return kubeconfig.WriteClientCert(p.schedulerKubeconfig, "pullgate", server, p.caFile, p.scheduler)
