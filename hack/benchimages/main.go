@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,6 +28,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"pullgate.dev/pullgate/hack/internal/benchstat"
 	"pullgate.dev/pullgate/internal/controller/imagetrigger"
 	"pullgate.dev/pullgate/internal/harness"
 	"pullgate.dev/pullgate/internal/openshift/imagelookup"
@@ -41,30 +41,30 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 	env, err := harness.Start(harness.Options{})
-	check(err)
+	benchstat.Check(err)
 	defer env.Close()
 	dyn, err := dynamic.NewForConfig(env.AdminConfig)
-	check(err)
+	benchstat.Check(err)
 	for _, ns := range []string{"src", "dst"} {
 		_, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-		check(err)
+		benchstat.Check(err)
 	}
 	token, err := env.Account(ctx, "src", "pusher", "admin")
-	check(err)
+	benchstat.Check(err)
 	_, err = env.Admin.RbacV1().RoleBindings("dst").Create(ctx, pusherAdmin(), metav1.CreateOptions{})
-	check(err)
+	benchstat.Check(err)
 	cfg, err := env.DockerConfig(os.TempDir(), token)
-	check(err)
+	benchstat.Check(err)
 	defer os.RemoveAll(cfg)
 	content := make([]byte, 50<<20)
 	_, _ = rand.Read(content)
 	src := env.RegistryHost + "/src/app:v1"
 	var digest string
-	until(30*time.Second, func() bool {
+	benchstat.Until(30*time.Second, func() bool {
 		digest, err = harness.PushFile(ctx, cfg, src, content)
 		return err == nil
 	})
-	check(err)
+	benchstat.Check(err)
 	waitForAPI(ctx, dyn)
 
 	istags := dyn.Resource(schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreamtags"}).Namespace("dst")
@@ -75,35 +75,35 @@ func main() {
 			"tag":      map[string]any{"name": fmt.Sprintf("t%d", i), "from": map[string]any{"kind": "ImageStreamImage", "namespace": "src", "name": "app@" + digest}}}}
 		begin := time.Now()
 		_, err := istags.Create(ctx, ist, metav1.CreateOptions{})
-		check(err)
+		benchstat.Check(err)
 		tag = append(tag, time.Since(begin))
 		begin = time.Now()
 		_, err = harness.Crane(ctx, cfg, "copy", src, fmt.Sprintf("%s/dst/copy:c%d", env.RegistryHost, i))
-		check(err)
+		benchstat.Check(err)
 		copyTook = append(copyTook, time.Since(begin))
 	}
 
 	// Pod creates, with and without the webhook.
 	_, err = dyn.Resource(schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}).Namespace("src").
 		Patch(ctx, "app", "application/merge-patch+json", []byte(`{"spec":{"lookupPolicy":{"local":true}}}`), metav1.PatchOptions{})
-	check(err)
-	until(10*time.Second, func() bool {
+	benchstat.Check(err)
+	benchstat.Until(10*time.Second, func() bool {
 		p, err := env.Admin.CoreV1().Pods("src").Create(ctx, pod("probe"), metav1.CreateOptions{})
 		return err == nil && p.Spec.Containers[0].Image != "app:v1"
 	})
 	with := createPods(ctx, env, "w", *creates)
 	hooks := env.Admin.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	saved, err := hooks.Get(ctx, imagelookup.WebhookName, metav1.GetOptions{})
-	check(err)
-	check(hooks.Delete(ctx, imagelookup.WebhookName, metav1.DeleteOptions{}))
-	until(10*time.Second, func() bool {
+	benchstat.Check(err)
+	benchstat.Check(hooks.Delete(ctx, imagelookup.WebhookName, metav1.DeleteOptions{}))
+	benchstat.Until(10*time.Second, func() bool {
 		p, err := env.Admin.CoreV1().Pods("src").Create(ctx, pod(fmt.Sprintf("probe-%d", time.Now().UnixNano())), metav1.CreateOptions{})
 		return err == nil && p.Spec.Containers[0].Image == "app:v1"
 	})
 	without := createPods(ctx, env, "n", *creates)
 	saved.ResourceVersion = ""
 	_, err = hooks.Create(ctx, saved, metav1.CreateOptions{})
-	check(err)
+	benchstat.Check(err)
 
 	// Image-change triggers: a push moves the tag a Deployment follows; the anchor is
 	// a Deployment without triggers patched to a new digest by its user.
@@ -111,14 +111,14 @@ func main() {
 	patchedAt, triggered, patched := rollouts(ctx, env, cfg, moves)
 
 	fmt.Printf("%-58s %10s %10s %s\n", "image streams (same machine, same run)", "p50", "p99", "anchor")
-	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("oc tag src/app@… dst/app:tN, 50 MiB (%d)", len(tag)), pct(tag, 50), pct(tag, 99),
-		fmt.Sprintf("crane copy, same image and repos: p50 %s (%.2f×)", pct(copyTook, 50), ratio(tag, copyTook)))
-	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("pod create naming app:v1, resolved (%d)", len(with)), pct(with, 50), pct(with, 99),
-		fmt.Sprintf("without the webhook: p50 %s (+%s)", pct(without, 50), (p(with, 50)-p(without, 50)).Round(100*time.Microsecond)))
-	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("tag moved by a push → Deployment's image set (%d)", len(patchedAt)), pct(patchedAt, 50), pct(patchedAt, 99),
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("oc tag src/app@… dst/app:tN, 50 MiB (%d)", len(tag)), benchstat.Pct(tag, 50, 100*time.Microsecond), benchstat.Pct(tag, 99, 100*time.Microsecond),
+		fmt.Sprintf("crane copy, same image and repos: p50 %s (%.2f×)", benchstat.Pct(copyTook, 50, 100*time.Microsecond), benchstat.Ratio(tag, copyTook)))
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("pod create naming app:v1, resolved (%d)", len(with)), benchstat.Pct(with, 50, 100*time.Microsecond), benchstat.Pct(with, 99, 100*time.Microsecond),
+		fmt.Sprintf("without the webhook: p50 %s (+%s)", benchstat.Pct(without, 50, 100*time.Microsecond), (benchstat.P(with, 50)-benchstat.P(without, 50)).Round(100*time.Microsecond)))
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("tag moved by a push → Deployment's image set (%d)", len(patchedAt)), benchstat.Pct(patchedAt, 50, 100*time.Microsecond), benchstat.Pct(patchedAt, 99, 100*time.Microsecond),
 		"the trigger controller alone: stream informer to patch")
-	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("tag moved by a push → triggered pod ImagesPulled (%d)", len(triggered)), pct(triggered, 50), pct(triggered, 99),
-		fmt.Sprintf("image patched by its user → pod ImagesPulled: p50 %s, p99 %s (%.2f×)", pct(patched, 50), pct(patched, 99), ratio(triggered, patched)))
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("tag moved by a push → triggered pod ImagesPulled (%d)", len(triggered)), benchstat.Pct(triggered, 50, 100*time.Microsecond), benchstat.Pct(triggered, 99, 100*time.Microsecond),
+		fmt.Sprintf("image patched by its user → pod ImagesPulled: p50 %s, p99 %s (%.2f×)", benchstat.Pct(patched, 50, 100*time.Microsecond), benchstat.Pct(patched, 99, 100*time.Microsecond), benchstat.Ratio(triggered, patched)))
 }
 
 // rollouts measures n tag moves of a triggered Deployment (push acknowledged → its
@@ -127,17 +127,17 @@ func main() {
 func rollouts(ctx context.Context, env *harness.Env, cfg string, n int) (patchedAt, triggered, patched []time.Duration) {
 	deployments := env.Admin.AppsV1().Deployments("src")
 	_, err := deployments.Create(ctx, deployment("web", map[string]string{imagetrigger.Annotation: `[{"from":{"kind":"ImageStreamTag","name":"app:trig"},"fieldPath":"spec.template.spec.containers[?(@.name==\"app\")].image"}]`}), metav1.CreateOptions{})
-	check(err)
+	benchstat.Check(err)
 	_, err = deployments.Create(ctx, deployment("plain", nil), metav1.CreateOptions{})
-	check(err)
+	benchstat.Check(err)
 	for i := range n {
 		digest, err := harness.PushFile(ctx, cfg, env.RegistryHost+"/src/app:trig", []byte(fmt.Sprintf("move %d", i)))
-		check(err)
+		benchstat.Check(err)
 		image := env.RegistryHost + "/src/app@" + digest
 		begin := time.Now()
-		until(time.Minute, func() bool {
+		benchstat.Until(time.Minute, func() bool {
 			d, err := deployments.Get(ctx, "web", metav1.GetOptions{})
-			check(err)
+			benchstat.Check(err)
 			return d.Spec.Template.Spec.Containers[0].Image == image
 		})
 		patchedAt = append(patchedAt, time.Since(begin))
@@ -145,11 +145,11 @@ func rollouts(ctx context.Context, env *harness.Env, cfg string, n int) (patched
 		triggered = append(triggered, time.Since(begin))
 
 		digest, err = harness.PushFile(ctx, cfg, env.RegistryHost+"/src/app:direct", []byte(fmt.Sprintf("direct %d", i)))
-		check(err)
+		benchstat.Check(err)
 		image = env.RegistryHost + "/src/app@" + digest
 		begin = time.Now()
 		_, err = deployments.Patch(ctx, "plain", types.JSONPatchType, []byte(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"`+image+`"}]`), metav1.PatchOptions{})
-		check(err)
+		benchstat.Check(err)
 		waitPulled(ctx, env, "plain", image)
 		patched = append(patched, time.Since(begin))
 	}
@@ -173,7 +173,7 @@ func waitPulled(ctx context.Context, env *harness.Env, name, image string) {
 	var seen []string
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		pods, err := env.Admin.CoreV1().Pods("src").List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		check(err)
+		benchstat.Check(err)
 		seen = nil
 		for _, p := range pods.Items {
 			seen = append(seen, p.Spec.Containers[0].Image)
@@ -185,8 +185,8 @@ func waitPulled(ctx context.Context, env *harness.Env, name, image string) {
 		}
 	}
 	d, err := env.Admin.AppsV1().Deployments("src").Get(ctx, name, metav1.GetOptions{})
-	check(err)
-	check(fmt.Errorf("no pod of deploy/%s (image %s, %+v) pulled %s within a minute; its pods' images: %q; log: %s", name, d.Spec.Template.Spec.Containers[0].Image, d.Status, image, seen, env.LogTail(30)))
+	benchstat.Check(err)
+	benchstat.Check(fmt.Errorf("no pod of deploy/%s (image %s, %+v) pulled %s within a minute; its pods' images: %q; log: %s", name, d.Spec.Template.Spec.Containers[0].Image, d.Status, image, seen, env.LogTail(30)))
 }
 
 // pusherAdmin lets src's pusher push to dst too, for crane copy.
@@ -206,12 +206,12 @@ func pod(name string) *corev1.Pod {
 func createPods(ctx context.Context, env *harness.Env, prefix string, n int) []time.Duration {
 	// Unthrottled: client-go's default 5 requests per second would be the measure.
 	client, err := kubernetes.NewForConfig(services.WithRateLimits(env.AdminConfig))
-	check(err)
+	benchstat.Check(err)
 	var out []time.Duration
 	for i := range n {
 		begin := time.Now()
 		_, err := client.CoreV1().Pods("src").Create(ctx, pod(fmt.Sprintf("%s-%d", prefix, i)), metav1.CreateOptions{})
-		check(err)
+		benchstat.Check(err)
 		out = append(out, time.Since(begin))
 	}
 	return out
@@ -219,35 +219,8 @@ func createPods(ctx context.Context, env *harness.Env, prefix string, n int) []t
 
 // waitForAPI waits until image.openshift.io is served.
 func waitForAPI(ctx context.Context, dyn dynamic.Interface) {
-	until(time.Minute, func() bool {
+	benchstat.Until(time.Minute, func() bool {
 		_, err := dyn.Resource(schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}).Namespace("src").Get(ctx, "app", metav1.GetOptions{})
 		return err == nil
 	})
-}
-
-func p(d []time.Duration, q int) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*q/100)]
-}
-
-func pct(d []time.Duration, q int) string { return p(d, q).Round(100 * time.Microsecond).String() }
-
-func ratio(a, b []time.Duration) float64 { return float64(p(a, 50)) / float64(p(b, 50)) }
-
-func until(limit time.Duration, cond func() bool) {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			check(fmt.Errorf("not within %s", limit))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchimages:", err)
-		os.Exit(1)
-	}
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"pullgate.dev/pullgate/hack/internal/benchstat"
 	"pullgate.dev/pullgate/internal/harness"
 )
 
@@ -32,39 +32,39 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 	proxy, err := harness.StartNameProxy("example.com")
-	check(err)
+	benchstat.Check(err)
 	defer proxy.Close()
 	for _, kv := range proxy.Env() {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
 	}
 	env, err := harness.Start(harness.Options{})
-	check(err)
+	benchstat.Check(err)
 	defer env.Close()
 	regs, err := harness.StartSeedRegistries(filepath.Join(env.DataDir, "pki"))
-	check(err)
+	benchstat.Check(err)
 	defer regs.Stop()
 	tmp, err := os.MkdirTemp("", "benchpullthrough-")
-	check(err)
+	benchstat.Check(err)
 	defer os.RemoveAll(tmp)
 
 	ns := "bench"
 	_, err = env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	check(err)
-	check(os.MkdirAll(filepath.Join(tmp, "source"), 0o700))
+	benchstat.Check(err)
+	benchstat.Check(os.MkdirAll(filepath.Join(tmp, "source"), 0o700))
 	source, err := harness.BasicDockerConfig(filepath.Join(tmp, "source"), map[string][2]string{regs.Private: {"main-user", "main-pass"}})
-	check(err)
+	benchstat.Check(err)
 	data, err := os.ReadFile(filepath.Join(source, "config.json"))
-	check(err)
+	benchstat.Check(err)
 	_, err = env.Admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "source"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{})
-	check(err)
+	benchstat.Check(err)
 	token, err := env.Account(ctx, ns, "pusher", "admin")
-	check(err)
+	benchstat.Check(err)
 	local, err := env.DockerConfig(tmp, token)
-	check(err)
+	benchstat.Check(err)
 	dyn, err := dynamic.NewForConfig(env.AdminConfig)
-	check(err)
+	benchstat.Check(err)
 	imports := dyn.Resource(schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreamimports"}).Namespace(ns)
 
 	pull := func(cfg, image string, extraEnv ...string) time.Duration {
@@ -72,8 +72,8 @@ func main() {
 		begin := time.Now()
 		_, err := harness.CraneEnv(ctx, cfg, extraEnv, "pull", "--format=oci", image, out)
 		took := time.Since(begin)
-		check(err)
-		check(os.RemoveAll(out))
+		benchstat.Check(err)
+		benchstat.Check(os.RemoveAll(out))
 		return took
 	}
 	var direct, first, second, pushed []time.Duration
@@ -82,16 +82,16 @@ func main() {
 		_, _ = rand.Read(content)
 		from := fmt.Sprintf("%s/bench/app:v%d", regs.Private, i)
 		_, err := harness.PushFile(ctx, source, from, content, regs.CAEnv)
-		check(err)
+		benchstat.Check(err)
 		tag := fmt.Sprintf("v%d", i)
 		isi := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamImport",
 			"metadata": map[string]any{"name": "app"},
 			"spec": map[string]any{"import": true, "images": []any{map[string]any{
 				"from": map[string]any{"kind": "DockerImage", "name": from}, "to": map[string]any{"name": tag},
 				"referencePolicy": map[string]any{"type": "Local"}}}}}}
-		until(time.Minute, func() bool { _, err = imports.Create(ctx, isi, metav1.CreateOptions{}); return err == nil })
+		benchstat.Until(time.Minute, func() bool { _, err = imports.Create(ctx, isi, metav1.CreateOptions{}); return err == nil })
 		_, err = harness.PushFile(ctx, local, fmt.Sprintf("%s/%s/pushed:%s", env.RegistryHost, ns, tag), content)
-		check(err)
+		benchstat.Check(err)
 
 		direct = append(direct, pull(source, from, regs.CAEnv))
 		through := fmt.Sprintf("%s/%s/app:%s", env.RegistryHost, ns, tag)
@@ -100,35 +100,8 @@ func main() {
 		pushed = append(pushed, pull(local, fmt.Sprintf("%s/%s/pushed:%s", env.RegistryHost, ns, tag)))
 	}
 	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("pull-through, %d MiB (same machine, same run)", *mib), "p50", "max", "anchor")
-	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("first crane pull through the registry (%d)", len(first)), pct(first, 50), pct(first, 100),
-		fmt.Sprintf("crane pull from the source: p50 %s (%.2f×)", pct(direct, 50), ratio(first, direct)))
-	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("second crane pull, from storage (%d)", len(second)), pct(second, 50), pct(second, 100),
-		fmt.Sprintf("the same image pushed, pulled: p50 %s (%.2f×)", pct(pushed, 50), ratio(second, pushed)))
-}
-
-func p(d []time.Duration, q int) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*q/100)]
-}
-
-func pct(d []time.Duration, q int) string { return p(d, q).Round(time.Millisecond).String() }
-
-func ratio(a, b []time.Duration) float64 { return float64(p(a, 50)) / float64(p(b, 50)) }
-
-func until(limit time.Duration, cond func() bool) {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			check(fmt.Errorf("not within %s", limit))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchpullthrough:", err)
-		os.Exit(1)
-	}
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("first crane pull through the registry (%d)", len(first)), benchstat.Pct(first, 50, time.Millisecond), benchstat.Pct(first, 100, time.Millisecond),
+		fmt.Sprintf("crane pull from the source: p50 %s (%.2f×)", benchstat.Pct(direct, 50, time.Millisecond), benchstat.Ratio(first, direct)))
+	fmt.Printf("%-58s %10s %10s %s\n", fmt.Sprintf("second crane pull, from storage (%d)", len(second)), benchstat.Pct(second, 50, time.Millisecond), benchstat.Pct(second, 100, time.Millisecond),
+		fmt.Sprintf("the same image pushed, pulled: p50 %s (%.2f×)", benchstat.Pct(pushed, 50, time.Millisecond), benchstat.Ratio(second, pushed)))
 }

@@ -55,26 +55,38 @@ func (s *imageSource) Blob(_ context.Context, dgst digest.Digest) (io.ReadCloser
 	return nil, errors.New("no such blob")
 }
 
-// fakePullThrough imports one image as tag v1 of b/app.
+// fakePullThrough imports one image as tag v1 of ns/app (ns b unless set).
 type fakePullThrough struct {
 	src    *imageSource
 	digest digest.Digest
+	ns     string
+}
+
+func (f *fakePullThrough) namespace() string {
+	if f.ns == "" {
+		return "b"
+	}
+	return f.ns
 }
 
 func (f *fakePullThrough) Tag(ns, name, tag string) (digest.Digest, bool) {
-	return f.digest, ns == "b" && name == "app" && tag == "v1"
+	return f.digest, ns == f.namespace() && name == "app" && tag == "v1"
 }
 
 func (f *fakePullThrough) Source(_ context.Context, ns, name string, dgst digest.Digest) (Source, bool, error) {
-	if ns != "b" || name != "app" || dgst != f.digest {
+	if ns != f.namespace() || name != "app" || dgst != f.digest {
 		return nil, false, nil
 	}
 	return f.src, true, nil
 }
 
-func pullThroughRepo(t *testing.T, s *store, pt PullThrough) distribution.Repository {
+func pullThroughRepo(t *testing.T, s *store, pt PullThrough, repo ...string) distribution.Repository {
 	t.Helper()
-	r, err := newPullThroughMiddleware(s.ctx, s.repo("b/app"), map[string]any{pullThroughOption: pt})
+	name := "b/app"
+	if len(repo) > 0 {
+		name = repo[0]
+	}
+	r, err := newPullThroughMiddleware(s.ctx, s.repo(name), map[string]any{pullThroughOption: pt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +130,14 @@ func TestPullThroughStoresWhatItServes(t *testing.T) {
 
 	if _, err := ms.Get(s.ctx, digest.FromString("not imported")); err == nil {
 		t.Error("a digest the stream did not import was served")
+	}
+
+	// Project c imported the same image, but its source refuses it: what b stored is
+	// not c's.
+	denied := &fakePullThrough{src: &imageSource{img: img, down: true}, digest: pt.digest, ns: "c"}
+	cms, _ := pullThroughRepo(t, s, denied, "c/app").Manifests(s.ctx)
+	if _, err := cms.Get(s.ctx, pt.digest); err == nil {
+		t.Error("another project got the image without reading it at the source")
 	}
 }
 

@@ -33,8 +33,9 @@ import (
 )
 
 // runControllers runs pullgate's reconcilers — per-namespace role bindings, the
-// builder and deployer service accounts, and every service account's registry pull
-// secret — for one leadership term: with informers of their own, started now and
+// builder and deployer service accounts, every service account's registry pull
+// secret, pull failures explained on their pods, and image-change triggers — for one
+// leadership term: with informers of their own, started now and
 // stopped when term ends, so that the next term (here or on another replica) starts
 // from what the cluster holds then.
 // With removePullSecrets the pull secrets controller deletes the secrets it wrote

@@ -67,6 +67,14 @@ func newProject(t *testing.T, ctx context.Context, e *harness.Env, prefix string
 // builder of ns and returns its name.
 func pushApp(t *testing.T, ctx context.Context, e *harness.Env, ns string) string {
 	t.Helper()
+	image := e.RegistryHost + "/" + ns + "/app:v1"
+	pushRunnable(t, ctx, builderConfig(t, ctx, e, ns), image)
+	return image
+}
+
+// builderConfig is a docker config directory for a builder of ns (account pusher).
+func builderConfig(t *testing.T, ctx context.Context, e *harness.Env, ns string) string {
+	t.Helper()
 	token, err := e.Account(ctx, ns, "pusher", "system:image-builder")
 	if err != nil {
 		t.Fatal(err)
@@ -75,9 +83,7 @@ func pushApp(t *testing.T, ctx context.Context, e *harness.Env, ns string) strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	image := e.RegistryHost + "/" + ns + "/app:v1"
-	pushRunnable(t, ctx, cfg, image)
-	return image
+	return cfg
 }
 
 // pushRunnable pushes image (the app, linux/amd64, entrypoint /app) with the

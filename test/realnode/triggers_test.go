@@ -23,14 +23,7 @@ func TestTriggeredDeploymentRollsOnTheRealKubelet(t *testing.T) {
 	e := kubeletEnv
 	ctx := harness.Context(t, 4*time.Minute)
 	ns := newProject(t, ctx, e, "triggers")
-	token, err := e.Account(ctx, ns, "pusher", "system:image-builder")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := e.DockerConfig(t.TempDir(), token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := builderConfig(t, ctx, e, ns)
 	image := e.RegistryHost + "/" + ns + "/app:v1"
 	pushRunnable(t, ctx, cfg, image)
 	first := digestOf(t, ctx, cfg, image)

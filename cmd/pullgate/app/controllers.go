@@ -30,7 +30,9 @@ func newControllersCommand(g *globalOptions) *cobra.Command {
 namespace gets the builder and deployer service accounts and the registry's role
 bindings (system:image-pullers, system:image-builders, system:deployers), and every
 service account gets one pull secret for the integrated registry, linked on its
-imagePullSecrets, holding a bound token that is kept fresh. pullgate up and
+imagePullSecrets, holding a bound token that is kept fresh; Deployments,
+StatefulSets, DaemonSets and CronJobs with image.openshift.io/triggers roll to
+their image stream tags' new images. pullgate up and
 pullgate registry serve run them too. Any number of replicas may run: one, elected
 on Lease pullgate-system/pullgate-controllers, runs the controllers; another takes
 over within 12 s of it dying.`,

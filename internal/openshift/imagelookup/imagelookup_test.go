@@ -125,6 +125,10 @@ func TestWebhookSetsTriggeredImagesAtCreation(t *testing.T) {
 	if string(resp.Patch) != want || len(resp.Warnings) != 0 {
 		t.Errorf("patch %s, warnings %q\nwant  %s", resp.Patch, resp.Warnings, want)
 	}
+	// A ReplicaSet inherits its Deployment's triggers but keeps its template.
+	if resp := review(t, h, "ReplicaSet", "p", job()); strings.Contains(string(resp.Patch), "sha256:new") {
+		t.Errorf("a ReplicaSet's inherited triggers were applied: %s", resp.Patch)
+	}
 	// An update that leaves the triggers as they were is the controller's to follow.
 	raw, _ := json.Marshal(job())
 	body, _ := json.Marshal(admissionv1.AdmissionReview{Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Kind: "Deployment"}, Namespace: "p",

@@ -116,7 +116,7 @@ func (h *Webhook) patch(req *admissionv1.AdmissionRequest) ([]patchOp, []string,
 // behind the controller's would otherwise set an image back.
 func (h *Webhook) triggered(req *admissionv1.AdmissionRequest, obj, spec map[string]any, specPath string) ([]patchOp, []string, error) {
 	triggers := triggersOf(obj)
-	if h.Triggers == nil || specPath == "spec" || triggers == "" {
+	if h.Triggers == nil || !triggerKinds[req.Kind.Kind] || triggers == "" {
 		return nil, nil, nil
 	}
 	if req.Operation == admissionv1.Update {
@@ -137,6 +137,11 @@ func (h *Webhook) triggered(req *admissionv1.AdmissionRequest, obj, spec map[str
 	plan := h.Triggers.Plan(req.Namespace, annotations, &podSpec, specPath)
 	return plan.Patch, plan.Problems, nil
 }
+
+// triggerKinds are the kinds whose triggers are followed: the controller's, and Jobs
+// (here only). Not a ReplicaSet, which inherits its Deployment's annotations and must
+// keep its Deployment's template, nor a pod.
+var triggerKinds = map[string]bool{"Deployment": true, "StatefulSet": true, "DaemonSet": true, "CronJob": true, "Job": true}
 
 // triggersOf is obj's image.openshift.io/triggers annotation.
 func triggersOf(obj map[string]any) string {
