@@ -35,9 +35,9 @@ import (
 // runControllers runs pullgate's reconcilers — per-namespace role bindings, the
 // builder and deployer service accounts, every service account's registry pull
 // secret, pull failures explained on their pods, and image-change triggers — for one
-// leadership term: with informers of their own, started now and
-// stopped when term ends, so that the next term (here or on another replica) starts
-// from what the cluster holds then.
+// leadership term: with informers of their own, started now and stopped when term
+// ends, so that the next term (here or on another replica) starts from what the
+// cluster holds then.
 // With removePullSecrets the pull secrets controller deletes the secrets it wrote
 // instead of keeping them.
 func runControllers(term context.Context, clients controllerClients, registryNames []string, removePullSecrets bool, log *slog.Logger) {
@@ -96,8 +96,8 @@ func runControllers(term context.Context, clients controllerClients, registryNam
 		return
 	}
 	triggers.Synced = append(triggers.Synced, authz.Synced()...)
-	go streams.Run(term)
 	triggers.Synced = append(triggers.Synced, streams.HasSynced)
+	go streams.Run(term)
 	factory.Start(term.Done())
 	labelled.Start(term.Done())
 	loops := []func() error{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -325,15 +326,20 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 		}
 	}
 	names := registryNames("localhost:"+strconv.Itoa(o.registryPort), o.registryPort, o.registryHostnames)
+	// Registries are reached trusting the pullgate CA besides the system's, by the
+	// node and the pull-through alike: the registry's certificate off loopback, and any
+	// registry an administrator certifies with it.
+	trusting, err := imagepull.TrustingTransport([]string{filepath.Join(ca.Path, pki.CAFile)})
+	if err != nil {
+		return nil, nil, err
+	}
 	cfg := o.servicesConfig(plane.DataDir, names, configs, log)
 	// Pull-through of imports (--reference-policy=local): the project's pull secrets
-	// read with up's administrator, registries reached trusting up's CA too.
+	// read with up's administrator.
 	cfg.PullThroughCredentials = func(ctx context.Context, namespace, image string) (credentials.Candidates, error) {
 		return images.ProjectCredentials(ctx, admin, namespace, image)
 	}
-	if cfg.PullThroughTransport, err = imagepull.TrustingTransport([]string{filepath.Join(ca.Path, pki.CAFile)}); err != nil {
-		return nil, nil, err
-	}
+	cfg.PullThroughTransport = trusting
 	running, err := services.Start(ctx, cfg, listener)
 	if err != nil {
 		return nil, nil, err
@@ -347,7 +353,7 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 	var node stopper = noNode{}
 	switch o.node {
 	case nodeAgent:
-		node, err = o.startAgent(adminConfig, admin, ca, running, nodeDir, names, plugins, log)
+		node, err = o.startAgent(adminConfig, admin, ca, trusting, running, nodeDir, names, plugins, log)
 	case nodeKubelet:
 		node, err = kubelet.Start(ctx, kubelet.Config{
 			Dir:                      nodeDir,
@@ -373,14 +379,8 @@ func (o *upOptions) startServices(ctx context.Context, plane *controlplane.Plane
 }
 
 // startAgent runs pullgate's node agent in process as system:node:local.
-func (o *upOptions) startAgent(adminConfig *rest.Config, admin kubernetes.Interface, ca *pki.Dir, running *services.Running, nodeDir string, names []string, plugins pluginFiles, log *slog.Logger) (stopper, error) {
+func (o *upOptions) startAgent(adminConfig *rest.Config, admin kubernetes.Interface, ca *pki.Dir, transport http.RoundTripper, running *services.Running, nodeDir string, names []string, plugins pluginFiles, log *slog.Logger) (stopper, error) {
 	nodeConfig, err := clientCertConfig(adminConfig, ca, "node-"+nodeName, "system:node:"+nodeName, "system:nodes")
-	if err != nil {
-		return nil, err
-	}
-	// The node trusts the pullgate CA besides the system's: the registry's certificate
-	// off loopback, and any registry an administrator certifies with it.
-	transport, err := imagepull.TrustingTransport([]string{filepath.Join(ca.Path, pki.CAFile)})
 	if err != nil {
 		return nil, err
 	}

@@ -10,11 +10,6 @@ import (
 	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
 
-// Streams are the cluster's image streams (an informer's).
-type Streams interface {
-	Stream(namespace, name string) (*imageapi.ImageStream, bool)
-}
-
 // Authorizer decides RBAC requests (rbacauthz.Authorizer).
 type Authorizer interface {
 	Allowed(user rbacauthz.User, req rbacauthz.Request) (bool, string)
@@ -22,7 +17,7 @@ type Authorizer interface {
 
 // Resolver works out what a workload's triggers ask for.
 type Resolver struct {
-	Streams Streams
+	Streams imageapi.StreamReader
 	Authz   Authorizer
 	// RegistryHost is the integrated registry, for streams that do not record it.
 	RegistryHost string

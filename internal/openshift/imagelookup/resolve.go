@@ -18,14 +18,9 @@ import (
 // in the project's streams, whatever their lookup policy.
 const ResolveNamesAnnotation = "alpha.image.policy.openshift.io/resolve-names"
 
-// Streams are the project's image streams (an informer's).
-type Streams interface {
-	Stream(namespace, name string) (*imageapi.ImageStream, bool)
-}
-
 // Resolver looks names up in Streams.
 type Resolver struct {
-	Streams Streams
+	Streams imageapi.StreamReader
 	// RegistryHost is the integrated registry, for streams that do not record it.
 	RegistryHost string
 }

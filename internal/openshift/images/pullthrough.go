@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
-	imagev1 "github.com/openshift/api/image/v1"
 
 	"pullgate.dev/pullgate/internal/registry"
 	"pullgate.dev/pullgate/internal/registry/imageapi"
@@ -22,9 +21,7 @@ import (
 // stream the images imported with reference policy Local and reads them at their
 // source with the project's pull secrets, chosen and ordered as imports choose them.
 type PullThrough struct {
-	Streams interface {
-		Stream(namespace, name string) (*imageapi.ImageStream, bool)
-	}
+	Streams imageapi.StreamReader
 	// Credentials are the project's credentials for an image (ProjectCredentials).
 	Credentials func(ctx context.Context, namespace, image string) (credentials.Candidates, error)
 	// Transport reaches the sources (default http.DefaultTransport).
@@ -35,7 +32,7 @@ type PullThrough struct {
 // Local.
 func (p *PullThrough) Tag(namespace, stream, tag string) (digest.Digest, bool) {
 	is, ok := p.Streams.Stream(namespace, stream)
-	if !ok || !local(is, tag) {
+	if !ok || !is.PullsThrough(tag) {
 		return "", false
 	}
 	ev, ok := is.Status.Current(tag)
@@ -43,12 +40,6 @@ func (p *PullThrough) Tag(namespace, stream, tag string) (digest.Digest, bool) {
 		return "", false
 	}
 	return digest.Digest(ev.Digest), true
-}
-
-// local reports whether the stream's tag is pulled through the integrated registry.
-func local(is *imageapi.ImageStream, tag string) bool {
-	spec, ok := is.Spec.SpecTag(tag)
-	return ok && spec.ReferencePolicy.Type == imagev1.LocalTagReferencePolicy
 }
 
 // Source opens where the stream imported dgst (a tag with reference policy Local,
@@ -59,20 +50,13 @@ func (p *PullThrough) Source(ctx context.Context, namespace, stream string, dgst
 	if !found {
 		return nil, false, nil
 	}
-	var from string
-	for _, t := range is.Status.Tags {
-		for _, ev := range t.Items {
-			if ev.Digest == dgst.String() && ev.External() && local(is, t.Tag) {
-				from = ev.DockerImageReference
-			}
-		}
-	}
-	if from == "" {
+	imported, ok := is.PulledThrough(dgst.String())
+	if !ok {
 		return nil, false, nil
 	}
-	ref, err := name.NewDigest(from)
+	ref, err := name.NewDigest(imported.DockerImageReference)
 	if err != nil {
-		return nil, false, fmt.Errorf("imported from %q: %w", from, err)
+		return nil, false, fmt.Errorf("imported from %q: %w", imported.DockerImageReference, err)
 	}
 	creds, err := p.Credentials(ctx, namespace, ref.String())
 	if err != nil {

@@ -99,6 +99,12 @@ func (x *Index) OnChange(changed func(namespace, name string)) error {
 	return err
 }
 
+// StreamReader reads ImageStreams by name, as an Index does from its informer: what
+// the image lookup webhook, the trigger controller and the pull-through read.
+type StreamReader interface {
+	Stream(namespace, name string) (*ImageStream, bool)
+}
+
 // Stream is ImageStream namespace/name, from the informer.
 func (x *Index) Stream(namespace, name string) (*ImageStream, bool) {
 	obj, exists, err := x.informer.GetIndexer().GetByKey(namespace + "/" + name)

@@ -158,25 +158,36 @@ func (e TagEvent) Reference(repo string) string {
 }
 
 // PullSpec is where pods pull the image of ev, an event of the stream: an import
-// whose tag has reference policy Local from the integrated registry (which pulls it
-// through), any other import from its source, the registry's own images from it.
+// the integrated registry pulls through from it, any other import from its source,
+// the registry's own images from it.
 func (is *ImageStream) PullSpec(ev TagEvent, host string) string {
-	repo := is.PullRepository(host)
-	if !ev.External() {
-		return ev.Reference(repo)
+	if _, through := is.PulledThrough(ev.Digest); !ev.External() || through {
+		return is.PullRepository(host) + "@" + ev.Digest
 	}
+	return ev.DockerImageReference
+}
+
+// PullsThrough reports whether tag's imports are pulled through the integrated
+// registry: its spec tag has reference policy Local.
+func (is *ImageStream) PullsThrough(tag string) bool {
+	spec, ok := is.Spec.SpecTag(tag)
+	return ok && spec.ReferencePolicy.Type == imagev1.LocalTagReferencePolicy
+}
+
+// PulledThrough is the import of digest, now or in the history of a tag that
+// PullsThrough, if there is one.
+func (is *ImageStream) PulledThrough(digest string) (TagEvent, bool) {
 	for _, t := range is.Status.Tags {
-		spec, ok := is.Spec.SpecTag(t.Tag)
-		if !ok || spec.ReferencePolicy.Type != imagev1.LocalTagReferencePolicy {
+		if !is.PullsThrough(t.Tag) {
 			continue
 		}
-		for _, item := range t.Items {
-			if item.Digest == ev.Digest {
-				return repo + "@" + ev.Digest
+		for _, ev := range t.Items {
+			if ev.Digest == digest && ev.External() {
+				return ev, true
 			}
 		}
 	}
-	return ev.DockerImageReference
+	return TagEvent{}, false
 }
 
 // Image is the newest event of any tag's history naming digest, if any.
