@@ -24,8 +24,11 @@ type imageSource struct {
 
 func (s *imageSource) String() string { return "source.example/org/app" }
 
-func (s *imageSource) Manifest(_ context.Context, dgst digest.Digest) (string, []byte, error) {
+func (s *imageSource) Manifest(ctx context.Context, dgst digest.Digest) (string, []byte, error) {
 	s.reads++
+	if err := ctx.Err(); err != nil { // as a real source: the request is cancelled
+		return "", nil, err
+	}
 	if s.down {
 		return "", nil, errors.New("connection refused")
 	}
@@ -37,8 +40,11 @@ func (s *imageSource) Manifest(_ context.Context, dgst digest.Digest) (string, [
 	return string(mt), body, nil
 }
 
-func (s *imageSource) Blob(_ context.Context, dgst digest.Digest) (io.ReadCloser, error) {
+func (s *imageSource) Blob(ctx context.Context, dgst digest.Digest) (io.ReadCloser, error) {
 	s.reads++
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if s.down {
 		return nil, errors.New("connection refused")
 	}
@@ -153,5 +159,24 @@ func TestPullThroughRefusesATamperedManifest(t *testing.T) {
 	plain, _ := s.repo("b/app").Manifests(s.ctx)
 	if ok, _ := plain.Exists(s.ctx, pt.digest); ok {
 		t.Error("a tampered manifest was stored")
+	}
+}
+
+// A client that hangs up mid-fetch does not cancel it: the image is stored whole
+// for the next pull, which the source, gone by then, need not answer.
+func TestPullThroughOutlivesACancelledPull(t *testing.T) {
+	s := newStore(t)
+	img, _ := random.Image(512, 2)
+	d, _ := img.Digest()
+	src := &imageSource{img: img}
+	pt := &fakePullThrough{src: src, digest: digest.Digest(d.String())}
+	ctx, cancel := context.WithCancel(s.ctx)
+	cancel()
+	ms, _ := pullThroughRepo(t, s, pt).Manifests(ctx)
+	_, _ = ms.Get(ctx, pt.digest) // the client is gone; what it was told does not matter
+	src.down = true
+	again, _ := pullThroughRepo(t, s, pt).Manifests(s.ctx)
+	if _, err := again.Get(s.ctx, pt.digest); err != nil {
+		t.Fatalf("after a cancelled first pull, with the source down: %v", err)
 	}
 }
