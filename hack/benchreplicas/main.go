@@ -1,6 +1,6 @@
 // Command benchreplicas measures pullgate replicated as on a cluster, in one run on
 // this machine: blob GET throughput through 1 and 3 `registry serve` replicas on S3
-// (SeaweedFS) with the CPU seconds each replica spends per GB served (the number that
+// (the Versity S3 Gateway) with the CPU seconds each replica spends per GB served (the number that
 // predicts scaling: on 2 shared cores more replicas cannot go faster), blob GETs
 // proxied by the registry beside redirected to S3 with presigned URLs, and the time
 // a controller replica takes to lead after the leader is killed (goal < 15 s).
@@ -51,7 +51,7 @@ func main() {
 		port, err := harness.FreePort()
 		check(err)
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		extra := []string{"--storage-param", "accesskey=bench", "--storage-param", "secretkey=bench"}
+		extra := s3.CredentialParams()
 		if i == 3 {
 			extra = append(extra, "--storage-redirect")
 		}
@@ -92,7 +92,7 @@ func main() {
 	registryToken, err := harness.RegistryToken(ctx, addrs[0], token, "repository:"+ns.Name+"/blob:pull")
 	check(err)
 
-	fmt.Printf("blob GETs of %d MiB from S3 (SeaweedFS on this machine), %d per client; CPU-s/GB is each serving replica's CPU per GB it served\n", *blobMiB, *rounds)
+	fmt.Printf("blob GETs of %d MiB from S3 (the Versity S3 Gateway on this machine), %d per client; CPU-s/GB is each serving replica's CPU per GB it served\n", *blobMiB, *rounds)
 	cases := []struct {
 		name    string
 		targets []string

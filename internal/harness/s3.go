@@ -2,30 +2,39 @@ package harness
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/aws/aws-sdk-go/aws/credentials"
+	v4 "github.com/aws/aws-sdk-go/aws/signer/v4"
 )
 
-// S3 is a SeaweedFS server (`weed server -s3`, installed by make tools) answering S3
-// on a loopback port, with one bucket, for tests that keep blobs in S3.
+// S3 is a Versity S3 Gateway (`versitygw posix`, installed by make tools) answering
+// S3 on a loopback port with one bucket, its objects plain files under a directory.
+// It checks signatures: clients need AccessKey and SecretKey.
 type S3 struct {
 	// Endpoint is http://localhost:<port>: by name, since crane (go-containerregistry)
 	// refuses a redirect from a registry to a loopback IP literal (SSRF protection),
 	// and a presigned URL names the endpoint.
-	Endpoint string
-	Bucket   string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	logPath  string
+	Endpoint  string
+	Bucket    string
+	AccessKey string
+	SecretKey string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	logPath   string
 }
 
-// StartS3 runs SeaweedFS on loopback with its data in dir and makes bucket.
+// StartS3 runs the gateway on loopback with its data in dir and makes bucket.
 func StartS3(dir, bucket string) (*S3, error) {
 	return StartS3On(dir, bucket, "127.0.0.1")
 }
@@ -33,64 +42,88 @@ func StartS3(dir, bucket string) (*S3, error) {
 // StartS3On is StartS3 listening on ip (a node's address, for pods to reach it);
 // Endpoint then names ip.
 func StartS3On(dir, bucket, ip string) (*S3, error) {
-	weed, err := Tool("weed")
+	gateway, err := Tool("versitygw")
 	if err != nil {
 		return nil, err
 	}
-	ports := make([]int, 8)
-	for i := range ports {
-		if ports[i], err = FreePort(); err != nil {
-			return nil, err
-		}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
 	}
-	p := func(i int) string { return strconv.Itoa(ports[i]) }
-	logPath := dir + "/weed.log"
+	root := filepath.Join(dir, "s3")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "s3.log")
 	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	defer log.Close()
-	cmd := exec.Command(weed, "server", "-dir="+dir, "-ip="+ip, "-ip.bind="+ip,
-		"-master.port="+p(0), "-master.port.grpc="+p(1), "-volume.port="+p(2), "-volume.port.grpc="+p(3),
-		"-filer.port="+p(4), "-filer.port.grpc="+p(5), "-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7),
-		"-master.volumeSizeLimitMB=256", "-volume.max=16")
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
 	host := ip
 	if ip == "127.0.0.1" {
 		host = "localhost"
 	}
-	s := &S3{Endpoint: "http://" + net.JoinHostPort(host, p(6)), Bucket: bucket, cmd: cmd, done: make(chan struct{}), logPath: logPath}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s := &S3{Endpoint: "http://" + net.JoinHostPort(host, strconv.Itoa(port)), Bucket: bucket,
+		AccessKey: "pullgate-" + randomHex(4), SecretKey: randomHex(20), done: make(chan struct{}), logPath: logPath}
+	s.cmd = exec.Command(gateway, "--port", net.JoinHostPort(ip, strconv.Itoa(port)), "--quiet", "--health", "/healthz", "posix", root)
+	// The keys go in the environment, not the command line other users can read.
+	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// Anonymous S3 (no identities configured): a PUT makes the bucket once the
-	// gateway and the filer behind it answer.
-	if !Eventually(ctx, 2*time.Minute, func(ctx context.Context) bool {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, s.Endpoint+"/"+bucket, nil)
-		resp, err := http.DefaultClient.Do(req)
+	var last string
+	if !Eventually(ctx, time.Minute, func(ctx context.Context) bool {
+		status, err := s.createBucket(ctx)
 		if err != nil {
+			last = err.Error()
 			return false
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusConflict
+		last = status
+		return status == "200 OK"
 	}) {
 		s.Stop()
 		tail, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("SeaweedFS did not make bucket %s in time; its log:\n%s", bucket, lastBytes(tail, 4000))
+		return nil, fmt.Errorf("the S3 gateway did not make bucket %s in time (last answer: %s); its log:\n%s", bucket, last, lastBytes(tail, 4000))
 	}
 	return s, nil
 }
 
-// StorageParams are `registry serve`'s flags for this bucket, except the credentials.
+// createBucket sends a signed PUT of the bucket and returns the answer's status.
+func (s *S3) createBucket(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, s.Endpoint+"/"+s.Bucket, nil)
+	if err != nil {
+		return "", err
+	}
+	signer := v4.NewSigner(credentials.NewStaticCredentials(s.AccessKey, s.SecretKey, ""))
+	if _, err := signer.Sign(req, nil, "s3", "us-east-1", time.Now()); err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	return resp.Status, nil
+}
+
+// StorageParams are `registry serve`'s flags for this bucket, except the credentials
+// (CredentialParams, or a --storage-param-dir holding AccessKey and SecretKey).
 func (s *S3) StorageParams() []string {
 	return []string{"--storage", "s3",
 		"--storage-param", "bucket=" + s.Bucket, "--storage-param", "region=us-east-1",
 		"--storage-param", "regionendpoint=" + s.Endpoint, "--storage-param", "forcepathstyle=true",
 		"--storage-param", "secure=false"}
+}
+
+// CredentialParams are `registry serve`'s flags for the gateway's keys.
+func (s *S3) CredentialParams() []string {
+	return []string{"--storage-param", "accesskey=" + s.AccessKey, "--storage-param", "secretkey=" + s.SecretKey}
 }
 
 // Stop ends the server.
@@ -102,6 +135,12 @@ func (s *S3) Stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func lastBytes(b []byte, n int) string {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distribution/distribution/v3/registry/auth"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
@@ -123,14 +125,29 @@ func TestAPinnedWriteHasADeadline(t *testing.T) {
 	}
 }
 
-// A HEAD that finds a blob keeps it from the prune running now (a done pin; none when
-// no prune runs) and refreshes the repository's link to it once that is a minute old.
+// A HEAD of a blob keeps it from the prune running now: its pin is in storage before
+// the blob is looked up (so the prune either reads it or set the blob aside before,
+// and the lookup puts it back), and is left done for the prune. With no prune running
+// nothing is pinned, and a link a minute old is refreshed. A caller without pull
+// makes the registry write nothing.
 func TestHeadOfABlobKeepsItFromAPrune(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
 	f := fence{filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100})}
-	h := &pinnedWrites{fence: f, log: slog.New(slog.DiscardHandler)}
 	d := digest.FromString("layer")
+	var pinsAtLookup []pinned
+	lookup := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pinsAtLookup, _ = f.pins(ctx)
+		w.WriteHeader(http.StatusOK)
+	})
+	h := &pinnedWrites{next: lookup, fence: f, verifier: allowPull{}, log: slog.New(slog.DiscardHandler)}
+	head := func(auth string) int {
+		r := httptest.NewRequest(http.MethodHead, "/v2/a/app/blobs/"+d.String(), nil)
+		r.Header.Set("Authorization", auth)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
 	link := layerLinkPath("a/app", d)
 	if err := f.driver.PutContent(ctx, link, []byte(d)); err != nil {
 		t.Fatal(err)
@@ -139,7 +156,9 @@ func TestHeadOfABlobKeepsItFromAPrune(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(root, link), old, old); err != nil {
 		t.Fatal(err)
 	}
-	h.touch(httptest.NewRequest(http.MethodHead, "/v2/a/app/blobs/"+d.String(), nil), "a/app", d)
+	if code := head("pull"); code != http.StatusOK || len(pinsAtLookup) != 0 {
+		t.Errorf("a HEAD with no prune running: %d, %d pins", code, len(pinsAtLookup))
+	}
 	if pins, _ := f.list(ctx); len(pins) != 0 {
 		t.Errorf("a HEAD with no prune running left %d pins", len(pins))
 	}
@@ -149,9 +168,25 @@ func TestHeadOfABlobKeepsItFromAPrune(t *testing.T) {
 	if err := f.begin(ctx, "prune"); err != nil {
 		t.Fatal(err)
 	}
-	h.touch(httptest.NewRequest(http.MethodHead, "/v2/a/app/blobs/"+d.String(), nil), "a/app", d)
+	if code := head("pull"); code != http.StatusOK || len(pinsAtLookup) != 1 || pinsAtLookup[0].Digests[0] != d {
+		t.Errorf("a HEAD while a prune runs looked the blob up with pins %+v (answer %d); want its own pin already stored", pinsAtLookup, code)
+	}
 	pins, err := f.pins(ctx)
 	if err != nil || len(pins) != 1 || !pins[0].done || pins[0].Digests[0] != d {
 		t.Errorf("a HEAD while a prune runs left %+v (%v); want one done pin of the blob", pins, err)
 	}
+	head("none")
+	if after, _ := f.list(ctx); len(after) != 1 {
+		t.Errorf("a HEAD without pull while a prune runs left %d pins, want only the earlier one", len(after))
+	}
+}
+
+// allowPull grants everything to a request whose Authorization says "pull".
+type allowPull struct{}
+
+func (allowPull) Authorized(r *http.Request, _ ...auth.Access) (*auth.Grant, error) {
+	if r.Header.Get("Authorization") != "pull" {
+		return nil, errors.New("denied")
+	}
+	return &auth.Grant{}, nil
 }

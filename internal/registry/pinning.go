@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -19,8 +20,9 @@ import (
 //   - a manifest PUT is pinned from before distribution checks what it names until
 //     its tag and referrers index are written (distribution stores the manifest and
 //     tags it in two steps, and pullgate records the tag in the ImageStream between);
-//   - a blob HEAD that finds the blob — after which a client skips its upload and names
-//     it in a manifest — keeps it from a prune running now (a done pin) and refreshes
+//   - a blob HEAD — after which a client that finds the blob skips its upload and names
+//     it in a manifest — is pinned while a prune runs, from before the blob is looked
+//     up, so a blob it finds is one that prune keeps; one that finds the blob refreshes
 //     the repository's link to it, so a later prune counts its age from now.
 //
 // Only a caller whose token allows the push (or, for HEAD, the pull) is pinned:
@@ -42,11 +44,11 @@ func (h *pinnedWrites) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case kind == "manifests" && r.Method == http.MethodPut && granted(r, h.verifier, name, "push"):
 		h.putManifest(w, r, name)
 	case kind == "blobs" && r.Method == http.MethodHead:
-		rec := &statusRecorder{ResponseWriter: w}
-		h.next.ServeHTTP(rec, r)
-		if d, err := digest.Parse(ref); err == nil && rec.status == http.StatusOK {
-			h.touch(r, name, d)
+		if d, err := digest.Parse(ref); err == nil {
+			h.headBlob(w, r, name, d)
+			return
 		}
+		h.next.ServeHTTP(w, r)
 	default:
 		h.next.ServeHTTP(w, r)
 	}
@@ -105,15 +107,39 @@ func indexManifests(body []byte) []digest.Digest {
 	return out
 }
 
-// touch keeps blob d, just found in repo by a HEAD, from the prune running now and
-// refreshes repo's link to it.
-func (h *pinnedWrites) touch(r *http.Request, repo string, d digest.Digest) {
+// headBlob answers a HEAD of blob d in repo. While a prune runs, the HEAD is pinned
+// first and looks the blob up second (the fence's order): either the prune reads the
+// pin and keeps the blob, or it set the blob aside before the pin and the lookup puts
+// it back (pruneGuard) — or, if the prune's delete won, answers 404 and the client
+// uploads it. Pinning after the lookup, as this did before, left a window in which a
+// client was told "present" of a blob the prune then deleted, and its manifest was
+// refused. A HEAD that finds the blob refreshes repo's link to it.
+func (h *pinnedWrites) headBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) {
 	ctx := r.Context()
-	if running, err := h.fence.running(ctx); err == nil && running {
-		if _, p, err := h.fence.pin(ctx, blobPin(repo, d)); err == nil {
-			_ = p.release(ctx)
+	if running, err := h.fence.running(ctx); err == nil && running && granted(r, h.verifier, repo, "pull") {
+		pinCtx, p, err := h.fence.pin(ctx, blobPin(repo, d))
+		if err != nil {
+			h.log.Error("a blob HEAD could not be pinned against the prune running", "repository", repo, "err", err)
+			_ = errcode.ServeJSON(w, errcode.ErrorCodeUnavailable.WithMessage("registry storage is unavailable; try again"))
+			return
 		}
+		defer func() {
+			if err := p.release(ctx); err != nil {
+				h.log.Warn("a blob HEAD's pin could not be released; the blob is kept from prunes for an hour", "repository", repo, "err", err)
+			}
+		}()
+		r = r.WithContext(pinCtx)
 	}
+	rec := &statusRecorder{ResponseWriter: w}
+	h.next.ServeHTTP(rec, r)
+	if rec.status == http.StatusOK {
+		h.refreshLink(ctx, repo, d)
+	}
+}
+
+// refreshLink rewrites repo's link to blob d once it is touchAfter old, so a prune's
+// --keep-younger-than counts from the last time a client found the blob.
+func (h *pinnedWrites) refreshLink(ctx context.Context, repo string, d digest.Digest) {
 	link := layerLinkPath(repo, d)
 	if fi, err := h.fence.driver.Stat(ctx, link); err == nil && time.Since(fi.ModTime()) > touchAfter {
 		if err := h.fence.driver.PutContent(ctx, link, []byte(d.String())); err != nil {

@@ -29,7 +29,7 @@ import (
 const registryServiceIP = "10.96.100.100"
 
 // deploy/ installed on the real node as the README says (the image from make image's
-// builder in up's registry, S3 from SeaweedFS, 3 registry replicas, 2 controllers):
+// builder in up's registry, S3 from the Versity S3 Gateway, 3 registry replicas, 2 controllers):
 // the replicas become Ready, push and pull work through the registry's Service and a
 // pod runs from it, a deleted registry pod loses nothing acknowledged and is
 // replaced, and deploy/node installs the credential provider on the node.
@@ -89,7 +89,7 @@ func TestDeployOnTheRealNode(t *testing.T) {
 	// The two Secrets, as the README's commands make them.
 	kubectl("-n", "pullgate-system", "create", "secret", "generic", "pullgate-s3",
 		"--from-literal=bucket="+s3.Bucket, "--from-literal=region=us-east-1", "--from-literal=regionendpoint="+s3.Endpoint,
-		"--from-literal=forcepathstyle=true", "--from-literal=secure=false", "--from-literal=accesskey=any", "--from-literal=secretkey=any")
+		"--from-literal=forcepathstyle=true", "--from-literal=secure=false", "--from-literal=accesskey="+s3.AccessKey, "--from-literal=secretkey="+s3.SecretKey)
 	ca, err := pki.Open(filepath.Join(e.DataDir, "pki"))
 	if err != nil {
 		t.Fatal(err)

@@ -34,8 +34,7 @@ func TestOnlinePruneThroughReplicasOnS3LosesNoAcknowledgedPush(t *testing.T) {
 	}) {
 		t.Fatalf("the first push through the balancer: %v", err)
 	}
-	pruneArgs := append(c.s3.StorageParams(), "--storage-param", "accesskey=pullgate-test",
-		"--storage-param", "secretkey=not-checked-by-anonymous-seaweedfs", "--kubeconfig", env.Kubeconfig)
+	pruneArgs := append(append(c.s3.StorageParams(), c.s3.CredentialParams()...), "--kubeconfig", env.Kubeconfig)
 	st, prunes := harness.StressWhilePruning(t, ctx, harness.StressOptions{Registry: c.host, Namespace: ns, Token: token,
 		Pushers: 8, Repositories: 3, Duration: 90 * time.Second}, pruneArgs...)
 	interval := 0

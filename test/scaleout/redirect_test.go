@@ -28,8 +28,8 @@ func TestS3Redirect(t *testing.T) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	host := "localhost:" + strconv.Itoa(port)
-	p, err := harness.StartRegistryReplica(env.Kubeconfig, t.TempDir(), addr, host, s3, "--storage-redirect",
-		"--storage-param", "accesskey=pullgate-test", "--storage-param", "secretkey=not-checked")
+	p, err := harness.StartRegistryReplica(env.Kubeconfig, t.TempDir(), addr, host, s3,
+		append(s3.CredentialParams(), "--storage-redirect")...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func startCluster(t *testing.T, replicaArgs ...string) *cluster {
 
 	// The S3 credentials come from a directory, as a mounted Secret gives them.
 	params := t.TempDir()
-	for k, v := range map[string]string{"accesskey": "pullgate-test", "secretkey": "not-checked-by-anonymous-seaweedfs"} {
+	for k, v := range map[string]string{"accesskey": s3.AccessKey, "secretkey": s3.SecretKey} {
 		if err := os.WriteFile(filepath.Join(params, k), []byte(v+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
