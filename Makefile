@@ -48,8 +48,9 @@ up: build
 	$(BIN)/pullgate up $(UP_ARGS)
 
 ## test: everything — tools, go.mod tidy, vet, unit and end-to-end tests, fuzz targets.
+## gotestsum is go test with, at the end, every skipped test and the reason it gave.
 test: tools tidy build vet
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(BIN)/gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg -- -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) fuzz
 
 tools:

@@ -13,6 +13,14 @@ if ! "$bin/crane" version 2>/dev/null | grep -qx "$crane_version"; then
   GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/google/go-containerregistry/cmd/crane@$crane_version"
 fi
 
+# gotestsum runs make test: go test's own output, and at the end every skipped test
+# with the reason it gave (go test without -v hides them).
+gotestsum_version=v1.13.0
+if ! "$bin/gotestsum" --version 2>/dev/null | grep -q "${gotestsum_version#v}"; then
+  echo "installing gotestsum $gotestsum_version"
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "gotest.tools/gotestsum@$gotestsum_version"
+fi
+
 # The OCI distribution-spec conformance suite, at the commit the registry is held to.
 conformance_version=v0.0.0-20260831232431-97274622c111
 if [ "$(cat "$bin/.conformance-version" 2>/dev/null)" != "$conformance_version" ]; then

@@ -53,7 +53,7 @@ func main() {
 	benchstat.Check(err)
 	_, err = env.Admin.RbacV1().RoleBindings("dst").Create(ctx, pusherAdmin(), metav1.CreateOptions{})
 	benchstat.Check(err)
-	cfg, err := env.DockerConfig(os.TempDir(), token)
+	cfg, err := env.DockerConfig(env.DataDir, token)
 	benchstat.Check(err)
 	defer os.RemoveAll(cfg)
 	content := make([]byte, 50<<20)

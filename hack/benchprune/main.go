@@ -65,7 +65,7 @@ func load(ctx context.Context, upArgs []string, d time.Duration, prune bool) res
 	check(err)
 	token, err := env.Account(ctx, ns, "pusher", "edit")
 	check(err)
-	cfg, err := env.DockerConfig(os.TempDir(), token)
+	cfg, err := env.DockerConfig(env.DataDir, token)
 	check(err)
 	defer os.RemoveAll(cfg)
 	if !harness.Eventually(ctx, 30*time.Second, func(ctx context.Context) bool {

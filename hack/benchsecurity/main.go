@@ -40,7 +40,7 @@ func main() {
 	}
 	adminToken, err := env.Account(ctx, "owner", "admin", "admin")
 	check(err)
-	cfg, err := env.DockerConfig(os.TempDir(), adminToken)
+	cfg, err := env.DockerConfig(env.DataDir, adminToken)
 	check(err)
 	defer os.RemoveAll(cfg)
 	image := env.RegistryHost + "/owner/app:v1"

@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +30,13 @@ type registryClient struct {
 // run runs a client and returns its combined output; errors show the command
 // without the credentials.
 func run(ctx context.Context, name string, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return runCmd(exec.CommandContext(ctx, name, args...))
+}
+
+// runCmd is run of a command made already.
+func runCmd(cmd *exec.Cmd) (string, error) {
+	name, args := cmd.Args[0], cmd.Args[1:]
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		shown := make([]string, len(args))
 		for i, a := range args {
@@ -42,14 +50,57 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// podman runs podman with its own storage (podman wants a short runroot path).
-func podman(t *testing.T, args ...string) []string {
+// podmanHome is podman with everything it keeps in a directory of its own: storage,
+// runtime directory, configuration and temporary files — and, as an ordinary user,
+// the pause process that holds its user namespace, which would otherwise outlive the
+// test. All of it goes when the test ends.
+type podmanHome struct {
+	root string
+	env  []string
+}
+
+func newPodman(t *testing.T) *podmanHome {
+	// A short path: podman wants a short runroot.
 	root, err := os.MkdirTemp("", "pm")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	return append([]string{"--root", filepath.Join(root, "root"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs"}, args...)
+	p := &podmanHome{root: root}
+	for _, d := range []string{"run", "config", "data", "tmp"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.env = append(os.Environ(), "XDG_RUNTIME_DIR="+filepath.Join(root, "run"), "XDG_CONFIG_HOME="+filepath.Join(root, "config"),
+		"XDG_DATA_HOME="+filepath.Join(root, "data"), "TMPDIR="+filepath.Join(root, "tmp"))
+	t.Cleanup(p.remove)
+	return p
+}
+
+// command is podman args with this home's storage.
+func (p *podmanHome) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "podman", append([]string{"--root", filepath.Join(p.root, "storage"),
+		"--runroot", filepath.Join(p.root, "run", "storage"), "--storage-driver", "vfs"}, args...)...)
+	cmd.Env = p.env
+	return cmd
+}
+
+func (p *podmanHome) run(ctx context.Context, args ...string) (string, error) {
+	return runCmd(p.command(ctx, args...))
+}
+
+// remove deletes the home; as an ordinary user the files of images (owned by mapped
+// user IDs) are deleted from inside the user namespace, then its pause process ends.
+func (p *podmanHome) remove() {
+	if os.Geteuid() != 0 {
+		_ = p.command(context.Background(), "unshare", "rm", "-rf", filepath.Join(p.root, "storage")).Run()
+		if pid, err := os.ReadFile(filepath.Join(p.root, "run", "libpod", "tmp", "pause.pid")); err == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil {
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+	}
+	os.RemoveAll(p.root)
 }
 
 var clients = []registryClient{
@@ -69,14 +120,14 @@ var clients = []registryClient{
 		name: "podman",
 		push: func(ctx context.Context, t *testing.T, src, dst, token string) (string, error) {
 			creds := "pullgate:" + token
-			storage := podman(t)
-			if out, err := run(ctx, "podman", append(storage, "pull", "--tls-verify=false", "--creds", creds, src)...); err != nil {
+			pm := newPodman(t)
+			if out, err := pm.run(ctx, "pull", "--tls-verify=false", "--creds", creds, src); err != nil {
 				return out, err
 			}
-			return run(ctx, "podman", append(storage, "push", "--tls-verify=false", "--creds", creds, src, dst)...)
+			return pm.run(ctx, "push", "--tls-verify=false", "--creds", creds, src, dst)
 		},
 		pull: func(ctx context.Context, t *testing.T, image, token string) (string, error) {
-			return run(ctx, "podman", podman(t, "pull", "--tls-verify=false", "--creds", "pullgate:"+token, image)...)
+			return newPodman(t).run(ctx, "pull", "--tls-verify=false", "--creds", "pullgate:"+token, image)
 		},
 	},
 }

@@ -58,7 +58,7 @@ func requireRootlessPodman(t *testing.T) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	out, err := exec.Command("podman", podman(t, "unshare", "cat", "/proc/self/uid_map")...).CombinedOutput()
+	out, err := newPodman(t).command(context.Background(), "unshare", "cat", "/proc/self/uid_map").CombinedOutput()
 	ids := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if f := strings.Fields(line); len(f) == 3 {

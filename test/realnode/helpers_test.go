@@ -19,6 +19,7 @@ import (
 
 var (
 	appOnce  sync.Once
+	appDir   string // removed by TestMain
 	appLayer string
 	appErr   error
 )
@@ -32,6 +33,7 @@ func appTar(t *testing.T) string {
 			appErr = err
 			return
 		}
+		appDir = dir
 		build := exec.Command("go", "build", "-o", filepath.Join(dir, "app"), "./testdata/app")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {

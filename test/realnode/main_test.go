@@ -53,6 +53,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := runBoth(m)
+	if appDir != "" {
+		os.RemoveAll(appDir)
+	}
 	after, err := snapshotHost()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "realnode: reading the host:", err)
