@@ -51,7 +51,7 @@ func TestRegistryReplicaServesImageLookup(t *testing.T) {
 	addr, hookAddr := "127.0.0.1:"+strconv.Itoa(ports[0]), "127.0.0.1:"+strconv.Itoa(ports[1])
 	p, err := harness.StartRegistryReplica(env.Kubeconfig, t.TempDir(), addr, "localhost:"+strconv.Itoa(ports[0]), s3,
 		append(s3.CredentialParams(), "--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile, "--image-lookup-listen", hookAddr,
-		"--image-lookup-client-ca", controlplane.FrontProxyCAFile(env.DataDir), "--image-lookup-caller", controlplane.WebhookClientName)...)
+			"--image-lookup-client-ca", controlplane.FrontProxyCAFile(env.DataDir), "--image-lookup-caller", controlplane.WebhookClientName)...)
 	if err != nil {
 		t.Fatal(err)
 	}
