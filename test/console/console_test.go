@@ -6,6 +6,7 @@ package console
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,4 +354,50 @@ func TestConsoleCommand(t *testing.T) {
 	if err != nil || res.ExitCode == 0 || !strings.Contains(res.Stderr, "not a loopback address") {
 		t.Errorf("console --listen 0.0.0.0:0: %v exit %d %s", err, res.ExitCode, res.Stderr)
 	}
+}
+
+// up's console after someone else used its login link (a curl, another browser):
+// `pullgate console --url` prints a fresh link that logs this browser in, and the
+// session the earlier link opened ends.
+func TestUpsConsoleGivesAFreshLink(t *testing.T) {
+	ctx := harness.Context(t, time.Minute)
+	base := strings.Split(consoleURL(t), "/login")[0]
+	freshLink := func() string {
+		t.Helper()
+		res, err := harness.Run(ctx, harness.RunOptions{}, "console", "--url", "--data-dir", env.DataDir)
+		if err != nil || res.ExitCode != 0 || !strings.HasPrefix(res.Stdout, base+"/login?token=") {
+			t.Fatalf("pullgate console --url: %v exit %d\n%s%s", err, res.ExitCode, res.Stdout, res.Stderr)
+		}
+		return strings.TrimSpace(res.Stdout)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	link := freshLink()
+	curl, err := noRedirect.Get(link)
+	if err != nil || curl.StatusCode != http.StatusSeeOther {
+		t.Fatalf("curl of a login link: %v %v", err, curl)
+	}
+	curl.Body.Close()
+	if again, err := noRedirect.Get(link); err != nil || again.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a login link used twice: %v %v", err, again)
+	}
+	b := browser(t, ctx)
+	if err := chromedp.Do(b, chromedp.Navigate(freshLink()), chromedp.WaitVisible(chromedp.CSS("table"))); err != nil {
+		t.Fatalf("the fresh link: %v", err)
+	}
+	old, err := noRedirect.Do(withCookies(t, base+"/projects", curl.Cookies()))
+	if err != nil || old.StatusCode != http.StatusUnauthorized {
+		t.Errorf("curl's session after the fresh link was used: %v %v, want 401", err, old)
+	}
+}
+
+func withCookies(t *testing.T, url string, cookies []*http.Cookie) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	return r
 }

@@ -5,15 +5,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
@@ -60,6 +63,9 @@ Without --confirm it only says what it would reclaim.`,
   pullgate adm prune --storage s3 --storage-param bucket=images --storage-param region=eu-west-1 --confirm`,
 		Args: cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
+			if !cmd.Flags().Changed("kubeconfig") {
+				f = upAdminFactory(f, o.DataDir)
+			}
 			cmdutil.CheckErr(o.Complete(f))
 			cmdutil.CheckErr(o.Run(cmd.Context()))
 		},
@@ -127,4 +133,23 @@ func (o *PruneOptions) Run(ctx context.Context) error {
 	}
 	fmt.Fprintln(o.Out, rep)
 	return nil
+}
+
+// upAdminFactory is f, or — when nothing names a cluster (no --kubeconfig, no
+// $KUBECONFIG, no ~/.kube/config) and dataDir holds pullgate up's administrator
+// kubeconfig — a factory for that kubeconfig: `pullgate adm prune` on up's storage
+// then talks to up, not to localhost:8080.
+func upAdminFactory(f cmdutil.Factory, dataDir string) cmdutil.Factory {
+	admin := filepath.Join(dataDir, "admin.kubeconfig")
+	if _, err := os.Stat(admin); err != nil {
+		return f
+	}
+	for _, p := range clientcmd.NewDefaultClientConfigLoadingRules().GetLoadingPrecedence() {
+		if _, err := os.Stat(p); err == nil {
+			return f
+		}
+	}
+	kube := genericclioptions.NewConfigFlags(true)
+	kube.KubeConfig = &admin
+	return cmdutil.NewFactory(kube)
 }

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"pullgate.dev/pullgate/internal/registry/imageapi"
 )
@@ -55,5 +60,40 @@ func TestPruneCommand(t *testing.T) {
 		if !strings.HasPrefix(out.String(), want) || lock.held != locks {
 			t.Errorf("confirm %v: printed %q and took the lock %d times; want %q and %d", confirm, out, lock.held, want, locks)
 		}
+	}
+}
+
+// adm prune talks to up's API server when nothing else names a cluster, and to the
+// named one when something does.
+func TestPruneDefaultsToUpsAdministrator(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("KUBECONFIG", "")
+	dataDir, other := t.TempDir(), filepath.Join(t.TempDir(), "other.kubeconfig")
+	write := func(path, server string) {
+		cfg := clientcmdapi.NewConfig()
+		cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: server}
+		cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "t"}
+		cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+		cfg.CurrentContext = "c"
+		if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dataDir, "admin.kubeconfig"), "https://127.0.0.1:6443")
+	write(other, "https://other.example:6443")
+	host := func() string {
+		f := upAdminFactory(cmdutil.NewFactory(genericclioptions.NewConfigFlags(true)), dataDir)
+		cfg, err := f.ToRESTConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Host
+	}
+	if got := host(); got != "https://127.0.0.1:6443" {
+		t.Errorf("with no kubeconfig anywhere: %s, want up's", got)
+	}
+	t.Setenv("KUBECONFIG", other)
+	if got := host(); got != "https://other.example:6443" {
+		t.Errorf("with $KUBECONFIG set: %s, want the one it names", got)
 	}
 }

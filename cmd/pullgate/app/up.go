@@ -250,11 +250,15 @@ func (o *upOptions) Run(ctx context.Context) error {
 		// The console acts as the administrator up made, the kubeconfig it prints.
 		adminConfig, err := clientcmd.BuildConfigFromFlags("", plane.AdminKubeconfig)
 		if err == nil {
-			url, err := console.Start(ctx, adminConfig, o.consoleListen, log.With("component", "console"))
+			srv, url, err := console.Start(ctx, adminConfig, o.consoleListen, log.With("component", "console"))
 			if err != nil {
 				log.Warn("the web console did not start", "err", err)
+			} else {
+				consoleURL = "; console: " + url
+				if err := console.ServeLoginLinks(ctx, console.LinkSocket(plane.DataDir), srv); err != nil {
+					log.Warn("pullgate console --url cannot reach this console", "err", err)
+				}
 			}
-			consoleURL = "; console: " + url
 		}
 	}
 	fmt.Fprintf(o.out, "pullgate is ready: export KUBECONFIG=%s%s\n", plane.AdminKubeconfig, consoleURL)

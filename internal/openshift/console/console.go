@@ -67,6 +67,7 @@ type Server struct {
 	rbac     *rbacauthz.Authorizer
 	rbacCtx  context.Context
 	hosts    []string // the Host headers accepted: this listener's own names
+	base     string   // http://host:port of the listener
 }
 
 // New prepares a console for the user of cfg; Serve starts it on a listener.
@@ -86,7 +87,10 @@ func New(cfg *rest.Config) (*Server, error) {
 
 // URL is the address to open, with the one-time login token, for listener l.
 func (s *Server) URL(l net.Listener) string {
-	return "http://" + l.Addr().String() + "/login?token=" + s.loginToken
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.base = "http://" + l.Addr().String()
+	return s.base + "/login?token=" + s.loginToken
 }
 
 // Serve answers on l until it is closed. l must be on loopback.
@@ -190,7 +194,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	session := s.session
 	s.mu.Unlock()
 	if !ok {
-		http.Error(w, "this login link is not valid, or was used already: run pullgate console again for a new one", http.StatusUnauthorized)
+		http.Error(w, "this login link is not valid, or was used already: run pullgate console --url for a new one (pullgate up's console), or pullgate console again", http.StatusUnauthorized)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: session, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
@@ -244,10 +248,10 @@ func randomHex(n int) string {
 // Start serves a console for the user of cfg on addr (loopback; port 0 picks one)
 // until ctx ends, and returns the URL to open. The integrated registry's names are
 // read from where it publishes them, when it does.
-func Start(ctx context.Context, cfg *rest.Config, addr string, log *slog.Logger) (string, error) {
+func Start(ctx context.Context, cfg *rest.Config, addr string, log *slog.Logger) (*Server, string, error) {
 	s, err := New(cfg)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if log != nil {
 		s.Log = log
@@ -258,11 +262,11 @@ func Start(ctx context.Context, cfg *rest.Config, addr string, log *slog.Logger)
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("console: %w", err)
+		return nil, "", fmt.Errorf("console: %w", err)
 	}
 	if ip := l.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
 		l.Close()
-		return "", fmt.Errorf("console: %s is not a loopback address: the console serves only this machine", addr)
+		return nil, "", fmt.Errorf("console: %s is not a loopback address: the console serves only this machine", addr)
 	}
 	go func() { <-ctx.Done(); l.Close() }()
 	go func() {
@@ -270,5 +274,5 @@ func Start(ctx context.Context, cfg *rest.Config, addr string, log *slog.Logger)
 			s.Log.Error("console stopped", "err", err)
 		}
 	}()
-	return s.URL(l), nil
+	return s, s.URL(l), nil
 }
