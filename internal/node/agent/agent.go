@@ -108,6 +108,9 @@ type Agent struct {
 	backoff  *flowcontrol.Backoff
 	failures map[string]*pullFailure // podUID/image → the last failure
 	uids     map[string]string       // namespace/name → UID of the pods seen
+
+	imagesMu  sync.Mutex
+	published []corev1.ContainerImage // the images the node's status lists
 }
 
 type pullFailure struct {

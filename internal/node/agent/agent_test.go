@@ -374,3 +374,38 @@ func mustParse(t *testing.T, image string) name.Reference {
 	}
 	return ref
 }
+
+// The node's status lists an image as soon as a pod has pulled it, not at the next
+// status report: a pod that is then refused the image "on this node" (KEP-2535) is
+// explained against a node status that has it.
+func TestNodeStatusListsAnImageOnceAPodHasPulledIt(t *testing.T) {
+	image := basicRegistry(t, "dev", "right")
+	host := strings.SplitN(image, "/", 2)[0]
+	client := fake.NewClientset(pullSecret(t, "a", "good", host, "dev", "right"), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
+	a, _ := agentFor(t, client, Config{})
+	if w := syncPod(t, a, client, podWith("a", "first", image, "good")); w.Reason != ReasonPullOnly {
+		t.Fatalf("first pod: %s %s", w.Reason, w.Message)
+	}
+	node, err := client.CoreV1().Nodes().Get(context.Background(), "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(node.Status.Images) != 1 || !slices.Contains(node.Status.Images[0].Names, image) {
+		t.Errorf("the node's status after the pull lists %+v, want %s", node.Status.Images, image)
+	}
+	patches := 0
+	for _, act := range client.Actions() {
+		if act.GetVerb() == "patch" && act.GetResource().Resource == "nodes" {
+			patches++
+		}
+	}
+	syncPod(t, a, client, podWith("a", "second", image, "good"))
+	for _, act := range client.Actions() {
+		if act.GetVerb() == "patch" && act.GetResource().Resource == "nodes" {
+			patches--
+		}
+	}
+	if patches != 0 {
+		t.Errorf("a pod using the image already listed patched the node %d more times", -patches)
+	}
+}

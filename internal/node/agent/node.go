@@ -10,6 +10,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,12 +51,43 @@ func (a *Agent) nodeStatus() corev1.NodeStatus {
 			ContainerRuntimeVersion: "none://pull-only",
 		},
 	}
-	if images, err := a.puller.Store.Images(); err == nil {
-		for _, img := range images {
-			status.Images = append(status.Images, corev1.ContainerImage{Names: []string{img.Ref}, SizeBytes: img.Descriptor.Size})
-		}
-	}
+	status.Images, _ = a.storedImages()
 	return status
+}
+
+// storedImages are the images in the node's store, as the node's status lists them.
+func (a *Agent) storedImages() ([]corev1.ContainerImage, error) {
+	images, err := a.puller.Store.Images()
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.ContainerImage
+	for _, img := range images {
+		out = append(out, corev1.ContainerImage{Names: []string{img.Ref}, SizeBytes: img.Descriptor.Size})
+	}
+	return out, nil
+}
+
+// publishImages brings the node's status.images up to the store when a pull changed
+// it, before the pod that pulled is told: so whoever reads the node after a pod's
+// status (explain pull, the scheduler's image locality) sees what the pods see,
+// rather than the store as it was at the last status report, up to a minute ago.
+func (a *Agent) publishImages(ctx context.Context) {
+	a.imagesMu.Lock()
+	defer a.imagesMu.Unlock()
+	images, err := a.storedImages()
+	if err != nil || equality.Semantic.DeepEqual(images, a.published) {
+		return
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"images": images}})
+	if err != nil {
+		return
+	}
+	if _, err := a.cfg.Client.CoreV1().Nodes().Patch(ctx, a.cfg.NodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "pullgate-node"}, "status"); err != nil {
+		a.cfg.Log.Warn("the node's image list could not be updated; the next status report will", "node", a.cfg.NodeName, "err", err)
+		return
+	}
+	a.published = images
 }
 
 // register creates the Node, or brings an existing one's status up to date.
@@ -98,6 +130,9 @@ func (a *Agent) updateStatus(ctx context.Context, node *corev1.Node) error {
 	if _, err := a.cfg.Client.CoreV1().Nodes().Patch(ctx, a.cfg.NodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "pullgate-node"}, "status"); err != nil {
 		return fmt.Errorf("node %s status: %w", a.cfg.NodeName, err)
 	}
+	a.imagesMu.Lock()
+	a.published = fresh.Images
+	a.imagesMu.Unlock()
 	return nil
 }
 

@@ -231,6 +231,7 @@ func (a *Agent) pull(ctx context.Context, pod *corev1.Pod, c container, creds *p
 	}
 	a.succeeded(key)
 	a.metrics.pulled(took, res.Transferred, nil)
+	a.publishImages(ctx)
 	with := res.Used.Description
 	if res.TokenHost != "" {
 		with += ", token from " + res.TokenHost
