@@ -101,9 +101,12 @@ func runControllers(term context.Context, clients controllerClients, registryNam
 	factory.Start(term.Done())
 	labelled.Start(term.Done())
 	loops := []func() error{
-		func() error { return rb.Run(term, 2) },
-		func() error { return sa.Run(term, 2) },
-		func() error { return ps.Run(term, 16) },
+		// A namespace's role bindings and accounts gate its pull secrets, whose sync
+		// is five requests in a row: enough workers that a burst of namespaces waits
+		// on the API server, not on a queue (the raw rate needs ~64 writers).
+		func() error { return rb.Run(term, 16) },
+		func() error { return sa.Run(term, 16) },
+		func() error { return ps.Run(term, 64) },
 		func() error { return pf.Run(term, 2) },
 		func() error { return triggers.Run(term, 2) },
 	}

@@ -61,6 +61,8 @@ type upOptions struct {
 	// leaderElect runs pullgate's controllers in process (elected, as any replica).
 	leaderElect bool
 	// console serves the web console on consoleListen.
+	// profiling serves /debug/pprof on the API server.
+	profiling bool
 	console       bool
 	consoleListen string
 	// pullSecrets gives service accounts <sa>-dockercfg secrets.
@@ -129,6 +131,7 @@ and kube-controller-manager, in this process. Data, PKI and kubeconfigs live in
 	cmd.Flags().BoolVar(&o.pullSecrets, "serviceaccount-pull-secrets", true, "give every service account a <sa>-dockercfg pull secret for the integrated registry; false removes those written before (for kubelets that pull with pullgate credential-provider)")
 	cmd.Flags().BoolVar(&o.console, "console", true, "serve the web console on loopback, acting as the administrator up made, and print its URL with the ready line")
 	cmd.Flags().StringVar(&o.consoleListen, "console-listen", "127.0.0.1:0", "loopback address of the web console (port 0: any free port)")
+	cmd.Flags().BoolVar(&o.profiling, "profiling", false, "serve Go's profiles (heap, CPU, goroutines) of the whole process at the API server's /debug/pprof, to administrators: kubectl get --raw /debug/pprof/heap")
 	cmd.Flags().BoolVar(&o.leaderElect, "leader-elect", true, "run pullgate's controllers here, elected on Lease pullgate-system/pullgate-controllers; false leaves them to `pullgate controllers` or `registry serve` replicas")
 	cmd.Flags().StringVar(&o.node, "node", nodeAgent, "the node up runs: agent (pullgate's pull-only node agent, any user), kubelet (containerd, the real kubelet and kube-proxy; root, apt-get install -y containerd runc containernetworking-plugins) or none (join real nodes)")
 	cmd.Flags().IPVar(&o.nodeIP, "node-ip", nil, "--node kubelet: the node's address (default: the host's first IPv4 address off loopback)")
@@ -232,6 +235,7 @@ func (o *upOptions) Run(ctx context.Context) error {
 		BindAddress: o.bindAddress,
 		Controllers: o.controllers,
 		Verbosity:   o.verbosity,
+		Profiling:   o.profiling,
 		Logger:      log,
 	})
 	if err != nil {

@@ -31,6 +31,9 @@ type Config struct {
 	Controllers []string
 	// Verbosity raises the embedded components' log level (klog -v).
 	Verbosity int
+	// Profiling serves the API server's /debug/pprof: up is one process, so its
+	// profiles are all of up's (administrators only, as any non-resource URL).
+	Profiling bool
 	Logger    *slog.Logger
 }
 
@@ -138,6 +141,9 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	apiArgs := p.apiServerArgs(etcdURL, cfg.APIPort, cfg.BindAddress, ServiceCIDR, cfg.Verbosity)
+	if cfg.Profiling {
+		apiArgs = append(apiArgs, "--profiling=true") // the last of a flag wins
+	}
 	api := goRun("kube-apiserver", func() error { return runAPIServer(runCtx, apiArgs, listener) })
 
 	controllers := cfg.Controllers

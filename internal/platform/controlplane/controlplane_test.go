@@ -269,3 +269,26 @@ func TestAPIServerAdvertisesOnlyAReachableAddress(t *testing.T) {
 		}
 	}
 }
+
+// up --profiling turns the API server's /debug/pprof on by adding the flag after the
+// rest (the last of a flag wins); without it profiling stays off.
+func TestProfilingIsOffUnlessAsked(t *testing.T) {
+	p, err := preparePKI(t.TempDir(), "192.0.2.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := p.apiServerArgs("http://127.0.0.1:2379", 6443, "127.0.0.1", "10.96.0.0/12", 0)
+	for extra, want := range map[string]bool{"": false, "--profiling=true": true} {
+		all := args
+		if extra != "" {
+			all = append(append([]string{}, args...), extra)
+		}
+		api, err := parseAPIServerArgs(all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if api.Features.EnableProfiling != want {
+			t.Errorf("with %q: profiling %v, want %v", extra, api.Features.EnableProfiling, want)
+		}
+	}
+}
