@@ -53,7 +53,7 @@ var (
 	count    = flag.Int("namespaces", 2000, "namespaces to create in each burst")
 	parallel = flag.Int("parallel", 64, "concurrent creations (the raw rate's clients too)")
 	rawCount = flag.Int("raw", 20000, "ConfigMaps created to measure the raw create rate")
-	profile  = flag.String("profile-dir", "", "keep the heap and CPU profiles of the run with pullgate's controllers here")
+	profile  = flag.String("profile-dir", "bin/profiles", "where the heap and CPU profiles of the run with pullgate's controllers are kept")
 	kill     = flag.Bool("kill", true, "also run the burst once more, SIGKILLing up half way, and count the pull secrets after")
 )
 
@@ -62,9 +62,7 @@ func main() {
 	tmp, err := os.MkdirTemp("", "benchcontrollers-")
 	benchstat.Check(err)
 	defer os.RemoveAll(tmp)
-	if *profile == "" {
-		*profile = tmp
-	}
+	benchstat.Check(os.MkdirAll(*profile, 0o755))
 
 	rate := rawRate()
 	off := []string{"--leader-elect=false"} // pullgate's controllers off

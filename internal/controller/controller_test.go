@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -83,6 +84,12 @@ func (w *world) store(t *testing.T, obj runtime.Object) {
 			return
 		}
 		informer = w.labelled.Core().V1().Secrets().Informer()
+		// As the informer stores it: through the pull secrets' transform.
+		redacted, err := redactTokens(o.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj = redacted.(*corev1.Secret)
 	default:
 		return
 	}
@@ -165,6 +172,15 @@ func TestPullSecretIsMadeLinkedAndStable(t *testing.T) {
 	}
 
 	w.refresh(t, "a")
+	cached, err := c.secrets.Secrets("a").Get("default-dockercfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range cfg.Entries {
+		if bytes.Contains(cached.Data[corev1.DockerConfigKey], []byte(e.Password)) || bytes.Contains(cached.Data[corev1.DockerConfigKey], []byte(credentials.EncodeAuth(e.Username, e.Password))) {
+			t.Fatalf("the controller's cache holds the token: %s", cached.Data[corev1.DockerConfigKey])
+		}
+	}
 	writes := len(w.client.Actions())
 	if _, err := c.sync(ctx, "a/default"); err != nil {
 		t.Fatal(err)

@@ -82,6 +82,10 @@ func NewPullSecrets(client kubernetes.Interface, factory, labelled informers.Sha
 		lifetime:      defaultPullTokenLifetime,
 		keys:          &signingKeys{jwks: apiServerKeys(client)},
 	}
+	// The cache keeps each token's digest, not the token (see redactTokens).
+	if err := sec.Informer().SetTransform(redactTokens); err != nil {
+		return nil, err
+	}
 	c.Loop = reconcile.New("pullsecrets", c.sync, log)
 	c.Synced = []cache.InformerSynced{sa.Informer().HasSynced, sec.Informer().HasSynced}
 	if _, err := sa.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -216,14 +220,55 @@ func (c *PullSecrets) needsToken(ctx context.Context, secret *corev1.Secret) (ti
 	if !ok {
 		return refresh, "the secret was edited"
 	}
-	sum := sha256.Sum256([]byte(password))
-	if secret.Annotations[AnnotationTokenSHA256] != hex.EncodeToString(sum[:]) {
+	if secret.Annotations[AnnotationTokenSHA256] != tokenDigest(password) {
 		return refresh, "the token was edited"
 	}
 	if !c.keys.has(ctx, secret.Annotations[AnnotationTokenKeyID]) {
 		return refresh, "the API server's signing key changed"
 	}
 	return refresh, ""
+}
+
+// redactedPrefix marks a password the informer's cache replaced by its digest.
+const redactedPrefix = "sha256:"
+
+// redactTokens is the transform of the pull secrets' informer: in the cache, each
+// entry's password (the token) becomes its SHA-256 and its auth (the same token,
+// encoded) goes. The controller only needs to know whether a token changed, a
+// token is most of a pull secret's size, and a controller's memory then holds no
+// credential of any account. An entry that is not JSON is left for validData to
+// call edited.
+func redactTokens(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok || s.Type != corev1.SecretTypeDockercfg {
+		return obj, nil
+	}
+	var entries map[string]map[string]any
+	if json.Unmarshal(s.Data[corev1.DockerConfigKey], &entries) != nil {
+		return obj, nil
+	}
+	for _, e := range entries {
+		if p, ok := e["password"].(string); ok {
+			e["password"] = redactedPrefix + tokenDigest(p)
+		}
+		delete(e, "auth")
+	}
+	data, err := json.Marshal(entries)
+	if err != nil {
+		return obj, nil
+	}
+	s.Data = map[string][]byte{corev1.DockerConfigKey: data}
+	return s, nil
+}
+
+// tokenDigest is the hex SHA-256 of a token, from the token or from the digest the
+// cache keeps instead.
+func tokenDigest(password string) string {
+	if d, ok := strings.CutPrefix(password, redactedPrefix); ok {
+		return d
+	}
+	sum := sha256.Sum256([]byte(password))
+	return hex.EncodeToString(sum[:])
 }
 
 // validData returns the token if the secret holds exactly the entries it should.

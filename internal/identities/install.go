@@ -6,6 +6,7 @@ import (
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,7 +46,7 @@ func Access(subject Subject) []runtime.Object {
 	}
 	out = append(out, Node(), clusterRoleBinding(NodeRole, rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"}))
 	policy, binding := Admission()
-	return append(out, policy, binding)
+	return append(out, policy, binding, FlowSchema())
 }
 
 // bindingName is a binding's name: the role's for up's users, the role's with
@@ -145,6 +146,13 @@ func ensure(ctx context.Context, admin kubernetes.Interface, obj runtime.Object)
 			_, err := c.Update(ctx, existing, metav1.UpdateOptions{})
 			return err
 		}), "validatingadmissionpolicy", o.Name)
+	case *flowcontrolv1.FlowSchema:
+		c := admin.FlowcontrolV1().FlowSchemas()
+		return wrap(createOrReplace(ctx, o, c.Create, c.Get, func(ctx context.Context, existing *flowcontrolv1.FlowSchema) error {
+			existing.Spec = o.Spec
+			_, err := c.Update(ctx, existing, metav1.UpdateOptions{})
+			return err
+		}), "flowschema", o.Name)
 	case *admissionv1.ValidatingAdmissionPolicyBinding:
 		c := admin.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
 		return wrap(createOrReplace(ctx, o, c.Create, c.Get, func(ctx context.Context, existing *admissionv1.ValidatingAdmissionPolicyBinding) error {

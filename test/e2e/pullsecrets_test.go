@@ -232,3 +232,23 @@ func dockerConfigFromSecret(t *testing.T, secret *corev1.Secret) string {
 	t.Fatalf("secret %s/%s has no entry for %s", secret.Namespace, secret.Name, env.RegistryHost)
 	return ""
 }
+
+// The controllers' requests are served at the controller manager's priority
+// (FlowSchema pullgate-controllers → workload-high), not in global-default's shared
+// seats, where a burst of namespaces queued them.
+func TestControllersRequestsHaveTheControllerManagersPriority(t *testing.T) {
+	ctx := harness.Context(t, time.Minute)
+	ns := createNamespace(t, ctx, "priority")
+	waitForServiceAccount(t, ctx, ns, "builder")
+	metrics, err := env.Admin.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `apiserver_flowcontrol_dispatched_requests_total{flow_schema="pullgate-controllers",priority_level="workload-high"}`
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if strings.HasPrefix(line, want+" ") && !strings.HasSuffix(line, " 0") {
+			return
+		}
+	}
+	t.Errorf("no request of pullgate's controllers was dispatched at workload-high: the API server's metrics have no %s", want)
+}
