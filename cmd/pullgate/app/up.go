@@ -62,7 +62,7 @@ type upOptions struct {
 	leaderElect bool
 	// console serves the web console on consoleListen.
 	// profiling serves /debug/pprof on the API server.
-	profiling bool
+	profiling     bool
 	console       bool
 	consoleListen string
 	// pullSecrets gives service accounts <sa>-dockercfg secrets.
