@@ -60,9 +60,9 @@ type upOptions struct {
 	drainTimeout   time.Duration
 	// leaderElect runs pullgate's controllers in process (elected, as any replica).
 	leaderElect bool
-	// console serves the web console on consoleListen.
 	// profiling serves /debug/pprof on the API server.
-	profiling     bool
+	profiling bool
+	// console serves the web console on consoleListen.
 	console       bool
 	consoleListen string
 	// pullSecrets gives service accounts <sa>-dockercfg secrets.
