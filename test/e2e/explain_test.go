@@ -33,6 +33,11 @@ type gallery struct {
 }
 
 func (g *gallery) add(title, command, output string) {
+	// Explain reads the node as the pod saw it (the node agent lists an image in the
+	// node's status before it tells a pod about it).
+	if strings.Contains(output, "is on this node, but") && !strings.Contains(output, "on the node: yes") {
+		g.t.Errorf("%s: the pod's message says its image is on the node, explain pull says not:\n%s", title, output)
+	}
 	g.cases = append(g.cases, explainCase{title, command, output})
 }
 
