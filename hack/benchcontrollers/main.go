@@ -26,6 +26,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 
 	"pullgate.dev/pullgate/hack/internal/benchstat"
 	"pullgate.dev/pullgate/internal/harness"
@@ -59,9 +61,6 @@ var (
 
 func main() {
 	flag.Parse()
-	tmp, err := os.MkdirTemp("", "benchcontrollers-")
-	benchstat.Check(err)
-	defer os.RemoveAll(tmp)
 	benchstat.Check(os.MkdirAll(*profile, 0o755))
 
 	rate := rawRate()
@@ -303,6 +302,10 @@ func memory(env *harness.Env, client kubernetes.Interface) (heap, rss float64) {
 // has exactly one registry pull secret, linked once — and says so, or how many are
 // duplicated or missing when it gives up.
 func killed() {
+	// client-go narrates the connections the SIGKILL cuts; the count below says what
+	// matters.
+	klog.SetOutput(io.Discard)
+	klog.LogToStderr(false)
 	env, err := harness.Start(harness.Options{})
 	benchstat.Check(err)
 	defer env.Close()
