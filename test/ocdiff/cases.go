@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
 
 	"pullgate.dev/pullgate/internal/harness"
@@ -286,12 +287,16 @@ func (r *Runner) setup(ctx context.Context, step, ns string) error {
 		_, err := r.Dynamic.Resource(imageStreamTags).Namespace(ns).Create(ctx, ist, metav1.CreateOptions{})
 		return err
 	case setupPullLinked:
-		sa, err := r.Admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		if err != nil {
+		// pullgate's controller links the account's own pull secret meanwhile.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			sa, err := r.Admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: "pull"})
+			_, err = r.Admin.CoreV1().ServiceAccounts(ns).Update(ctx, sa, metav1.UpdateOptions{})
 			return err
-		}
-		sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: "pull"})
-		_, err = r.Admin.CoreV1().ServiceAccounts(ns).Update(ctx, sa, metav1.UpdateOptions{})
+		})
 		return err
 	}
 	return fmt.Errorf("unknown setup step")

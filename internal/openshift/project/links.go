@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // LinkChange is secrets linked to (Link) or unlinked from (Unlink) a service
@@ -46,8 +47,18 @@ func (c LinkChange) Validate() error {
 	return nil
 }
 
-// Link adds the secrets the account lacks, in the order given.
-func Link(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkResult, error) {
+// Link adds the secrets the account lacks, in the order given. An account changed
+// meanwhile (its own pull secret linked by pullgate's controller, in a new
+// namespace) is read again and the change made on it.
+func Link(ctx context.Context, client kubernetes.Interface, c LinkChange) (res LinkResult, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		res, err = link(ctx, client, c)
+		return err
+	})
+	return res, err
+}
+
+func link(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkResult, error) {
 	sa, res, names, err := c.read(ctx, client, false)
 	if err != nil {
 		return res, err
@@ -75,8 +86,17 @@ func Link(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkR
 }
 
 // Unlink removes the secrets from the account's secrets and imagePullSecrets. When
-// some no longer exist it says so with an error after unlinking them (oc's).
-func Unlink(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkResult, error) {
+// some no longer exist it says so with an error after unlinking them (oc's). A
+// conflict is retried on the account read again.
+func Unlink(ctx context.Context, client kubernetes.Interface, c LinkChange) (res LinkResult, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		res, err = unlink(ctx, client, c)
+		return err
+	})
+	return res, err
+}
+
+func unlink(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkResult, error) {
 	sa, res, names, err := c.read(ctx, client, true)
 	if err != nil {
 		return res, err

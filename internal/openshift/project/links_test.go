@@ -2,12 +2,16 @@ package project
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // Link puts a secret on imagePullSecrets (pull) or secrets (mount) once; missing
@@ -42,5 +46,40 @@ func TestLinkAndUnlink(t *testing.T) {
 	}
 	if _, err := Unlink(ctx, client, LinkChange{Namespace: "b", ServiceAccount: "default", Secrets: []string{"pull"}}); err == nil || err.Error() != "No valid secrets found or secrets not linked to service account" {
 		t.Errorf("unlink again: %v", err)
+	}
+}
+
+// An account changed between the read and the update (pullgate's controller linking
+// its own pull secret in a new namespace) is read again: the link is made on it and
+// nothing of the other change is lost.
+func TestLinkRetriesAConflict(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "default"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "pull"}})
+	conflicts := 0
+	client.PrependReactor("update", "serviceaccounts", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts > 0 {
+			return false, nil, nil
+		}
+		conflicts++
+		// The controller's write lands first.
+		sa, _ := client.Tracker().Get(corev1.SchemeGroupVersion.WithResource("serviceaccounts"), "b", "default")
+		linked := sa.(*corev1.ServiceAccount).DeepCopy()
+		linked.ImagePullSecrets = append(linked.ImagePullSecrets, corev1.LocalObjectReference{Name: "default-dockercfg"})
+		if err := client.Tracker().Update(corev1.SchemeGroupVersion.WithResource("serviceaccounts"), linked, "b"); err != nil {
+			t.Fatal(err)
+		}
+		return true, nil, apierrors.NewConflict(corev1.Resource("serviceaccounts"), "default", errors.New("the object has been modified"))
+	})
+	res, err := Link(ctx, client, LinkChange{Namespace: "b", ServiceAccount: "default", Secrets: []string{"pull"}, ForPull: true})
+	if err != nil || conflicts != 1 {
+		t.Fatalf("link after a conflict: %v (conflicts %d)", err, conflicts)
+	}
+	var names []string
+	for _, r := range res.ServiceAccount.ImagePullSecrets {
+		names = append(names, r.Name)
+	}
+	if !slices.Equal(names, []string{"default-dockercfg", "pull"}) {
+		t.Errorf("imagePullSecrets after the retry: %v, want the controller's and the user's", names)
 	}
 }
