@@ -113,7 +113,11 @@ func indexManifests(body []byte) []digest.Digest {
 // it back (pruneGuard) — or, if the prune's delete won, answers 404 and the client
 // uploads it. Pinning after the lookup, as this did before, left a window in which a
 // client was told "present" of a blob the prune then deleted, and its manifest was
-// refused. A HEAD that finds the blob refreshes repo's link to it.
+// refused. A HEAD that finds the blob refreshes repo's link to it. Left open: a prune
+// that begins after this HEAD and finishes before the client's manifest arrives may
+// still take a blob younger than the link's refresh and older than its
+// --keep-younger-than (0s in the stress tests); the manifest is then refused and
+// nothing acknowledged is lost.
 func (h *pinnedWrites) headBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) {
 	ctx := r.Context()
 	if running, err := h.fence.running(ctx); err == nil && running && granted(r, h.verifier, repo, "pull") {
