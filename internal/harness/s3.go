@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -65,7 +64,7 @@ func StartS3On(dir, bucket, ip string) (*S3, error) {
 		host = "localhost"
 	}
 	s := &S3{Endpoint: "http://" + net.JoinHostPort(host, strconv.Itoa(port)), Bucket: bucket,
-		AccessKey: "pullgate-" + randomHex(4), SecretKey: randomHex(20), done: make(chan struct{}), logPath: logPath}
+		AccessKey: "pullgate-" + rand.Text()[:8], SecretKey: rand.Text(), done: make(chan struct{}), logPath: logPath}
 	s.cmd = exec.Command(gateway, "--port", net.JoinHostPort(ip, strconv.Itoa(port)), "--quiet", "--health", "/healthz", "posix", root)
 	// The keys go in the environment, not the command line other users can read.
 	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
@@ -135,12 +134,6 @@ func (s *S3) Stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func lastBytes(b []byte, n int) string {

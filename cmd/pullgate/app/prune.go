@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,7 +64,7 @@ Without --confirm it only says what it would reclaim.`,
   pullgate adm prune --storage s3 --storage-param bucket=images --storage-param region=eu-west-1 --confirm`,
 		Args: cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			if !cmd.Flags().Changed("kubeconfig") {
+			if !slices.ContainsFunc([]string{"kubeconfig", "server", "context", "cluster", "user", "token"}, cmd.Flags().Changed) {
 				f = upAdminFactory(f, o.DataDir)
 			}
 			cmdutil.CheckErr(o.Complete(f))
@@ -135,7 +136,7 @@ func (o *PruneOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// upAdminFactory is f, or — when nothing names a cluster (no --kubeconfig, no
+// upAdminFactory is f, or — when nothing names a cluster (no kubeconfig flag, no
 // $KUBECONFIG, no ~/.kube/config) and dataDir holds pullgate up's administrator
 // kubeconfig — a factory for that kubeconfig: `pullgate adm prune` on up's storage
 // then talks to up, not to localhost:8080.

@@ -50,12 +50,8 @@ func (c LinkChange) Validate() error {
 // Link adds the secrets the account lacks, in the order given. An account changed
 // meanwhile (its own pull secret linked by pullgate's controller, in a new
 // namespace) is read again and the change made on it.
-func Link(ctx context.Context, client kubernetes.Interface, c LinkChange) (res LinkResult, err error) {
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		res, err = link(ctx, client, c)
-		return err
-	})
-	return res, err
+func Link(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkResult, error) {
+	return onFreshAccount(ctx, client, c, link)
 }
 
 func link(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkResult, error) {
@@ -88,9 +84,16 @@ func link(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkR
 // Unlink removes the secrets from the account's secrets and imagePullSecrets. When
 // some no longer exist it says so with an error after unlinking them (oc's). A
 // conflict is retried on the account read again.
-func Unlink(ctx context.Context, client kubernetes.Interface, c LinkChange) (res LinkResult, err error) {
+func Unlink(ctx context.Context, client kubernetes.Interface, c LinkChange) (LinkResult, error) {
+	return onFreshAccount(ctx, client, c, unlink)
+}
+
+// onFreshAccount runs change, which reads the account and updates it, again on a
+// conflict.
+func onFreshAccount(ctx context.Context, client kubernetes.Interface, c LinkChange,
+	change func(context.Context, kubernetes.Interface, LinkChange) (LinkResult, error)) (res LinkResult, err error) {
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		res, err = unlink(ctx, client, c)
+		res, err = change(ctx, client, c)
 		return err
 	})
 	return res, err
